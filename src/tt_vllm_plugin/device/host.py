@@ -1,0 +1,51 @@
+"""The host device: our PyTorch implementations of the model contract run here (CPU, or CUDA)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+HOST_TORCH_DEVICE_ENV = "TT_VLLM_HOST_TORCH_DEVICE"
+
+
+@dataclass(frozen=True)
+class HostDevice:
+    """Stands where tt-metal models get a ttnn mesh device: says where and in which dtype to compute."""
+
+    torch_device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def name(self) -> str:
+        return f"host ({self.torch_device.type}, {str(self.dtype).removeprefix('torch.')})"
+
+
+def host_torch_device() -> torch.device:
+    """The torch device the host device computes on, from ``TT_VLLM_HOST_TORCH_DEVICE`` (default cpu)."""
+    wanted = os.environ.get(HOST_TORCH_DEVICE_ENV, "cpu").strip().lower() or "cpu"
+    if wanted not in ("cpu", "cuda"):
+        raise ValueError(f"{HOST_TORCH_DEVICE_ENV}={wanted!r} is not supported; use 'cpu' or 'cuda'.")
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"{HOST_TORCH_DEVICE_ENV}=cuda but torch sees no CUDA device (torch {torch.__version__}); "
+            "unset it to run the host device on the CPU."
+        )
+    return torch.device(wanted)
+
+
+def open_host_device(dtype: torch.dtype) -> HostDevice:
+    return HostDevice(torch_device=host_torch_device(), dtype=dtype)
+
+
+def tolerate_missing_accelerator() -> None:
+    """Make ``torch.accelerator.empty_cache``/``empty_host_cache`` no-ops when torch has no accelerator.
+
+    vLLM's shutdown calls it for every platform that is not its own CPU platform, and on CPU-only
+    torch it raises "Cannot access accelerator device when none is available", turning a clean exit
+    into a traceback. vLLM's own CPU worker patches it the same way.
+    """
+    if not torch.accelerator.is_available():
+        torch.accelerator.empty_cache = lambda: None
+        torch.accelerator.empty_host_cache = lambda: None

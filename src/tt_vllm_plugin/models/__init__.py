@@ -1,0 +1,1 @@
+"""Models behind the TT model contract: host (PyTorch) implementations and tt-metal's, by architecture."""

@@ -1,0 +1,96 @@
+"""The model contract between the runner and a TT model (host or tt-metal).
+
+It mirrors the generator interface tt-metal's ``models/tt_transformers/tt/generator_vllm.py`` classes
+offer to vLLM, so the same runner drives our host models and Tenstorrent's ttnn models. The runner
+only ever talks to a model through this contract and the model's declared ``model_capabilities``.
+
+Conventions (all tensors on the host, in torch):
+
+``allocate_kv_cache(kv_cache_shape, dtype, num_layers)``
+    ``kv_cache_shape = (num_blocks, num_kv_heads, block_size, head_dim)``; returns one ``[K, V]`` pair per
+    layer. Block 0 is a real block like any other (vLLM hands out block ids from 0).
+
+``prefill_forward(tokens, page_table, kv_cache, prompt_lens, start_pos=None, ...)``
+    ``tokens``: (B, S) int64, row ``i`` holds request ``i``'s tokens from position 0 up to
+    ``prompt_lens[i]`` (zero padded after). ``start_pos[i]`` tokens of that row are already in the KV
+    cache (cached prefix or earlier prefill chunk): the model computes positions
+    ``start_pos[i] .. prompt_lens[i] - 1`` only, writes their K/V, and returns the logits of position
+    ``prompt_lens[i] - 1`` as (B, 1, vocab) float32. ``page_table``: (B, max_blocks) int32, zero padded,
+    covering at least ``ceil(prompt_lens[i] / block_size)`` blocks of each row. All B requests are
+    one call: a model must not assume B == 1.
+
+``decode_forward(tokens, start_pos, page_table, kv_cache, ...)``
+    ``tokens``: (max_batch, 1) int64; ``start_pos``: (max_batch,) int32 position of the token fed
+    (= number of tokens already cached), ``-1`` for an empty slot (the model must not write K/V for it
+    and its output row is meaningless); ``page_table``: (max_batch, max_blocks) int32, zero padded.
+    Shapes are padded to constants so a device trace can be replayed. Returns (max_batch, 1, vocab)
+    float32 logits, or (max_batch,) sampled token ids when ``sampling_params`` is given and the model
+    samples on device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+# Keys of ``model_capabilities``; an absent key means "unsupported" (Tenstorrent's convention).
+SUPPORTS_PREFIX_CACHING = "supports_prefix_caching"
+SUPPORTS_CHUNKED_PREFILL = "supports_chunked_prefill"
+SUPPORTS_ASYNC_DECODE = "supports_async_decode"
+SUPPORTS_SAMPLE_ON_DEVICE = "supports_sample_on_device"
+
+KVCache = list[list[torch.Tensor]]  # per layer: [K, V]
+
+
+@runtime_checkable
+class TTModel(Protocol):
+    """What the runner needs from a model; tt-metal's generator classes satisfy it as they are."""
+
+    model_capabilities: dict[str, bool]
+
+    @classmethod
+    def initialize_vllm_model(
+        cls,
+        hf_config: Any,
+        mesh_device: Any,
+        max_batch_size: int,
+        max_seq_len: int,
+        n_layers: int | None = None,
+        tt_data_parallel: int = 1,
+        optimizations: str = "performance",
+    ) -> TTModel: ...
+
+    def allocate_kv_cache(
+        self, kv_cache_shape: tuple[int, int, int, int], dtype: torch.dtype, num_layers: int
+    ) -> KVCache: ...
+
+    def prefill_forward(
+        self,
+        tokens: torch.Tensor,
+        page_table: torch.Tensor,
+        kv_cache: KVCache,
+        prompt_lens: torch.Tensor | Sequence[int],
+        start_pos: torch.Tensor | Sequence[int] | None = None,
+        enable_trace: bool = False,
+        sampling_params: Any = None,
+    ) -> torch.Tensor: ...
+
+    def decode_forward(
+        self,
+        tokens: torch.Tensor,
+        start_pos: torch.Tensor,
+        page_table: torch.Tensor,
+        kv_cache: KVCache,
+        enable_trace: bool = False,
+        read_from_device: bool = True,
+        sampling_params: Any = None,
+        reset_batch: bool = False,
+    ) -> torch.Tensor: ...
+
+
+def capability(model: Any, name: str) -> bool:
+    """Whether ``model`` declares capability ``name`` (absent key or no dict: unsupported)."""
+    caps = getattr(model, "model_capabilities", None) or {}
+    return bool(caps.get(name, False))

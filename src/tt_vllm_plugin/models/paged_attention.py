@@ -1,0 +1,143 @@
+"""Paged KV cache helpers for the host models, in plain torch.
+
+Cache layout per layer (the contract's): K and V each ``(num_blocks, num_kv_heads, block_size, head_dim)``.
+Token position ``p`` of a request lives in block ``page_table[p // block_size]`` at offset
+``p % block_size``. Everything here is vectorised over tokens; the only Python loop is over the
+requests of a prefill batch, whose attention shapes differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def block_coordinates(
+    page_table: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor, block_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(block id, offset in block) of each token; token ``j`` is position ``positions[j]`` of the
+    request whose page table row is ``rows[j]``."""
+    positions = positions.long()
+    blocks = page_table[rows.long(), positions // block_size].long()
+    return blocks, positions % block_size
+
+
+def write_kv(
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    blocks: torch.Tensor,
+    offsets: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+) -> None:
+    """Store ``k``/``v`` of shape (N, kv_heads, head_dim) at the given (block, offset) slots, in place."""
+    # Advanced indices around a slice put the token dimension first: the target is (N, kv_heads, head_dim).
+    k_cache[blocks, :, offsets] = k.to(k_cache.dtype)
+    v_cache[blocks, :, offsets] = v.to(v_cache.dtype)
+
+
+def gather_kv(
+    k_cache: torch.Tensor, v_cache: torch.Tensor, page_table: torch.Tensor, length: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """K/V of positions [0, length) of one request as (kv_heads, length, head_dim) each.
+
+    ``page_table`` is that request's row. Whole blocks are copied (cheaper than per-token indexing),
+    then the tail past ``length`` is cut off.
+    """
+    block_size = k_cache.shape[2]
+    num_blocks = -(-length // block_size)
+    ids = page_table[:num_blocks].long()
+
+    def gather(cache: torch.Tensor) -> torch.Tensor:
+        # Indexing the head-major view yields (kv_heads, num_blocks, block_size, head_dim) in one copy,
+        # in which blocks and offsets are adjacent, so merging them is a free view.
+        picked = cache.transpose(0, 1)[:, ids]
+        return picked.reshape(picked.shape[0], num_blocks * block_size, picked.shape[3])[:, :length]
+
+    return gather(k_cache), gather(v_cache)
+
+
+def gather_kv_batched(
+    k_cache: torch.Tensor, v_cache: torch.Tensor, page_table: torch.Tensor, max_length: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """K/V of positions [0, max_length) of every row of ``page_table`` as (B, kv_heads, L, head_dim),
+    L = ``max_length`` rounded up to whole blocks. Rows shorter than that get other blocks' data past
+    their end: callers mask by length."""
+    block_size = k_cache.shape[2]
+    num_blocks = -(-max_length // block_size)
+    ids = page_table[:, :num_blocks].long()
+
+    def gather(cache: torch.Tensor) -> torch.Tensor:
+        # One copy into (kv_heads, B, num_blocks, block_size, head_dim); the rest are views.
+        picked = cache.transpose(0, 1)[:, ids].transpose(0, 1)
+        batch, kv_heads, _, _, head_dim = picked.shape
+        return picked.reshape(batch, kv_heads, num_blocks * block_size, head_dim)
+
+    return gather(k_cache), gather(v_cache)
+
+
+def prefill_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    page_table: torch.Tensor,
+    start_pos: Sequence[int],
+    new_lens: Sequence[int],
+    scale: float,
+) -> torch.Tensor:
+    """Causal attention of a flat ragged batch of new tokens.
+
+    ``q`` (N, heads, head_dim) and ``k``/``v`` (N, kv_heads, head_dim) hold the new tokens of all
+    requests concatenated (request ``i`` has ``new_lens[i]`` of them, at positions
+    ``start_pos[i] ..``). Each request attends to its cached prefix [0, start_pos[i]), read from the
+    cache through its ``page_table`` row, plus its own new tokens. Returns (N, heads * head_dim).
+    The new tokens' K/V are expected to be written to the cache by the caller; they are used here
+    directly so the result does not depend on the cache dtype.
+    """
+    outputs = []
+    offset = 0
+    for row, (start, count) in enumerate(zip(start_pos, new_lens, strict=True)):
+        qi = q[offset : offset + count].transpose(0, 1)  # (heads, count, head_dim)
+        ki = k[offset : offset + count].transpose(0, 1)
+        vi = v[offset : offset + count].transpose(0, 1)
+        offset += count
+        if start == 0:
+            out = F.scaled_dot_product_attention(qi, ki, vi, is_causal=True, scale=scale, enable_gqa=True)
+        else:
+            prefix_k, prefix_v = gather_kv(k_cache, v_cache, page_table[row], start)
+            ki = torch.cat([prefix_k.to(ki.dtype), ki], dim=1)
+            vi = torch.cat([prefix_v.to(vi.dtype), vi], dim=1)
+            # Query j sits at position start + j and sees keys 0 .. start + j (bottom-right causal).
+            query_pos = torch.arange(start, start + count, device=q.device)
+            key_pos = torch.arange(start + count, device=q.device)
+            mask = key_pos[None, :] <= query_pos[:, None]
+            out = F.scaled_dot_product_attention(qi, ki, vi, attn_mask=mask, scale=scale, enable_gqa=True)
+        outputs.append(out.transpose(0, 1).reshape(count, -1))
+    return torch.cat(outputs, dim=0)
+
+
+def decode_attention(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    page_table: torch.Tensor,
+    positions: torch.Tensor,
+    scale: float,
+) -> torch.Tensor:
+    """One query per request against its cached K/V, all requests in one batched call.
+
+    ``q``: (B, heads, head_dim) at ``positions`` (B,); the token's own K/V must already be in the
+    cache, so request ``b`` attends to positions [0, positions[b]]. Returns (B, heads * head_dim).
+    """
+    max_length = int(positions.max().item()) + 1
+    keys, values = gather_kv_batched(k_cache, v_cache, page_table, max_length)
+    key_pos = torch.arange(keys.shape[2], device=q.device)
+    mask = (key_pos[None, :] <= positions.long()[:, None])[:, None, None, :]  # (B, 1, 1, L)
+    out = F.scaled_dot_product_attention(
+        q[:, :, None, :], keys.to(q.dtype), values.to(q.dtype), attn_mask=mask, scale=scale, enable_gqa=True
+    )
+    return out.reshape(q.shape[0], -1)

@@ -1,0 +1,190 @@
+"""TTPlatform: what vLLM asks of a hardware platform, for Tenstorrent devices and the host device.
+
+vLLM keeps scheduling, tokenising, the OpenAI server and metrics. This class tells vLLM which worker
+runs the model, which of vLLM's features the TT runner can honour (and refuses the rest with a clear
+message before the engine starts), and rewrites the model architecture to its ``TT``-prefixed
+implementation.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import psutil
+import torch
+from vllm.platforms.interface import Platform, PlatformEnum
+
+from tt_vllm_plugin.activation import DeviceChoice, resolve_device
+from tt_vllm_plugin.log import get_logger
+from tt_vllm_plugin.models import registry
+from tt_vllm_plugin.models.contract import (
+    SUPPORTS_CHUNKED_PREFILL,
+    SUPPORTS_PREFIX_CACHING,
+)
+from tt_vllm_plugin.options import tt_options_from_vllm_config
+from tt_vllm_plugin.version_check import check_vllm_version
+
+if TYPE_CHECKING:
+    from vllm.config import VllmConfig
+
+logger = get_logger(__name__)
+
+WORKER_QUALNAME = "tt_vllm_plugin.worker.worker.TTWorker"
+# Tenstorrent's server and examples use 64-token KV blocks; the host models run any size, and vLLM's
+# prefix cache hits land on block boundaries, so the host device keeps vLLM's smaller default.
+TTNN_BLOCK_SIZE = 64
+HOST_BLOCK_SIZE = 16
+
+
+class UnsupportedConfiguration(ValueError):
+    pass
+
+
+class TTPlatform(Platform):
+    _enum = PlatformEnum.OOT
+    device_name: str = "tt"
+    # The runner works on host tensors and hands them to the model contract; "cpu" is the torch
+    # device type vLLM uses for its own buffers (a custom name would need torch's privateuse1).
+    device_type: str = "cpu"
+    dispatch_key: str = "CPU"
+    dist_backend: str = "gloo"
+    simple_compile_backend: str = "eager"
+
+    @property
+    def supported_dtypes(self) -> list[torch.dtype]:
+        # fp32 first: an fp32 checkpoint with dtype "auto" stays fp32 (vLLM's default puts bf16 first).
+        return [torch.float32, torch.bfloat16, torch.float16]
+
+    @classmethod
+    def get_device_name(cls, device_id: int = 0) -> str:
+        return "tt"
+
+    @classmethod
+    def get_device_total_memory(cls, device_id: int = 0) -> int:
+        return psutil.virtual_memory().total
+
+    @classmethod
+    def set_device(cls, device: torch.device) -> None:
+        pass  # one device per worker; nothing to select
+
+    @classmethod
+    def manual_seed_all(cls, seed: int) -> None:
+        torch.manual_seed(seed)
+
+    @classmethod
+    def is_pin_memory_available(cls) -> bool:
+        return False
+
+    @classmethod
+    def import_kernels(cls) -> None:
+        pass  # the TT runner uses no vLLM custom ops
+
+    @classmethod
+    def update_block_size_for_backend(cls, vllm_config: VllmConfig) -> None:
+        pass  # set in check_and_update_config; vLLM's version asks attention backends we do not use
+
+    @classmethod
+    def check_and_update_config(cls, vllm_config: VllmConfig) -> None:
+        vllm_version = check_vllm_version()
+        device = resolve_device()
+        options = tt_options_from_vllm_config(vllm_config)
+        _reject_unsupported(vllm_config)
+
+        parallel = vllm_config.parallel_config
+        if parallel.worker_cls == "auto":
+            parallel.worker_cls = WORKER_QUALNAME
+
+        from vllm.config import CompilationMode
+        from vllm.config.compilation import CUDAGraphMode
+
+        # vLLM compiles and graph-captures its own model code; the TT runner does not run it.
+        compilation = vllm_config.compilation_config
+        compilation.mode = CompilationMode.NONE
+        compilation.cudagraph_mode = CUDAGraphMode.NONE
+        compilation.cudagraph_capture_sizes = []
+
+        cache = vllm_config.cache_config
+        if not cache.user_specified_block_size:
+            cache.block_size = TTNN_BLOCK_SIZE if device is DeviceChoice.TTNN else HOST_BLOCK_SIZE
+
+        model_config = vllm_config.model_config
+        if model_config is not None:
+            model_cls = _rewrite_architecture(model_config)
+            _gate_on_capabilities(vllm_config, model_cls)
+            if options.kv_cache_tokens is not None:
+                cache.num_gpu_blocks_override = -(-options.kv_cache_tokens // cache.block_size)
+
+        logger.info(
+            "Platform tt (tt-vllm-plugin) active on the %s device; vLLM %s",
+            device.value,
+            vllm_version,
+        )
+
+    @classmethod
+    def validate_request(cls, processed_inputs: Any, params: Any) -> None:
+        from vllm.sampling_params import SamplingParams
+
+        if not isinstance(params, SamplingParams):
+            raise ValueError(
+                f"{type(params).__name__} requests (pooling/embedding) are not supported on the tt platform; "
+                "only text generation is."
+            )
+
+
+def _reject_unsupported(vllm_config: VllmConfig) -> None:
+    """Refuse features the TT runner cannot honour, naming the option to change."""
+    parallel = vllm_config.parallel_config
+    problems = []
+    if parallel.tensor_parallel_size > 1 or parallel.pipeline_parallel_size > 1:
+        problems.append(
+            "tensor/pipeline parallelism through vLLM (the TT model shards itself over the mesh): "
+            "remove --tensor-parallel-size/--pipeline-parallel-size"
+        )
+    if vllm_config.speculative_config is not None:
+        problems.append("speculative decoding: remove --speculative-config")
+    if vllm_config.lora_config is not None:
+        problems.append("LoRA adapters: remove --enable-lora")
+    model_config = vllm_config.model_config
+    if model_config is not None:
+        if model_config.runner_type != "generate":
+            problems.append(f"the '{model_config.runner_type}' runner: only text generation is supported")
+        if model_config.is_encoder_decoder:
+            problems.append("encoder-decoder models")
+        if model_config.is_multimodal_model:
+            problems.append("multimodal models")
+    if problems:
+        raise UnsupportedConfiguration("Not supported on the tt platform: " + "; ".join(problems) + ".")
+
+
+def _rewrite_architecture(model_config: Any) -> type:
+    """Point the model at its TT implementation (``LlamaForCausalLM`` -> ``TTLlamaForCausalLM``)."""
+    hf_config = model_config.hf_config
+    architectures = list(getattr(hf_config, "architectures", None) or [])
+    if not architectures:
+        raise UnsupportedConfiguration(
+            f"The model config of {model_config.model!r} names no architecture; "
+            f"supported architectures: {', '.join(registry.supported_architectures())}."
+        )
+    arch = architectures[0]
+    tt_arch = arch if arch.startswith("TT") else registry.tt_architecture(arch)
+    model_cls = registry.load_model_class(tt_arch)  # raises listing the supported architectures
+    registry.register_with_vllm()
+    hf_config.architectures = [tt_arch]
+    return model_cls
+
+
+def _gate_on_capabilities(vllm_config: VllmConfig, model_cls: type) -> None:
+    """Turn off prefix caching / chunked prefill when the model does not declare them."""
+    capabilities = getattr(model_cls, "model_capabilities", None) or {}
+    cache = vllm_config.cache_config
+    if cache.enable_prefix_caching and not capabilities.get(SUPPORTS_PREFIX_CACHING, False):
+        logger.info("Prefix caching disabled: %s does not support it", model_cls.__name__)
+        cache.enable_prefix_caching = False
+    scheduler = vllm_config.scheduler_config
+    if scheduler.enable_chunked_prefill and not capabilities.get(SUPPORTS_CHUNKED_PREFILL, False):
+        logger.info("Chunked prefill disabled: %s does not support it", model_cls.__name__)
+        scheduler.enable_chunked_prefill = False
+        # Without chunking, one prompt must fit in a step.
+        scheduler.max_num_batched_tokens = max(
+            scheduler.max_num_batched_tokens, vllm_config.model_config.max_model_len
+        )

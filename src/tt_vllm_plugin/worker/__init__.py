@@ -1,0 +1,1 @@
+"""vLLM v1 worker side: TTWorker, TTModelRunner and the persistent input batch."""

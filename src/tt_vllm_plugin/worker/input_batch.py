@@ -1,0 +1,84 @@
+"""The persistent input batch: one slot per running request, kept across steps.
+
+vLLM's own ``InputBatch`` already keeps per-slot token ids, block tables and everything its sampler
+needs (temperatures, penalties, generators, logits processors for min_p / logit_bias / min_tokens,
+allowed and bad words), and adds, removes and condenses slots as requests come and go. Reusing it
+keeps sampling identical to vLLM's; this subclass adds the tensors the TT model contract takes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from vllm.v1.worker.gpu_input_batch import InputBatch
+
+
+@dataclass(frozen=True)
+class PrefillInputs:
+    """One batched ``prefill_forward`` call (see ``models/contract.py``)."""
+
+    rows: np.ndarray  # batch slots in this call
+    tokens: torch.Tensor  # (B, max_end) int64, each row's tokens [0, end), zero padded
+    page_table: torch.Tensor  # (B, max_blocks) int32, zero padded
+    prompt_lens: torch.Tensor  # (B,) int32: end of the computed range
+    start_pos: torch.Tensor  # (B,) int32: tokens already in the KV cache
+
+
+@dataclass(frozen=True)
+class DecodeInputs:
+    """One ``decode_forward`` call, padded to ``max_batch`` slots (-1 start_pos in empty ones)."""
+
+    rows: np.ndarray  # batch slots in this call; row i of the inputs is slot rows[i]
+    tokens: torch.Tensor  # (max_batch, 1) int64
+    start_pos: torch.Tensor  # (max_batch,) int32
+    page_table: torch.Tensor  # (max_batch, max_blocks) int32
+
+
+class TTInputBatch(InputBatch):
+    """vLLM's persistent batch plus the contract's views of it."""
+
+    def _page_table(self, rows: np.ndarray, num_rows: int, num_blocks: int) -> torch.Tensor:
+        table = self.block_table[0]
+        out = torch.zeros((num_rows, max(num_blocks, 1)), dtype=torch.int32)
+        if len(rows) and num_blocks:
+            out[: len(rows), :num_blocks] = table.get_cpu_tensor()[rows, :num_blocks]
+            # Rows keep stale ids past their own length after a slot is reused: zero them, as the
+            # contract promises zero padding.
+            used = torch.from_numpy(table.num_blocks_per_row[rows].astype(np.int64))
+            stale = torch.arange(num_blocks)[None, :] >= used[:, None]
+            out[: len(rows), :num_blocks][stale] = 0
+        return out
+
+    def prefill_inputs(self, rows: np.ndarray, ends: np.ndarray) -> PrefillInputs:
+        """Inputs computing tokens ``[num_computed, end)`` of each slot in ``rows``."""
+        max_end = int(ends.max())
+        tokens = torch.from_numpy(self.token_ids_cpu[rows, :max_end].astype(np.int64))
+        # Zero what lies past each row's end (later tokens of a chunked prompt, or stale ids).
+        tokens[torch.arange(max_end)[None, :] >= torch.from_numpy(ends)[:, None]] = 0
+        block_size = self.block_table[0].block_size
+        num_blocks = -(-max_end // block_size)
+        return PrefillInputs(
+            rows=rows,
+            tokens=tokens,
+            page_table=self._page_table(rows, len(rows), num_blocks),
+            prompt_lens=torch.from_numpy(ends.astype(np.int32)),
+            start_pos=torch.from_numpy(self.num_computed_tokens_cpu[rows].astype(np.int32)),
+        )
+
+    def decode_inputs(self, rows: np.ndarray, max_batch: int) -> DecodeInputs:
+        """Inputs feeding each slot's last token at position ``num_computed``."""
+        positions = self.num_computed_tokens_cpu[rows].astype(np.int64)
+        tokens = torch.zeros((max_batch, 1), dtype=torch.int64)
+        tokens[: len(rows), 0] = torch.from_numpy(self.token_ids_cpu[rows, positions].astype(np.int64))
+        start_pos = torch.full((max_batch,), -1, dtype=torch.int32)
+        start_pos[: len(rows)] = torch.from_numpy(positions.astype(np.int32))
+        block_size = self.block_table[0].block_size
+        num_blocks = int(positions.max()) // block_size + 1 if len(rows) else 1
+        return DecodeInputs(
+            rows=rows,
+            tokens=tokens,
+            start_pos=start_pos,
+            page_table=self._page_table(rows, max_batch, num_blocks),
+        )

@@ -1,0 +1,319 @@
+"""TTModelRunner: turns each vLLM ``SchedulerOutput`` into calls of the TT model contract.
+
+Per step: update the persistent batch (new, resumed, finished, preempted requests), split the
+scheduled requests into one batched prefill call (every request with prompt tokens to compute,
+honouring ``num_computed_tokens`` for cached prefixes and chunks) and one decode call, then sample
+every request's logits with vLLM's own ``Sampler`` and return a ``ModelRunnerOutput``.
+
+The runner knows nothing about the device: only the contract and the model's declared capabilities.
+Sampled tokens are written into the batch in the same step, so the next step's inputs never wait on
+the scheduler; that is what makes vLLM's async scheduling safe here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from vllm.config import VllmConfig
+from vllm.sampling_params import SamplingType
+from vllm.v1.core.sched.output import GrammarOutput, SchedulerOutput
+from vllm.v1.outputs import EMPTY_MODEL_RUNNER_OUTPUT, ModelRunnerOutput
+from vllm.v1.sample.logits_processor import build_logitsprocs
+from vllm.v1.sample.sampler import Sampler
+from vllm.v1.structured_output.utils import apply_grammar_bitmask
+from vllm.v1.worker.gpu_input_batch import CachedRequestState
+
+from tt_vllm_plugin.log import get_logger  # noqa: E402
+from tt_vllm_plugin.models import registry
+from tt_vllm_plugin.models.contract import KVCache, TTModel
+from tt_vllm_plugin.worker.input_batch import TTInputBatch
+
+logger = get_logger(__name__)
+
+
+@dataclass
+class _PendingStep:
+    """What ``execute_model`` leaves for ``sample_tokens`` (vLLM calls them back to back)."""
+
+    scheduler_output: SchedulerOutput
+    logits: torch.Tensor  # (num_reqs, vocab) float32, in batch order
+    # Slots whose computed range stops short of their known tokens (a prompt chunk): their sampled
+    # token is discarded, as vLLM's GPU runner does.
+    partial_rows: np.ndarray
+
+
+@dataclass(frozen=True)
+class StepTimes:
+    """Seconds spent in the model vs. everything else in the last step (for metrics and benchmarks)."""
+
+    model: float = 0.0
+    total: float = 0.0
+
+
+class TTModelRunner:
+    def __init__(self, vllm_config: VllmConfig, mesh_device: Any) -> None:
+        self.vllm_config = vllm_config
+        self.model_config = vllm_config.model_config
+        self.cache_config = vllm_config.cache_config
+        self.scheduler_config = vllm_config.scheduler_config
+        self.mesh_device = mesh_device
+
+        self.max_num_reqs = self.scheduler_config.max_num_seqs
+        self.max_model_len = self.model_config.max_model_len
+        self.block_size = self.cache_config.block_size
+        self.vocab_size = self.model_config.get_vocab_size()
+
+        # Not `self.model`: vLLM's in-process engine walks `model_runner.model` as an nn.Module at exit.
+        self.tt_model: TTModel | None = None
+        self.kv_cache: KVCache = []
+        self.input_batch: TTInputBatch | None = None
+        self.requests: dict[str, CachedRequestState] = {}
+        self.sampler = Sampler(
+            logprobs_mode=self.model_config.logprobs_mode,
+            use_fp64_gumbel=self.model_config.use_fp64_gumbel,
+        )
+        self._pending: _PendingStep | None = None
+        self.last_step_times = StepTimes()
+
+    # ---- start-up -------------------------------------------------------------------------------
+
+    def load_model(self) -> None:
+        hf_config = self.model_config.hf_config
+        model_cls = registry.load_model_class(hf_config.architectures[0])
+        start = time.perf_counter()
+        self.tt_model = model_cls.initialize_vllm_model(
+            hf_config,
+            self.mesh_device,
+            self.max_num_reqs,
+            self.max_model_len,
+        )
+        logger.info("Loaded %s in %.1f s", model_cls.__name__, time.perf_counter() - start)
+
+    def kv_cache_shape(self, num_blocks: int) -> tuple[int, int, int, int]:
+        """The contract's per-layer K/V shape: (num_blocks, num_kv_heads, block_size, head_dim)."""
+        return (
+            num_blocks,
+            self.model_config.get_total_num_kv_heads(),
+            self.block_size,
+            self.model_config.get_head_size(),
+        )
+
+    def initialize_kv_cache(self, num_blocks: int) -> None:
+        assert self.tt_model is not None, "load_model must run before the KV cache is allocated"
+        num_layers = self.model_config.get_num_layers(self.vllm_config.parallel_config)
+        self.kv_cache = self.tt_model.allocate_kv_cache(
+            self.kv_cache_shape(num_blocks), self.model_config.dtype, num_layers
+        )
+        self.input_batch = self._make_input_batch()
+        logger.info(
+            "KV cache: %d blocks of %d tokens (%d tokens) over %d layers",
+            num_blocks,
+            self.block_size,
+            num_blocks * self.block_size,
+            num_layers,
+        )
+
+    def _make_input_batch(self) -> TTInputBatch:
+        device = torch.device("cpu")  # sampling runs on the host whatever the model's device
+        custom = tuple(self.model_config.logits_processors or ())
+        return TTInputBatch(
+            max_num_reqs=self.max_num_reqs,
+            max_model_len=self.max_model_len,
+            max_num_batched_tokens=self.scheduler_config.max_num_batched_tokens,
+            device=device,
+            vocab_size=self.vocab_size,
+            block_sizes=[self.block_size],
+            max_num_blocks_per_req=[-(-self.max_model_len // self.block_size)],
+            logitsprocs=build_logitsprocs(self.vllm_config, device, False, False, custom),
+            logitsprocs_need_output_token_ids=bool(custom),
+        )
+
+    # ---- per step -------------------------------------------------------------------------------
+
+    def execute_model(self, scheduler_output: SchedulerOutput) -> ModelRunnerOutput | None:
+        step_start = time.perf_counter()
+        self._update_states(scheduler_output)
+        batch = self._batch()
+        if scheduler_output.total_num_scheduled_tokens == 0 or batch.num_reqs == 0:
+            return EMPTY_MODEL_RUNNER_OUTPUT
+
+        num_reqs = batch.num_reqs
+        scheduled = np.array(
+            [scheduler_output.num_scheduled_tokens[req_id] for req_id in batch.req_ids], dtype=np.int64
+        )
+        computed = batch.num_computed_tokens_cpu[:num_reqs].astype(np.int64)
+        known = batch.num_tokens_no_spec[:num_reqs].astype(np.int64)
+        ends = computed + scheduled
+        # A decode feeds exactly the last known token; anything else computes prompt (or, after a
+        # preemption, recomputed output) tokens and goes to the batched prefill.
+        is_decode = (scheduled == 1) & (ends == known) & (computed >= batch.num_prompt_tokens[:num_reqs])
+        decode_rows = np.flatnonzero(is_decode)
+        prefill_rows = np.flatnonzero(~is_decode)
+
+        logits = torch.empty((num_reqs, self.vocab_size), dtype=torch.float32)
+        model_start = time.perf_counter()
+        if len(prefill_rows):
+            inputs = batch.prefill_inputs(prefill_rows, ends[prefill_rows])
+            out = self.tt_model.prefill_forward(
+                inputs.tokens,
+                inputs.page_table,
+                self.kv_cache,
+                inputs.prompt_lens,
+                start_pos=inputs.start_pos,
+            )
+            logits[prefill_rows] = _as_logits(out, len(prefill_rows), self.vocab_size)
+        if len(decode_rows):
+            inputs = batch.decode_inputs(decode_rows, self.max_num_reqs)
+            out = self.tt_model.decode_forward(
+                inputs.tokens, inputs.start_pos, inputs.page_table, self.kv_cache
+            )
+            logits[decode_rows] = _as_logits(out, len(decode_rows), self.vocab_size)
+        model_seconds = time.perf_counter() - model_start
+
+        self._pending = _PendingStep(scheduler_output, logits, partial_rows=np.flatnonzero(ends < known))
+        self._step_model_seconds = model_seconds
+        self._step_start = step_start
+        return None  # the engine calls sample_tokens next, with the grammar bitmask if any
+
+    def sample_tokens(self, grammar_output: GrammarOutput | None) -> ModelRunnerOutput:
+        if self._pending is None:
+            return EMPTY_MODEL_RUNNER_OUTPUT
+        pending, self._pending = self._pending, None
+        batch = self._batch()
+        logits = pending.logits
+        if grammar_output is not None:
+            apply_grammar_bitmask(pending.scheduler_output, grammar_output, batch, logits)
+
+        # A discarded sample must not advance a seeded request's generator: keep and restore state.
+        saved_rng = {
+            int(i): batch.generators[int(i)].get_state()
+            for i in pending.partial_rows
+            if int(i) in batch.generators
+        }
+        sampler_output = self.sampler(logits=logits, sampling_metadata=batch.sampling_metadata)
+        for row, state in saved_rng.items():
+            batch.generators[row].set_state(state)
+
+        sampled = sampler_output.sampled_token_ids.view(-1).tolist()
+        sampled_token_ids: list[list[int]] = [[token] for token in sampled]
+        for row in pending.partial_rows:
+            sampled_token_ids[int(row)] = []
+        self._append_sampled_tokens(sampled_token_ids)
+
+        logprobs = None
+        if sampler_output.logprobs_tensors is not None:
+            logprobs = sampler_output.logprobs_tensors.tolists()
+
+        total = time.perf_counter() - self._step_start
+        self.last_step_times = StepTimes(model=self._step_model_seconds, total=total)
+        return ModelRunnerOutput(
+            req_ids=batch.req_ids.copy(),
+            req_id_to_index=batch.req_id_to_index.copy(),
+            sampled_token_ids=sampled_token_ids,
+            logprobs=logprobs,
+            prompt_logprobs_dict={},
+        )
+
+    # ---- state --------------------------------------------------------------------------------
+
+    def _batch(self) -> TTInputBatch:
+        assert self.input_batch is not None, "the KV cache must be initialised before the first step"
+        return self.input_batch
+
+    def _append_sampled_tokens(self, sampled_token_ids: Sequence[list[int]]) -> None:
+        """Record each sampled token in the batch and the request state (next step's input)."""
+        batch = self._batch()
+        for row, tokens in enumerate(sampled_token_ids):
+            if not tokens:
+                continue
+            start = int(batch.num_tokens_no_spec[row])
+            if start >= self.max_model_len:
+                continue  # async scheduling ran one step past the end; the scheduler drops it
+            batch.token_ids_cpu[row, start] = tokens[0]
+            batch.is_token_ids[row, start] = True
+            batch.num_tokens_no_spec[row] = start + 1
+            self.requests[batch.req_ids[row]].output_token_ids.append(tokens[0])
+
+    def _update_states(self, scheduler_output: SchedulerOutput) -> None:
+        """Bring the persistent batch in line with the scheduler (mirrors vLLM's GPU runner)."""
+        batch = self._batch()
+        for req_id in scheduler_output.finished_req_ids:
+            self.requests.pop(req_id, None)
+            batch.remove_request(req_id)
+
+        # Requests not scheduled this step (preempted, or waiting for budget) leave the batch but
+        # keep their state; they come back through the resumed path.
+        scheduled_ids = scheduler_output.num_scheduled_tokens.keys()
+        cached = scheduler_output.scheduled_cached_reqs
+        for req_id in batch.req_id_to_index.keys() - (scheduled_ids - cached.resumed_req_ids):
+            batch.remove_request(req_id)
+
+        to_add: list[CachedRequestState] = []
+        for new in scheduler_output.scheduled_new_reqs:
+            params = new.sampling_params
+            generator = None
+            if params is not None and params.sampling_type == SamplingType.RANDOM_SEED:
+                generator = torch.Generator(device="cpu")
+                generator.manual_seed(params.seed)
+            state = CachedRequestState(
+                req_id=new.req_id,
+                prompt_token_ids=new.prompt_token_ids,
+                mm_features=[],
+                sampling_params=params,
+                generator=generator,
+                block_ids=new.block_ids,
+                num_computed_tokens=new.num_computed_tokens,
+                output_token_ids=[],
+            )
+            self.requests[new.req_id] = state
+            to_add.append(state)
+
+        for i, req_id in enumerate(cached.req_ids):
+            state = self.requests[req_id]
+            state.num_computed_tokens = cached.num_computed_tokens[i]
+            new_block_ids = cached.new_block_ids[i]
+            resumed = req_id in cached.resumed_req_ids
+            if resumed:
+                # A resumed request got a fresh block list; its tokens are recomputed from scratch.
+                state.block_ids = new_block_ids
+                num_output = cached.num_output_tokens[i]
+                all_tokens = cached.all_token_ids.get(req_id)
+                if all_tokens is not None and num_output > 0:
+                    state.output_token_ids = list(all_tokens[-num_output:])
+                else:
+                    del state.output_token_ids[num_output:]
+                to_add.append(state)
+                continue
+            if new_block_ids is not None:
+                for block_ids, ids in zip(state.block_ids, new_block_ids, strict=True):
+                    block_ids.extend(ids)
+            row = batch.req_id_to_index.get(req_id)
+            num_output = cached.num_output_tokens[i]
+            if num_output < len(state.output_token_ids):
+                # The scheduler dropped tokens we sampled (e.g. one step past a stop under async
+                # scheduling): forget them so the next input is the scheduler's last token.
+                del state.output_token_ids[num_output:]
+                if row is not None:
+                    batch.num_tokens_no_spec[row] = batch.num_prompt_tokens[row] + num_output
+            if row is None:  # scheduled again after a step out of the batch
+                to_add.append(state)
+                continue
+            batch.num_computed_tokens_cpu[row] = state.num_computed_tokens
+            if new_block_ids is not None:
+                batch.block_table.append_row(new_block_ids, row)
+
+        for state in to_add:
+            batch.add_request(state)
+        batch.condense()
+        batch.refresh_metadata()
+
+
+def _as_logits(out: torch.Tensor, rows: int, vocab_size: int) -> torch.Tensor:
+    """The contract's (B, 1, vocab) logits as (rows, vocab) float32 on the host."""
+    out = out.reshape(out.shape[0], -1)[:rows, :vocab_size]
+    return out.to(device="cpu", dtype=torch.float32)

@@ -1,0 +1,149 @@
+"""TTWorker: the device, the model and the KV cache, for vLLM's v1 engine.
+
+vLLM calls, in order: ``init_device`` -> ``load_model`` -> ``get_kv_cache_spec`` ->
+``get_supported_kv_cache_layouts`` -> ``determine_available_memory`` -> ``initialize_from_config``
+-> ``compile_or_warm_up_model``; then ``execute_model`` / ``sample_tokens`` every step.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import psutil
+from vllm.config import VllmConfig
+from vllm.v1.core.sched.output import GrammarOutput, SchedulerOutput
+from vllm.v1.kv_cache_interface import FullAttentionSpec, KVCacheConfig, KVCacheSpec
+from vllm.v1.outputs import ModelRunnerOutput
+from vllm.v1.worker.worker_base import CompilationTimes, WorkerBase
+
+from tt_vllm_plugin.activation import DeviceChoice, resolve_device
+from tt_vllm_plugin.device.host import open_host_device, tolerate_missing_accelerator
+from tt_vllm_plugin.log import get_logger  # noqa: E402
+from tt_vllm_plugin.options import tt_options_from_vllm_config
+from tt_vllm_plugin.worker.model_runner import TTModelRunner
+
+logger = get_logger(__name__)
+
+# Tenstorrent's fallback KV budget when a model names none (max_tokens_all_users).
+DEFAULT_KV_CACHE_TOKENS = 131072
+# The KV layout the contract uses per layer: (blocks, kv heads, tokens, head dim).
+CONTRACT_KV_LAYOUT = "LBHNC"
+
+
+class TTWorker(WorkerBase):
+    def __init__(
+        self,
+        vllm_config: VllmConfig,
+        local_rank: int,
+        rank: int,
+        distributed_init_method: str,
+        is_driver_worker: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(vllm_config, local_rank, rank, distributed_init_method, is_driver_worker)
+        self.options = tt_options_from_vllm_config(vllm_config)
+        self.model_runner: TTModelRunner | None = None
+        self.device_choice: DeviceChoice | None = None
+
+    # ---- start-up -------------------------------------------------------------------------------
+
+    def init_device(self) -> None:
+        self.device_choice = resolve_device()
+        if self.device_choice is DeviceChoice.TTNN:
+            raise NotImplementedError(
+                "The ttnn device path is not wired into the worker yet; set TT_VLLM_DEVICE=host."
+            )
+        tolerate_missing_accelerator()
+        device = open_host_device(self.model_config.dtype)
+        logger.info("tt worker on the %s device", device.name)
+        self.model_runner = TTModelRunner(self.vllm_config, device)
+
+    def load_model(self, *, load_dummy_weights: bool = False) -> None:
+        self._runner().load_model()
+
+    def get_model(self) -> Any:
+        return self._runner().tt_model
+
+    def get_model_inspection(self) -> str:
+        model = self._runner().tt_model
+        return f"{type(model).__module__}.{type(model).__qualname__} on the tt platform"
+
+    def get_kv_cache_spec(self) -> dict[str, KVCacheSpec]:
+        runner = self._runner()
+        _, num_kv_heads, block_size, head_size = runner.kv_cache_shape(1)
+        spec = FullAttentionSpec(
+            block_size=block_size,
+            num_kv_heads=num_kv_heads,
+            head_size=head_size,
+            dtype=self.model_config.dtype,
+        )
+        num_layers = self.model_config.get_num_layers(self.parallel_config)
+        return {f"model.layers.{i}.self_attn": spec for i in range(num_layers)}
+
+    def get_supported_kv_cache_layouts(self) -> list[str]:
+        # vLLM would ask its attention backends, which the TT runner does not use.
+        return [CONTRACT_KV_LAYOUT]
+
+    def determine_available_memory(self) -> int:
+        """Bytes for the KV pool: a token budget (TT option ``kv_cache_tokens``, or vLLM's
+        ``--kv-cache-memory-bytes``, or Tenstorrent's 131072-token default), never more than
+        ``--gpu-memory-utilization`` of the host memory left after loading the model."""
+        spec = next(iter(self.get_kv_cache_spec().values()))
+        num_layers = self.model_config.get_num_layers(self.parallel_config)
+        bytes_per_token = spec.page_size_bytes * num_layers // spec.block_size
+        explicit = self.cache_config.kv_cache_memory_bytes
+        if explicit is not None:
+            return int(explicit)
+        tokens = self.options.kv_cache_tokens or DEFAULT_KV_CACHE_TOKENS
+        wanted = tokens * bytes_per_token
+        memory = psutil.virtual_memory()
+        rss = psutil.Process(os.getpid()).memory_info().rss
+        limit = int(memory.total * self.cache_config.gpu_memory_utilization) - rss
+        limit = min(limit, memory.available)
+        if wanted > limit:
+            logger.warning(
+                "KV budget of %d tokens (%.2f GiB) exceeds the memory allowed (%.2f GiB); using the latter",
+                tokens,
+                wanted / 2**30,
+                limit / 2**30,
+            )
+        return max(0, min(wanted, limit))
+
+    def initialize_from_config(self, kv_cache_config: KVCacheConfig) -> None:
+        self._runner().initialize_kv_cache(kv_cache_config.num_blocks)
+
+    def compile_or_warm_up_model(self) -> CompilationTimes:
+        return CompilationTimes(language_model=0.0, encoder=0.0)  # nothing is compiled
+
+    def update_max_model_len(self, max_model_len: int) -> None:
+        self.model_config.max_model_len = max_model_len
+        self._runner().max_model_len = max_model_len
+
+    def get_supported_tasks(self) -> tuple[str, ...]:
+        return ("generate",)
+
+    def get_cache_block_size_bytes(self) -> int:
+        spec = next(iter(self.get_kv_cache_spec().values()))
+        return spec.page_size_bytes
+
+    # ---- per step -------------------------------------------------------------------------------
+
+    def execute_model(self, scheduler_output: SchedulerOutput) -> ModelRunnerOutput | None:
+        return self._runner().execute_model(scheduler_output)
+
+    def sample_tokens(self, grammar_output: GrammarOutput | None) -> ModelRunnerOutput:
+        return self._runner().sample_tokens(grammar_output)
+
+    def check_health(self) -> None:
+        return
+
+    def shutdown(self) -> None:
+        if self.model_runner is not None:
+            self.model_runner.kv_cache = []
+            self.model_runner.tt_model = None
+
+    def _runner(self) -> TTModelRunner:
+        if self.model_runner is None:
+            raise RuntimeError("TTWorker.init_device must run first")
+        return self.model_runner

@@ -1,0 +1,59 @@
+"""Small random-weight models of each supported architecture, saved as HF folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+COMMON = dict(
+    vocab_size=512,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=512,
+    rms_norm_eps=1e-5,
+    bos_token_id=1,
+    eos_token_id=2,
+)
+
+
+def architecture_configs() -> dict[str, object]:
+    from transformers import LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
+
+    return {
+        "LlamaForCausalLM": LlamaConfig(
+            **COMMON,
+            rope_parameters={
+                "rope_type": "llama3",
+                "rope_theta": 500000.0,
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 64,
+            },
+            tie_word_embeddings=True,
+        ),
+        "Qwen2ForCausalLM": Qwen2Config(**COMMON, tie_word_embeddings=False),
+        "Qwen3ForCausalLM": Qwen3Config(**COMMON, head_dim=32, tie_word_embeddings=False),
+        "MistralForCausalLM": MistralConfig(**COMMON, sliding_window=None, tie_word_embeddings=False),
+    }
+
+
+def save_random_model(arch: str, folder: Path, seed: int = 0) -> Path:
+    from transformers import AutoModelForCausalLM
+
+    config = architecture_configs()[arch]
+    config.architectures = [arch]
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    # Random init leaves some weights tiny; scale up so logits differ clearly between tokens and a
+    # wrong implementation cannot agree with transformers by accident.
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() == 2:
+                param.normal_(0.0, 0.08)
+    model.save_pretrained(folder)
+    return folder

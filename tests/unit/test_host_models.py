@@ -1,0 +1,428 @@
+"""Host Llama-family models against transformers, on tiny random-weight checkpoints (fp32, CPU).
+
+Each architecture is saved with ``save_pretrained`` and loaded back through the TT model contract;
+prefill logits, greedy decoding through a padded, shuffled paged KV cache, and chunked / prefix-cached
+prefill are compared with transformers run one prompt at a time (no padding effects).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import (
+    AutoConfig,
+    LlamaConfig,
+    LlamaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
+    PreTrainedModel,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+)
+
+from tt_vllm_plugin.device.host import HostDevice
+from tt_vllm_plugin.models.contract import SUPPORTS_CHUNKED_PREFILL, SUPPORTS_PREFIX_CACHING, TTModel
+from tt_vllm_plugin.models.llama import HostLlamaFamilyModel, TTLlamaForCausalLM, TTMistralForCausalLM
+from tt_vllm_plugin.models.registry import (
+    TT_MODEL_CLASSES,
+    load_model_class,
+    register_with_vllm,
+    supported_architectures,
+    tt_architecture,
+)
+
+VOCAB = 512
+MAX_SEQ_LEN = 128
+BLOCK_SIZE = 4  # small, so every prompt spans several blocks
+CPU_FP32 = HostDevice(torch.device("cpu"), torch.float32)
+
+_COMMON = dict(
+    vocab_size=VOCAB,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=256,
+    initializer_range=0.05,  # peakier logits than the default, so greedy choices are not near-ties
+    bos_token_id=None,
+    eos_token_id=None,  # generate exactly max_new_tokens
+    pad_token_id=0,
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    make: Callable[[], tuple[object, type[PreTrainedModel]]]
+    save_kwargs: dict
+
+
+CASES = [
+    Case(
+        "llama-llama3-rope",
+        lambda: (
+            LlamaConfig(
+                **_COMMON,
+                rope_theta=500000.0,
+                rope_scaling={
+                    "rope_type": "llama3",
+                    "factor": 8.0,
+                    "low_freq_factor": 1.0,
+                    "high_freq_factor": 4.0,
+                    "original_max_position_embeddings": 32,
+                },
+            ),
+            LlamaForCausalLM,
+        ),
+        {},
+    ),
+    Case(
+        "llama-tied-bias-linear-rope",
+        lambda: (
+            LlamaConfig(
+                **_COMMON,
+                tie_word_embeddings=True,
+                attention_bias=True,
+                mlp_bias=True,
+                rope_scaling={"rope_type": "linear", "factor": 2.0},
+            ),
+            LlamaForCausalLM,
+        ),
+        {},
+    ),
+    # Sharded, to load through model.safetensors.index.json.
+    Case("qwen2-sharded", lambda: (Qwen2Config(**_COMMON), Qwen2ForCausalLM), {"max_shard_size": "100KB"}),
+    # head_dim 32 != hidden / heads, so it must come from the config.
+    Case("qwen3", lambda: (Qwen3Config(**_COMMON, head_dim=32), Qwen3ForCausalLM), {}),
+    Case("mistral", lambda: (MistralConfig(**_COMMON, sliding_window=None), MistralForCausalLM), {}),
+]
+
+
+@dataclass
+class Checkpoint:
+    case: Case
+    folder: Path
+    reference: PreTrainedModel  # transformers model with the same weights
+
+    def tt_model(self, **kwargs) -> HostLlamaFamilyModel:
+        config = AutoConfig.from_pretrained(self.folder)
+        cls = load_model_class(tt_architecture(config.architectures[0]))
+        return cls.initialize_vllm_model(
+            config, CPU_FP32, max_batch_size=8, max_seq_len=MAX_SEQ_LEN, **kwargs
+        )
+
+    def last_logits(self, prompt: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.reference(prompt[None]).logits[0, -1].float()
+
+    def greedy(self, prompt: torch.Tensor, steps: int) -> list[int]:
+        with torch.inference_mode():
+            out = self.reference.generate(prompt[None], max_new_tokens=steps, do_sample=False)
+        return out[0, len(prompt) :].tolist()
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[case.name for case in CASES])
+def checkpoint(request, tmp_path_factory) -> Checkpoint:
+    case: Case = request.param
+    torch.manual_seed(0)
+    config, model_cls = case.make()
+    config._attn_implementation = "eager"
+    model = model_cls(config).eval()
+    model.generation_config.pad_token_id = 0
+    model.generation_config.eos_token_id = None
+    folder = tmp_path_factory.mktemp(case.name)
+    model.save_pretrained(folder, **case.save_kwargs)
+    return Checkpoint(case, folder, model)
+
+
+def random_prompts(lengths: list[int], seed: int) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randint(1, VOCAB, (n,), generator=generator) for n in lengths]
+
+
+def padded_tokens(prompts: list[torch.Tensor], width: int | None = None) -> torch.Tensor:
+    tokens = torch.zeros(len(prompts), width or max(len(p) for p in prompts), dtype=torch.int64)
+    for row, prompt in enumerate(prompts):
+        tokens[row, : len(prompt)] = prompt
+    return tokens
+
+
+class BlockPool:
+    """Hands out blocks in a shuffled order, so requests' blocks are scattered and non-contiguous."""
+
+    def __init__(self, num_blocks: int, seed: int, first: int | None = None) -> None:
+        self.free = torch.randperm(num_blocks, generator=torch.Generator().manual_seed(seed)).tolist()
+        if first is not None:  # hand out this block first
+            self.free.remove(first)
+            self.free.insert(0, first)
+
+    def take(self, count: int) -> list[int]:
+        taken, self.free = self.free[:count], self.free[count:]
+        return taken
+
+
+def page_table(rows: list[list[int]], width: int) -> torch.Tensor:
+    table = torch.zeros(len(rows), width, dtype=torch.int32)
+    for row, blocks in enumerate(rows):
+        table[row, : len(blocks)] = torch.tensor(blocks, dtype=torch.int32)
+    return table
+
+
+def new_cache(model: HostLlamaFamilyModel, num_blocks: int, dtype: torch.dtype = torch.float32):
+    shape = (num_blocks, model.num_kv_heads, BLOCK_SIZE, model.head_dim)
+    return model.allocate_kv_cache(shape, dtype, len(model.weights.layers))
+
+
+def blocks_for(length: int) -> int:
+    return -(-length // BLOCK_SIZE)
+
+
+def test_satisfies_contract(checkpoint):
+    model = checkpoint.tt_model()
+    assert isinstance(model, TTModel)
+    assert model.model_capabilities == {SUPPORTS_PREFIX_CACHING: True, SUPPORTS_CHUNKED_PREFILL: True}
+
+
+def test_batched_prefill_matches_transformers(checkpoint):
+    model = checkpoint.tt_model()
+    prompts = random_prompts([7, 19, 3, 12], seed=1)
+    pool = BlockPool(32, seed=2)
+    table = page_table([pool.take(blocks_for(len(p))) for p in prompts], width=8)
+    kv_cache = new_cache(model, 32)
+
+    logits = model.prefill_forward(padded_tokens(prompts), table, kv_cache, [len(p) for p in prompts])
+
+    assert logits.shape == (len(prompts), 1, VOCAB) and logits.dtype == torch.float32
+    for row, prompt in enumerate(prompts):
+        torch.testing.assert_close(logits[row, 0], checkpoint.last_logits(prompt), atol=1e-4, rtol=1e-4)
+
+
+def test_greedy_decode_in_padded_batch_matches_generate(checkpoint):
+    model = checkpoint.tt_model()
+    steps, max_batch, width = 8, 6, 10
+    prompts = random_prompts([5, 13, 9], seed=3)
+    slots = [4, 0, 2]  # request i lives in decode slot slots[i]; slots 1, 3, 5 stay empty
+    # Request 0's first block is block 0, so a stray write by an empty slot (whose page table row is
+    # all zeros) would corrupt it and change its tokens.
+    pool = BlockPool(40, seed=4, first=0)
+    rows = [pool.take(blocks_for(len(p) + steps)) for p in prompts]
+    kv_cache = new_cache(model, 40)
+
+    logits = model.prefill_forward(
+        padded_tokens(prompts), page_table(rows, width), kv_cache, [len(p) for p in prompts]
+    )
+    generated = [[int(logits[i, 0].argmax())] for i in range(len(prompts))]
+
+    decode_table = torch.zeros(max_batch, width, dtype=torch.int32)
+    for request, slot in enumerate(slots):
+        decode_table[slot] = page_table([rows[request]], width)[0]
+    for _ in range(steps - 1):
+        tokens = torch.randint(1, VOCAB, (max_batch, 1))  # garbage in empty slots
+        start_pos = torch.full((max_batch,), -1, dtype=torch.int32)
+        for request, slot in enumerate(slots):
+            tokens[slot, 0] = generated[request][-1]
+            start_pos[slot] = len(prompts[request]) + len(generated[request]) - 1
+        out = model.decode_forward(tokens, start_pos, decode_table, kv_cache)
+        assert out.shape == (max_batch, 1, VOCAB) and out.dtype == torch.float32
+        for request, slot in enumerate(slots):
+            generated[request].append(int(out[slot, 0].argmax()))
+
+    for request, prompt in enumerate(prompts):
+        assert generated[request] == checkpoint.greedy(prompt, steps), f"request {request}"
+
+
+def test_chunked_prefill_matches_single_pass(checkpoint):
+    model = checkpoint.tt_model()
+    (prompt,) = random_prompts([13], seed=5)
+    table = page_table([BlockPool(16, seed=6).take(blocks_for(13))], width=6)
+    tokens = padded_tokens([prompt])
+
+    whole = model.prefill_forward(tokens, table, new_cache(model, 16), [13])
+    kv_cache = new_cache(model, 16)
+    model.prefill_forward(tokens, table, kv_cache, [5])  # first chunk ends mid-block
+    chunked = model.prefill_forward(tokens, table, kv_cache, [13], start_pos=[5])
+
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(chunked[0, 0], checkpoint.last_logits(prompt), atol=1e-4, rtol=1e-4)
+
+
+def test_prefix_cached_and_fresh_requests_in_one_prefill(checkpoint):
+    """Request B reuses A's first two cached blocks (prefix caching) and computes only its tail, in
+    the same call as a fresh request C."""
+    model = checkpoint.tt_model()
+    a, c = random_prompts([12, 6], seed=7)
+    b = torch.cat([a[:8], random_prompts([7], seed=8)[0]])
+    pool = BlockPool(32, seed=9)
+    rows_a = pool.take(blocks_for(12))
+    kv_cache = new_cache(model, 32)
+    model.prefill_forward(padded_tokens([a]), page_table([rows_a], 8), kv_cache, [12])
+
+    rows_b = rows_a[:2] + pool.take(blocks_for(len(b)) - 2)
+    rows_c = pool.take(blocks_for(6))
+    logits = model.prefill_forward(
+        padded_tokens([b, c]), page_table([rows_b, rows_c], 8), kv_cache, [len(b), 6], start_pos=[8, 0]
+    )
+
+    torch.testing.assert_close(logits[0, 0], checkpoint.last_logits(b), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(logits[1, 0], checkpoint.last_logits(c), atol=1e-4, rtol=1e-4)
+
+
+def test_n_layers_truncates(checkpoint):
+    model = checkpoint.tt_model(n_layers=1)
+    assert len(model.weights.layers) == 1
+    reference = (
+        type(checkpoint.reference)
+        .from_pretrained(checkpoint.folder, num_hidden_layers=1, attn_implementation="eager")
+        .eval()
+    )
+    (prompt,) = random_prompts([6], seed=10)
+    logits = model.prefill_forward(padded_tokens([prompt]), page_table([[3, 1]], 4), new_cache(model, 4), [6])
+    with torch.inference_mode():
+        expected = reference(prompt[None]).logits[0, -1]
+    torch.testing.assert_close(logits[0, 0], expected, atol=1e-4, rtol=1e-4)
+
+
+# ---- one architecture is enough for what follows
+
+
+@pytest.fixture(scope="module")
+def llama_folder(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("llama-plain")
+    LlamaForCausalLM(LlamaConfig(**_COMMON)).save_pretrained(folder)
+    return folder
+
+
+def test_empty_decode_slots_do_not_touch_the_cache(llama_folder):
+    model = TTLlamaForCausalLM.initialize_vllm_model(
+        AutoConfig.from_pretrained(llama_folder), CPU_FP32, 4, 64
+    )
+    kv_cache = new_cache(model, 8)
+    for k, v in kv_cache:
+        k.normal_()
+        v.normal_()
+    before = [[t.clone() for t in pair] for pair in kv_cache]
+    out = model.decode_forward(
+        torch.ones(4, 1, dtype=torch.int64),
+        torch.full((4,), -1, dtype=torch.int32),
+        torch.zeros(4, 2, dtype=torch.int32),
+        kv_cache,
+    )
+    assert out.shape == (4, 1, VOCAB)
+    for pair, saved in zip(kv_cache, before, strict=True):
+        assert all(torch.equal(t, s) for t, s in zip(pair, saved, strict=True))
+
+
+def test_bfloat16_runs_and_returns_float32_logits(llama_folder):
+    config = AutoConfig.from_pretrained(llama_folder)
+    fp32 = TTLlamaForCausalLM.initialize_vllm_model(config, CPU_FP32, 2, 64)
+    bf16 = TTLlamaForCausalLM.initialize_vllm_model(
+        config, HostDevice(torch.device("cpu"), torch.bfloat16), 2, 64
+    )
+    assert bf16.weights.embed.dtype == torch.bfloat16
+    (prompt,) = random_prompts([9], seed=11)
+    args = (padded_tokens([prompt]), page_table([[2, 0, 5]], 4))
+    expected = fp32.prefill_forward(*args, new_cache(fp32, 8), [9])
+    kv_cache = new_cache(bf16, 8, torch.bfloat16)
+    logits = bf16.prefill_forward(*args, kv_cache, [9])
+    assert logits.dtype == torch.float32
+    torch.testing.assert_close(logits, expected, atol=0.1, rtol=0.1)
+    step = bf16.decode_forward(
+        torch.tensor([[int(logits[0, 0].argmax())], [0]]),
+        torch.tensor([9, -1], dtype=torch.int32),
+        torch.tensor([[2, 0, 5, 0], [0, 0, 0, 0]], dtype=torch.int32),
+        kv_cache,
+    )
+    assert step.dtype == torch.float32 and torch.isfinite(step[0]).all()
+
+
+def test_sampling_params_not_supported_yet(llama_folder):
+    model = TTLlamaForCausalLM.initialize_vllm_model(
+        AutoConfig.from_pretrained(llama_folder), CPU_FP32, 1, 16
+    )
+    with pytest.raises(
+        NotImplementedError, match="on-device sampling is not implemented for host models yet"
+    ):
+        model.decode_forward(
+            torch.zeros(1, 1, dtype=torch.int64),
+            torch.zeros(1, dtype=torch.int32),
+            torch.zeros(1, 4, dtype=torch.int32),
+            new_cache(model, 4),
+            sampling_params=object(),
+        )
+
+
+def test_missing_weights_folder_is_named(tmp_path):
+    config = LlamaConfig(**_COMMON)
+    empty = tmp_path / "no-weights"
+    empty.mkdir()
+    config._name_or_path = str(empty)
+    with pytest.raises(FileNotFoundError, match=f"No safetensors weights found in '{empty}'"):
+        TTLlamaForCausalLM.initialize_vllm_model(config, CPU_FP32, 1, 16)
+    config._name_or_path = str(tmp_path / "does-not-exist")
+    with pytest.raises(FileNotFoundError, match="does-not-exist"):
+        TTLlamaForCausalLM.initialize_vllm_model(config, CPU_FP32, 1, 16)
+
+
+def test_missing_tensors_are_named(llama_folder):
+    config = AutoConfig.from_pretrained(llama_folder)
+    config.num_hidden_layers = 3  # the checkpoint has 2
+    with pytest.raises(ValueError, match=r"lacks tensors the model needs: model\.layers\.2\.input_layernorm"):
+        TTLlamaForCausalLM.initialize_vllm_model(config, CPU_FP32, 1, 16)
+
+
+def test_unsupported_configs_are_refused(llama_folder):
+    config = AutoConfig.from_pretrained(llama_folder)
+    config.rope_parameters = {"rope_type": "yarn", "factor": 4.0, "rope_theta": 10000.0}
+    with pytest.raises(NotImplementedError, match="RoPE type 'yarn' is not implemented"):
+        TTLlamaForCausalLM.initialize_vllm_model(config, CPU_FP32, 1, 16)
+    mistral = MistralConfig(**_COMMON, sliding_window=32)
+    with pytest.raises(NotImplementedError, match="sliding_window=32 < max_seq_len=64"):
+        TTMistralForCausalLM.initialize_vllm_model(mistral, CPU_FP32, 1, 64)
+
+
+def test_registry_names_and_classes():
+    assert supported_architectures() == [
+        "LlamaForCausalLM",
+        "MistralForCausalLM",
+        "Qwen2ForCausalLM",
+        "Qwen3ForCausalLM",
+    ]
+    assert tt_architecture("Qwen3ForCausalLM") == "TTQwen3ForCausalLM"
+    for name in TT_MODEL_CLASSES:
+        cls = load_model_class(name)
+        assert cls.__name__ == name and issubclass(cls, HostLlamaFamilyModel)
+
+
+def test_unknown_architecture_error_lists_supported():
+    with pytest.raises(ValueError) as error:
+        load_model_class(tt_architecture("GPT2LMHeadModel"))
+    assert str(error.value) == (
+        "Architecture 'GPT2LMHeadModel' has no TT implementation. Supported architectures: "
+        "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM."
+    )
+
+
+def test_register_with_vllm_is_idempotent():
+    from vllm import ModelRegistry
+
+    register_with_vllm()
+    register_with_vllm()
+    assert set(TT_MODEL_CLASSES) <= set(ModelRegistry.get_supported_archs())
+    assert ModelRegistry.models["TTQwen2ForCausalLM"].load_model_cls().__name__ == "TTQwen2ForCausalLM"
+
+
+def test_sharded_checkpoint_really_is_sharded(checkpoint):
+    index = checkpoint.folder / "model.safetensors.index.json"
+    if "max_shard_size" in checkpoint.case.save_kwargs:
+        assert len(set(json.loads(index.read_text())["weight_map"].values())) > 1
+    else:
+        assert not index.exists()
