@@ -8,6 +8,7 @@ implementation.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 import psutil
@@ -90,6 +91,10 @@ class TTPlatform(Platform):
         options = tt_options_from_vllm_config(vllm_config)
         _reject_unsupported(vllm_config)
 
+        # A forked engine core deadlocks in OpenMP when the parent already ran torch ops (a test that
+        # computed a reference, an app that preprocessed with torch); vLLM's CPU platform does the same.
+        os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+
         parallel = vllm_config.parallel_config
         if parallel.worker_cls == "auto":
             parallel.worker_cls = WORKER_QUALNAME
@@ -122,12 +127,21 @@ class TTPlatform(Platform):
 
     @classmethod
     def validate_request(cls, processed_inputs: Any, params: Any) -> None:
+        # VLLMValidationError, not ValueError: vLLM's async engine turns only its client errors into
+        # HTTP 400s; anything else becomes an empty 500.
+        from vllm.exceptions import VLLMValidationError
         from vllm.sampling_params import SamplingParams
 
         if not isinstance(params, SamplingParams):
-            raise ValueError(
+            raise VLLMValidationError(
                 f"{type(params).__name__} requests (pooling/embedding) are not supported on the tt platform; "
                 "only text generation is."
+            )
+        if params.prompt_logprobs is not None:
+            # The contract's prefill returns last-position logits only.
+            raise VLLMValidationError(
+                "prompt_logprobs is not supported on the tt platform yet; remove it from the request.",
+                parameter="prompt_logprobs",
             )
 
 

@@ -110,3 +110,16 @@ def test_prompt_longer_than_max_model_len_is_refused(llm):
     # The engine keeps serving afterwards.
     out = llm.generate(["Hi"], SamplingParams(temperature=0.0, max_tokens=2))
     assert len(out[0].outputs[0].token_ids) == 2
+
+
+def test_seeded_sampling_is_reproducible_and_independent_of_the_batch(llm):
+    from vllm import SamplingParams
+
+    def sample(prompts, seed):
+        params = SamplingParams(temperature=1.0, top_p=0.9, top_k=50, seed=seed, max_tokens=16)
+        return [list(o.outputs[0].token_ids) for o in llm.generate(prompts, params)]
+
+    alone = sample(["Tell me about cats."], seed=7)[0]
+    in_batch = sample(["Tell me about cats.", "Another prompt entirely", "1, 2, 3"], seed=7)[0]
+    assert alone == in_batch
+    assert sample(["Tell me about cats."], seed=8)[0] != alone

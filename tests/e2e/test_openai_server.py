@@ -90,3 +90,16 @@ def test_prompt_longer_than_context_is_a_400_and_the_server_keeps_serving(client
     assert requests.get(f"{server.base_url}/health", timeout=5).status_code == 200
     again = client.completions.create(model=SERVED_NAME, prompt="Hi", max_tokens=2, temperature=0.0)
     assert again.usage.completion_tokens == 2
+
+
+def test_unsupported_prompt_logprobs_is_a_400_naming_the_feature(client):
+    with pytest.raises(openai.BadRequestError) as error:
+        client.completions.create(
+            model=SERVED_NAME, prompt="Hi", max_tokens=2, extra_body={"prompt_logprobs": 1}
+        )
+    assert error.value.status_code == 400
+    assert "prompt_logprobs is not supported on the tt platform yet; remove it from the request." in str(
+        error.value
+    )
+    again = client.completions.create(model=SERVED_NAME, prompt="Hi", max_tokens=2, temperature=0.0)
+    assert again.usage.completion_tokens == 2
