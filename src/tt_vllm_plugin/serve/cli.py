@@ -1,0 +1,263 @@
+"""tt-serve: pick the vLLM platform plugin for a model, check it, and run vLLM's OpenAI server with it.
+
+    tt-serve resolve MODEL [--backend B] [--config F] [--json]
+    tt-serve serve MODEL [--backend B] [--config F] [--dry-run] [--json] [--allow-untrusted]
+                         [vLLM args] [-- vLLM args]
+    tt-serve backends [--config F] [--json]
+    tt-serve doctor [--config F] [--quick]
+
+Arguments after MODEL that tt-serve does not know go to vLLM; everything after ``--`` goes to vLLM
+verbatim (use it for vLLM's own ``--config``, which tt-serve's ``--config`` would otherwise take).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from tt_vllm_plugin.serve.config import CONFIG_ENV, ServerConfig, load_config
+from tt_vllm_plugin.serve.errors import ExitCode, ServeError
+
+if TYPE_CHECKING:  # the heavier modules are imported by the command that needs them
+    from tt_vllm_plugin.serve.resolve import Resolution
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tt-serve",
+        description="Choose the vLLM plugin backend (metal, forge, host) for a model and run vLLM's "
+        "OpenAI-compatible server with exactly that plugin.",
+        epilog="exit statuses: "
+        + ", ".join(f"{int(code)} {code.name.lower().replace('_', ' ')}" for code in ExitCode)
+        + "; serve otherwise exits with the server's status (128+N if it was killed by signal N).",
+        allow_abbrev=False,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str, epilog: str | None = None) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name, help=help_text, description=help_text, epilog=epilog, allow_abbrev=False
+        )
+        sub.add_argument(
+            "--config",
+            metavar="FILE",
+            default=os.environ.get(CONFIG_ENV) or None,
+            help=f"server config file, TOML or YAML (default: ${CONFIG_ENV})",
+        )
+        return sub
+
+    resolve = add("resolve", "print which backend would serve MODEL, and why")
+    resolve.add_argument("model", metavar="MODEL", help="model alias, local folder or Hugging Face id")
+    resolve.add_argument("--backend", metavar="B", help="use this backend (highest precedence)")
+    resolve.add_argument("--json", action="store_true", help="print JSON")
+
+    serve = add(
+        "serve",
+        "start vLLM's OpenAI-compatible server for MODEL with the resolved backend",
+        epilog="Arguments after MODEL that tt-serve does not know are passed to vLLM (e.g. --port 8000 "
+        "--max-model-len 4096); everything after -- goes to vLLM verbatim (e.g. -- --config vllm.yaml for "
+        "vLLM's own --config).",
+    )
+    serve.add_argument(
+        "model", metavar="MODEL", help="model alias (smollm2-135m-instruct), local folder or HF id"
+    )
+    serve.add_argument("--backend", metavar="B", help="use this backend (highest precedence)")
+    serve.add_argument(
+        "--dry-run", action="store_true", help="print the environment and command, do not start"
+    )
+    serve.add_argument("--json", action="store_true", help="with --dry-run: print JSON")
+    serve.add_argument(
+        "--allow-untrusted",
+        action="store_true",
+        help="run a plugin that is not on the trust allowlist or does not match its pin (explicit override)",
+    )
+
+    backends = add("backends", "list the catalog's backends and their state on this machine")
+    backends.add_argument("--json", action="store_true", help="print JSON")
+
+    doctor = add("doctor", "check the whole set-up and say what to fix")
+    doctor.add_argument("--quick", action="store_true", help="skip the slow probes (ttnn, platform import)")
+    return parser
+
+
+def _error(message: str, code: int) -> int:
+    print(f"tt-serve: error: {message}", file=sys.stderr)
+    return code
+
+
+def _config(path: str | None) -> ServerConfig:
+    return load_config(path) if path else ServerConfig()
+
+
+def _resolution(args: argparse.Namespace, config: ServerConfig) -> Resolution:
+    from tt_vllm_plugin.serve.checks import find_distribution
+    from tt_vllm_plugin.serve.hardware import detect
+    from tt_vllm_plugin.serve.models import locate_model
+    from tt_vllm_plugin.serve.resolve import resolve
+
+    return resolve(
+        locate_model(args.model),
+        cli_backend=args.backend,
+        config=config,
+        catalog=config.catalog(),
+        hardware=detect,
+        is_installed=lambda dist: find_distribution(dist) is not None,
+    )
+
+
+def cmd_resolve(args: argparse.Namespace) -> int:
+    resolution = _resolution(args, _config(args.config))
+    if args.json:
+        print(json.dumps(resolution.as_dict(), indent=2))
+        return ExitCode.OK
+    b = resolution.backend
+    target = f" -> {resolution.model.target}" if resolution.model.target != resolution.model.name else ""
+    print(f"model:      {resolution.model.name}{target}")
+    print(f"backend:    {b.name} (distribution {b.distribution}, entry point {b.entry_point})")
+    print(f"decided by: {resolution.source.label}")
+    print(f"reason:     {resolution.reason}")
+    print("steps:")
+    for i, step in enumerate(resolution.steps, 1):
+        print(f"  {i}. {step.source.label:<19} {step.finding}{'  <- decides' if step.decides else ''}")
+    return ExitCode.OK
+
+
+def cmd_serve(args: argparse.Namespace, vllm_args: list[str]) -> int:
+    from tt_vllm_plugin.serve.checks import CheckContext, Status, run_checks
+    from tt_vllm_plugin.serve.launch import build_plan, run, server_env
+    from tt_vllm_plugin.serve.models import prepare_model
+    from tt_vllm_plugin.serve.trust import TrustPolicy
+
+    started = time.perf_counter()
+    config = _config(args.config)
+    resolution = _resolution(args, config)
+    policy = TrustPolicy.build(config, config.catalog())
+    ctx = CheckContext(policy, allow_untrusted=args.allow_untrusted, env_overrides=server_env(resolution))
+    checked = run_checks(resolution.backend, ctx)
+    checked.raise_for_failure()
+    plan = build_plan(resolution, config, vllm_args, checked.narrowing)
+    overhead_ms = (time.perf_counter() - started) * 1000
+
+    warnings = [r.detail for r in checked.results if r.status is Status.WARNING]
+    if args.dry_run and args.json:
+        print(
+            json.dumps(
+                {
+                    "resolution": resolution.as_dict(),
+                    "checks": [
+                        {"name": r.name, "status": r.status.value, "detail": r.detail}
+                        for r in checked.results
+                    ],
+                    "platform": checked.platform,
+                    "env": dict(plan.env_changes),
+                    "command": list(plan.argv),
+                    "overhead_ms": round(overhead_ms, 1),
+                },
+                indent=2,
+            )
+        )
+        return ExitCode.OK
+
+    out = sys.stdout if args.dry_run else sys.stderr
+    print(f"tt-serve: backend {resolution.backend.name}, {resolution.reason}", file=out)
+    for warning in warnings:
+        print(f"tt-serve: warning: {warning}", file=out)
+    print(
+        f"tt-serve: checks passed ({', '.join(r.name for r in checked.results)}); platform "
+        f"{checked.platform}; resolution and checks took {overhead_ms:.0f} ms",
+        file=out,
+    )
+    env_text = " ".join(f"{k}={shlex.quote(v)}" for k, v in plan.env_changes.items())
+    if args.dry_run:
+        print("environment (set on top of the current one):")
+        for name, value in plan.env_changes.items():
+            print(f"  {name}={shlex.quote(value)}")
+        print("command:")
+        print(f"  {shlex.join(plan.argv)}")
+        print("as one line:")
+        print(f"  env {env_text} {shlex.join(plan.argv)}")
+        return ExitCode.OK
+    model = prepare_model(resolution.model)  # the alias's first use converts the embedded model here
+    if model.target != resolution.model.target:
+        raise ServeError(
+            f"the default model was prepared at {model.target}, not {resolution.model.target}",
+            ExitCode.RESOLUTION,
+        )
+    print(f"tt-serve: starting: env {env_text} {shlex.join(plan.argv)}", file=sys.stderr, flush=True)
+    return run(plan)
+
+
+def cmd_backends(args: argparse.Namespace) -> int:
+    from tt_vllm_plugin.serve.hardware import detect
+    from tt_vllm_plugin.serve.inventory import format_table, inventory
+    from tt_vllm_plugin.serve.trust import TrustPolicy
+    from tt_vllm_plugin.serve.versions import installed_vllm
+
+    config = _config(args.config)
+    catalog = config.catalog()
+    hw = detect()
+    vllm = installed_vllm()
+    statuses = inventory(catalog, TrustPolicy.build(config, catalog), hw, vllm)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "vllm": {"distribution": vllm.distribution, "version": vllm.version} if vllm else None,
+                    "hardware": {
+                        "present": hw.present,
+                        "device_nodes": list(hw.device_nodes),
+                        "ttnn_installed": hw.ttnn_installed,
+                        "detail": hw.describe(),
+                    },
+                    "backends": [s.as_dict() for s in statuses],
+                },
+                indent=2,
+            )
+        )
+    else:
+        print(format_table(statuses, hw, vllm))
+    return ExitCode.OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from tt_vllm_plugin.serve.doctor import diagnose, summary
+
+    found = diagnose(args.config, quick=args.quick)
+    for finding in found:
+        print(finding.line())
+    text, code = summary(found)
+    print(text)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after "--" belongs to vLLM, untouched by tt-serve's parser.
+    tail: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, tail = argv[:cut], argv[cut + 1 :]
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if args.command != "serve" and (unknown or tail):
+        parser.error(f"unrecognized arguments: {' '.join(unknown + tail)}")
+    try:
+        if args.command == "resolve":
+            return int(cmd_resolve(args))
+        if args.command == "serve":
+            return int(cmd_serve(args, unknown + tail))
+        if args.command == "backends":
+            return int(cmd_backends(args))
+        return int(cmd_doctor(args))
+    except ServeError as error:
+        return _error(error.message, int(error.code))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

