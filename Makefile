@@ -26,7 +26,7 @@ model: setup
 	$(PY) -m tt_vllm_plugin.models.default
 
 serve: model
-	VLLM_PLUGINS=tt TT_VLLM_DEVICE=host $(VENV)/bin/tt-serve serve smollm2-135m-instruct \
+	$(VENV)/bin/tt-serve serve smollm2-135m-instruct \
 		--backend host --host $(HOST) --port $(PORT)
 
 test: model

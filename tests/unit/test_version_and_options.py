@@ -6,11 +6,11 @@ import pytest
 
 from tt_vllm_plugin.activation import DeviceChoice, DeviceSelectionError, requested_device, resolve_device
 from tt_vllm_plugin.options import TTOptions, TTOptionsError
-from tt_vllm_plugin.version_check import UnsupportedVllmVersion, check_vllm_version, installed_vllm_version
+from tt_vllm_plugin.version_check import UnsupportedVllmVersion, check_vllm_version, installed_vllm
 
 
 def test_installed_vllm_is_supported():
-    assert check_vllm_version() == installed_vllm_version()
+    assert check_vllm_version() == installed_vllm().version
 
 
 @pytest.mark.parametrize("version", ["0.32.0", "0.32.0+cpu", "0.32.3"])

