@@ -88,7 +88,7 @@ class TTPlatform(Platform):
     def check_and_update_config(cls, vllm_config: VllmConfig) -> None:
         vllm_version = check_vllm_version()
         device = resolve_device()
-        options = tt_options_from_vllm_config(vllm_config)
+        tt_options_from_vllm_config(vllm_config)  # refuse bad TT options before the engine starts
         _reject_unsupported(vllm_config)
 
         # A forked engine core deadlocks in OpenMP when the parent already ran torch ops (a test that
@@ -116,8 +116,6 @@ class TTPlatform(Platform):
         if model_config is not None:
             model_cls = _rewrite_architecture(model_config)
             _gate_on_capabilities(vllm_config, model_cls)
-            if options.kv_cache_tokens is not None:
-                cache.num_gpu_blocks_override = -(-options.kv_cache_tokens // cache.block_size)
 
         logger.info(
             "Platform tt (tt-vllm-plugin) active on the %s device; vLLM %s",
