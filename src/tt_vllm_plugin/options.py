@@ -2,19 +2,47 @@
 
 Unknown keys and bad values are refused with a message naming the key, the allowed values and where
 the value came from, because a silently ignored typo in a deployment option costs hours on hardware.
+
+Tenstorrent's older vLLM fork took the same keys as ``override_tt_config`` on the model config. vLLM
+0.32 has no such field (its sources mention ``override_tt_config`` nowhere), so that source is only read
+when a vLLM that still carries it passes it through; both sources may be given if they do not disagree.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, get_args
+
+from tt_vllm_plugin.activation import DeviceChoice
+from tt_vllm_plugin.log import get_logger
 
 TraceMode = Literal["all", "decode_only", "none"]
 SampleOnDeviceMode = Literal["all", "decode_only"]
 Optimizations = Literal["performance", "accuracy"]
 DispatchCoreAxis = Literal["row", "col"]
+# ttnn.FabricConfig member names across recent tt-metal releases (tt-metal's nanobind fabric bindings).
+# Which of them the installed ttnn has is checked again when the mesh opens (device/ttnn.py).
+FabricConfigName = Literal[
+    "DISABLED",
+    "FABRIC_1D",
+    "FABRIC_1D_RING",
+    "FABRIC_1D_NEIGHBOR_EXCHANGE",
+    "FABRIC_2D",
+    "FABRIC_2D_DYNAMIC",
+    "FABRIC_2D_TORUS_X",
+    "FABRIC_2D_TORUS_Y",
+    "FABRIC_2D_TORUS_XY",
+    "CUSTOM",
+]
+# ttnn.FabricReliabilityMode members; DYNAMIC_RECONFIG exists too but tt-metal marks it unsupported.
+FabricReliabilityModeName = Literal["STRICT_INIT", "RELAXED_INIT"]
 
 ADDITIONAL_CONFIG_KEY = "tt"
+ADDITIONAL_CONFIG_SOURCE = f'--additional-config "{ADDITIONAL_CONFIG_KEY}"'
+OVERRIDE_TT_CONFIG_SOURCE = "override_tt_config"
+
+logger = get_logger(__name__)
 
 
 class TTOptionsError(ValueError):
@@ -24,25 +52,27 @@ class TTOptionsError(ValueError):
 @dataclass(frozen=True)
 class TTOptions:
     # KV budget in tokens across all requests (Tenstorrent's max_tokens_all_users). None: size the
-    # pool from memory (host) or from the model (ttnn).
+    # pool from the model's own budget when it has one, else Tenstorrent's default.
     kv_cache_tokens: int | None = None
     trace_mode: TraceMode = "all"
     sample_on_device_mode: SampleOnDeviceMode | None = None
     always_compat_sampling: bool = False
     enable_model_warmup: bool = True
     dispatch_core_axis: DispatchCoreAxis | None = None
-    fabric_config: str | None = None
-    fabric_reliability_mode: str | None = None
+    fabric_config: FabricConfigName | None = None
+    fabric_reliability_mode: FabricReliabilityModeName | None = None
     trace_region_size: int | None = None
     worker_l1_size: int | None = None
     l1_small_size: int | None = None
     data_parallel: int = 1
     optimizations: Optimizations = "performance"
+    # The keys the user actually gave (so an option set to its default still counts as "set").
+    given: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     @classmethod
-    def from_mapping(cls, values: dict[str, Any] | None, source: str) -> TTOptions:
+    def from_mapping(cls, values: Mapping[str, Any] | None, source: str) -> TTOptions:
         values = dict(values or {})
-        known = {f.name: f for f in fields(cls)}
+        known = _option_names()
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise TTOptionsError(
@@ -51,24 +81,52 @@ class TTOptions:
             )
         for name, value in values.items():
             _check_value(name, value, _FIELD_TYPES[name], source)
-        return cls(**values)
+        return cls(**values, given=frozenset(values))
+
+    def ignored_on(self, device: DeviceChoice) -> list[str]:
+        """The options the user set that ``device`` does not act on, sorted."""
+        used = _USED_ON_HOST if device is DeviceChoice.HOST else _USED_ON_TTNN
+        return sorted(self.given - used)
 
 
-_FIELD_TYPES: dict[str, Any] = {
+# What each device acts on. Sampling always runs on the host through vLLM's sampler, which is what
+# Tenstorrent calls "compat" sampling, so the two sampling options change nothing yet on either device.
+_USED_ON_HOST = frozenset({"kv_cache_tokens"})
+_USED_ON_TTNN = frozenset(
+    {
+        "kv_cache_tokens",
+        "trace_mode",
+        "enable_model_warmup",
+        "dispatch_core_axis",
+        "fabric_config",
+        "fabric_reliability_mode",
+        "trace_region_size",
+        "worker_l1_size",
+        "l1_small_size",
+        "data_parallel",
+        "optimizations",
+    }
+)
+
+_FIELD_TYPES: dict[str, tuple[Any, bool]] = {
     "kv_cache_tokens": ("positive_int", True),
     "trace_mode": (TraceMode, False),
     "sample_on_device_mode": (SampleOnDeviceMode, True),
     "always_compat_sampling": (bool, False),
     "enable_model_warmup": (bool, False),
     "dispatch_core_axis": (DispatchCoreAxis, True),
-    "fabric_config": (str, True),
-    "fabric_reliability_mode": (str, True),
+    "fabric_config": (FabricConfigName, True),
+    "fabric_reliability_mode": (FabricReliabilityModeName, True),
     "trace_region_size": ("positive_int", True),
     "worker_l1_size": ("positive_int", True),
     "l1_small_size": ("positive_int", True),
     "data_parallel": ("positive_int", False),
     "optimizations": (Optimizations, False),
 }
+
+
+def _option_names() -> list[str]:
+    return [f.name for f in fields(TTOptions) if f.name != "given"]
 
 
 def _check_value(name: str, value: Any, spec: tuple[Any, bool], source: str) -> None:
@@ -82,9 +140,6 @@ def _check_value(name: str, value: Any, spec: tuple[Any, bool], source: str) -> 
     elif kind is bool:
         if not isinstance(value, bool):
             raise TTOptionsError(f"{where} must be true or false, got {value!r}.")
-    elif kind is str:
-        if not isinstance(value, str):
-            raise TTOptionsError(f"{where} must be a string, got {value!r}.")
     else:
         allowed = get_args(kind)
         if value not in allowed:
@@ -92,11 +147,43 @@ def _check_value(name: str, value: Any, spec: tuple[Any, bool], source: str) -> 
 
 
 def tt_options_from_vllm_config(vllm_config: Any) -> TTOptions:
-    """Read the options from ``additional_config["tt"]`` (vLLM's documented place for plugin options)."""
+    """Read the options from ``additional_config["tt"]`` (vLLM's documented place for plugin options)
+    and, where a vLLM still passes it, the older fork's ``model_config.override_tt_config``."""
     additional = getattr(vllm_config, "additional_config", None) or {}
     raw = additional.get(ADDITIONAL_CONFIG_KEY) if isinstance(additional, dict) else None
     if raw is not None and not isinstance(raw, dict):
+        raise TTOptionsError(f"{ADDITIONAL_CONFIG_SOURCE} must be a JSON object, got {raw!r}.")
+    legacy = getattr(getattr(vllm_config, "model_config", None), OVERRIDE_TT_CONFIG_SOURCE, None)
+    if legacy is not None and not isinstance(legacy, dict):
+        raise TTOptionsError(f"{OVERRIDE_TT_CONFIG_SOURCE} must be a JSON object, got {legacy!r}.")
+    if legacy is None:
+        return TTOptions.from_mapping(raw, source=ADDITIONAL_CONFIG_SOURCE)
+    if raw is None:
+        return TTOptions.from_mapping(legacy, source=OVERRIDE_TT_CONFIG_SOURCE)
+    # Validate each source under its own name first, so a bad value names where it came from.
+    TTOptions.from_mapping(raw, source=ADDITIONAL_CONFIG_SOURCE)
+    TTOptions.from_mapping(legacy, source=OVERRIDE_TT_CONFIG_SOURCE)
+    clashes = sorted(key for key in set(raw) & set(legacy) if raw[key] != legacy[key])
+    if clashes:
+        details = "; ".join(f"{key}: {raw[key]!r} vs {legacy[key]!r}" for key in clashes)
         raise TTOptionsError(
-            f'--additional-config "{ADDITIONAL_CONFIG_KEY}" must be a JSON object, got {raw!r}.'
+            f"TT option(s) set differently in {ADDITIONAL_CONFIG_SOURCE} and {OVERRIDE_TT_CONFIG_SOURCE} "
+            f"({details}); set each option in one place."
         )
-    return TTOptions.from_mapping(raw, source=f'--additional-config "{ADDITIONAL_CONFIG_KEY}"')
+    both = f"{ADDITIONAL_CONFIG_SOURCE} + {OVERRIDE_TT_CONFIG_SOURCE}"
+    return TTOptions.from_mapping({**legacy, **raw}, source=both)
+
+
+_reported: set[tuple[str, tuple[str, ...]]] = set()
+
+
+def report_ignored_options(options: TTOptions, device: DeviceChoice) -> list[str]:
+    """Log, once per process and device, the options ``device`` ignores; returns them."""
+    ignored = options.ignored_on(device)
+    key = (str(device), tuple(ignored))
+    if ignored and key not in _reported:
+        _reported.add(key)
+        logger.warning(
+            "TT option(s) %s have no effect on the %s device and are ignored.", ", ".join(ignored), device
+        )
+    return ignored

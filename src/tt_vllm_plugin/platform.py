@@ -21,8 +21,9 @@ from tt_vllm_plugin.models import registry
 from tt_vllm_plugin.models.contract import (
     SUPPORTS_CHUNKED_PREFILL,
     SUPPORTS_PREFIX_CACHING,
+    SUPPORTS_PROMPT_LOGPROBS,
 )
-from tt_vllm_plugin.options import tt_options_from_vllm_config
+from tt_vllm_plugin.options import report_ignored_options, tt_options_from_vllm_config
 from tt_vllm_plugin.version_check import check_vllm_version
 
 if TYPE_CHECKING:
@@ -50,6 +51,9 @@ class TTPlatform(Platform):
     dispatch_key: str = "CPU"
     dist_backend: str = "gloo"
     simple_compile_backend: str = "eager"
+    # The served model's declared capabilities, known once check_and_update_config has run; the
+    # per-request checks in validate_request (a classmethod, given no config) read them.
+    _model_capabilities: dict[str, bool] = {}
 
     @property
     def supported_dtypes(self) -> list[torch.dtype]:
@@ -88,7 +92,8 @@ class TTPlatform(Platform):
     def check_and_update_config(cls, vllm_config: VllmConfig) -> None:
         vllm_version = check_vllm_version()
         device = resolve_device()
-        tt_options_from_vllm_config(vllm_config)  # refuse bad TT options before the engine starts
+        # Refuse bad TT options before the engine starts; say once which ones this device ignores.
+        report_ignored_options(tt_options_from_vllm_config(vllm_config), device)
         _reject_unsupported(vllm_config)
 
         # A forked engine core deadlocks in OpenMP when the parent already ran torch ops (a test that
@@ -116,6 +121,7 @@ class TTPlatform(Platform):
         if model_config is not None:
             model_cls = _rewrite_architecture(model_config)
             _gate_on_capabilities(vllm_config, model_cls)
+            cls._model_capabilities = dict(getattr(model_cls, "model_capabilities", None) or {})
 
         logger.info(
             "Platform tt (tt-vllm-plugin) active on the %s device; vLLM %s",
@@ -135,10 +141,13 @@ class TTPlatform(Platform):
                 f"{type(params).__name__} requests (pooling/embedding) are not supported on the tt platform; "
                 "only text generation is."
             )
-        if params.prompt_logprobs is not None:
-            # The contract's prefill returns last-position logits only.
+        if params.prompt_logprobs is not None and not cls._model_capabilities.get(
+            SUPPORTS_PROMPT_LOGPROBS, False
+        ):
+            # Tenstorrent's contract returns last-position logits only; our host models can do more.
             raise VLLMValidationError(
-                "prompt_logprobs is not supported on the tt platform yet; remove it from the request.",
+                "prompt_logprobs is not supported by this model on the tt platform; "
+                "remove it from the request.",
                 parameter="prompt_logprobs",
             )
 

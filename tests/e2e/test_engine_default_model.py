@@ -123,3 +123,22 @@ def test_seeded_sampling_is_reproducible_and_independent_of_the_batch(llm):
     in_batch = sample(["Tell me about cats.", "Another prompt entirely", "1, 2, 3"], seed=7)[0]
     assert alone == in_batch
     assert sample(["Tell me about cats."], seed=8)[0] != alone
+
+
+def test_prompt_logprobs_match_transformers(llm, default_model_path, prompt_ids):
+    from transformers import AutoModelForCausalLM
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    ids = prompt_ids[3]  # the longest prompt
+    params = SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=3)
+    got = llm.generate([TokensPrompt(prompt_token_ids=ids)], params)[0].prompt_logprobs
+    model = AutoModelForCausalLM.from_pretrained(default_model_path, dtype=torch.float32)
+    with torch.inference_mode():
+        expected = torch.log_softmax(model(torch.tensor([ids])).logits[0].float(), dim=-1)
+    assert got[0] is None and len(got) == len(ids)
+    for position in range(1, len(ids)):
+        token = ids[position]
+        assert got[position][token].logprob == pytest.approx(expected[position - 1, token].item(), abs=1e-3)
+        top3 = torch.topk(expected[position - 1], 3).indices.tolist()
+        assert set(top3) <= set(got[position])

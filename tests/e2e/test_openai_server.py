@@ -92,14 +92,11 @@ def test_prompt_longer_than_context_is_a_400_and_the_server_keeps_serving(client
     assert again.usage.completion_tokens == 2
 
 
-def test_unsupported_prompt_logprobs_is_a_400_naming_the_feature(client):
-    with pytest.raises(openai.BadRequestError) as error:
-        client.completions.create(
-            model=SERVED_NAME, prompt="Hi", max_tokens=2, extra_body={"prompt_logprobs": 1}
-        )
-    assert error.value.status_code == 400
-    assert "prompt_logprobs is not supported on the tt platform yet; remove it from the request." in str(
-        error.value
+def test_prompt_logprobs_over_http(client):
+    response = client.completions.create(
+        model=SERVED_NAME, prompt="The capital of France is", max_tokens=1, extra_body={"prompt_logprobs": 2}
     )
-    again = client.completions.create(model=SERVED_NAME, prompt="Hi", max_tokens=2, temperature=0.0)
-    assert again.usage.completion_tokens == 2
+    prompt_logprobs = response.choices[0].model_extra["prompt_logprobs"]
+    assert prompt_logprobs[0] is None  # nothing scores the first prompt token
+    assert len(prompt_logprobs) == response.usage.prompt_tokens
+    assert all(len(position) >= 2 for position in prompt_logprobs[1:])

@@ -27,8 +27,15 @@ from transformers import (
     Qwen3ForCausalLM,
 )
 
+from tests.contract import helpers
+from tests.contract.helpers import BlockPool, padded_tokens, page_table
 from tt_vllm_plugin.device.host import HostDevice
-from tt_vllm_plugin.models.contract import SUPPORTS_CHUNKED_PREFILL, SUPPORTS_PREFIX_CACHING, TTModel
+from tt_vllm_plugin.models.contract import (
+    SUPPORTS_CHUNKED_PREFILL,
+    SUPPORTS_PREFIX_CACHING,
+    SUPPORTS_PROMPT_LOGPROBS,
+    TTModel,
+)
 from tt_vllm_plugin.models.llama import HostLlamaFamilyModel, TTLlamaForCausalLM, TTMistralForCausalLM
 from tt_vllm_plugin.models.registry import (
     TT_MODEL_CLASSES,
@@ -144,36 +151,7 @@ def checkpoint(request, tmp_path_factory) -> Checkpoint:
 
 
 def random_prompts(lengths: list[int], seed: int) -> list[torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    return [torch.randint(1, VOCAB, (n,), generator=generator) for n in lengths]
-
-
-def padded_tokens(prompts: list[torch.Tensor], width: int | None = None) -> torch.Tensor:
-    tokens = torch.zeros(len(prompts), width or max(len(p) for p in prompts), dtype=torch.int64)
-    for row, prompt in enumerate(prompts):
-        tokens[row, : len(prompt)] = prompt
-    return tokens
-
-
-class BlockPool:
-    """Hands out blocks in a shuffled order, so requests' blocks are scattered and non-contiguous."""
-
-    def __init__(self, num_blocks: int, seed: int, first: int | None = None) -> None:
-        self.free = torch.randperm(num_blocks, generator=torch.Generator().manual_seed(seed)).tolist()
-        if first is not None:  # hand out this block first
-            self.free.remove(first)
-            self.free.insert(0, first)
-
-    def take(self, count: int) -> list[int]:
-        taken, self.free = self.free[:count], self.free[count:]
-        return taken
-
-
-def page_table(rows: list[list[int]], width: int) -> torch.Tensor:
-    table = torch.zeros(len(rows), width, dtype=torch.int32)
-    for row, blocks in enumerate(rows):
-        table[row, : len(blocks)] = torch.tensor(blocks, dtype=torch.int32)
-    return table
+    return helpers.random_prompts(lengths, seed, VOCAB)
 
 
 def new_cache(model: HostLlamaFamilyModel, num_blocks: int, dtype: torch.dtype = torch.float32):
@@ -182,13 +160,17 @@ def new_cache(model: HostLlamaFamilyModel, num_blocks: int, dtype: torch.dtype =
 
 
 def blocks_for(length: int) -> int:
-    return -(-length // BLOCK_SIZE)
+    return helpers.blocks_for(length, BLOCK_SIZE)
 
 
 def test_satisfies_contract(checkpoint):
     model = checkpoint.tt_model()
     assert isinstance(model, TTModel)
-    assert model.model_capabilities == {SUPPORTS_PREFIX_CACHING: True, SUPPORTS_CHUNKED_PREFILL: True}
+    assert model.model_capabilities == {
+        SUPPORTS_PREFIX_CACHING: True,
+        SUPPORTS_CHUNKED_PREFILL: True,
+        SUPPORTS_PROMPT_LOGPROBS: True,
+    }
 
 
 def test_batched_prefill_matches_transformers(checkpoint):

@@ -40,6 +40,9 @@ SUPPORTS_PREFIX_CACHING = "supports_prefix_caching"
 SUPPORTS_CHUNKED_PREFILL = "supports_chunked_prefill"
 SUPPORTS_ASYNC_DECODE = "supports_async_decode"
 SUPPORTS_SAMPLE_ON_DEVICE = "supports_sample_on_device"
+# Ours, not Tenstorrent's: ``prefill_forward(..., return_all_logits=True)`` returns the logits of every
+# computed position, flat (sum of new tokens, vocab), which vLLM's prompt_logprobs need.
+SUPPORTS_PROMPT_LOGPROBS = "supports_prompt_logprobs"
 
 KVCache = list[list[torch.Tensor]]  # per layer: [K, V]
 

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from tt_vllm_plugin.models.contract import (
     SUPPORTS_CHUNKED_PREFILL,
     SUPPORTS_PREFIX_CACHING,
+    SUPPORTS_PROMPT_LOGPROBS,
     KVCache,
 )
 from tt_vllm_plugin.models.paged_attention import (
@@ -299,7 +300,11 @@ def _as_int_list(values: torch.Tensor | Sequence[int]) -> list[int]:
 class HostLlamaFamilyModel:
     """The shared Llama-family decoder implementing the TT model contract (see ``contract.py``)."""
 
-    model_capabilities: dict[str, bool] = {SUPPORTS_PREFIX_CACHING: True, SUPPORTS_CHUNKED_PREFILL: True}
+    model_capabilities: dict[str, bool] = {
+        SUPPORTS_PREFIX_CACHING: True,
+        SUPPORTS_CHUNKED_PREFILL: True,
+        SUPPORTS_PROMPT_LOGPROBS: True,
+    }
 
     def __init__(
         self,
@@ -412,9 +417,12 @@ class HostLlamaFamilyModel:
         start_pos: torch.Tensor | Sequence[int] | None = None,
         enable_trace: bool = False,
         sampling_params: Any = None,
+        return_all_logits: bool = False,
     ) -> torch.Tensor:
         """Compute positions ``start_pos[i] .. prompt_lens[i] - 1`` of every row in one pass and
-        return the logits of each row's last position, (B, 1, vocab) float32.
+        return the logits of each row's last position, (B, 1, vocab) float32. With
+        ``return_all_logits`` (capability ``supports_prompt_logprobs``): the logits of every computed
+        position instead, flat (sum of new tokens, vocab), row after row.
 
         The rows' new tokens are concatenated (no padding), so linear layers run on real tokens only.
         """
@@ -445,6 +453,8 @@ class HostLlamaFamilyModel:
                 return prefill_attention(q, k, v, k_cache, v_cache, page_table, starts, new_lens, self.scale)
 
             hidden = self._forward(ids, positions, attend)
+            if return_all_logits:
+                return self._logits(hidden)
             last = torch.tensor(new_lens, device=self.device).cumsum(0) - 1
             return self._logits(hidden[last])[:, None, :]
 

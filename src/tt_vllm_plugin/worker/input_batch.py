@@ -33,7 +33,7 @@ class DecodeInputs:
     rows: np.ndarray  # batch slots in this call; row i of the inputs is slot rows[i]
     tokens: torch.Tensor  # (max_batch, 1) int64
     start_pos: torch.Tensor  # (max_batch,) int32
-    page_table: torch.Tensor  # (max_batch, max_blocks) int32
+    page_table: torch.Tensor  # (max_batch, max_blocks_per_request) int32, zero padded
 
 
 class TTInputBatch(InputBatch):
@@ -74,8 +74,9 @@ class TTInputBatch(InputBatch):
         tokens[: len(rows), 0] = torch.from_numpy(self.token_ids_cpu[rows, positions].astype(np.int64))
         start_pos = torch.full((max_batch,), -1, dtype=torch.int32)
         start_pos[: len(rows)] = torch.from_numpy(positions.astype(np.int32))
-        block_size = self.block_table[0].block_size
-        num_blocks = int(positions.max()) // block_size + 1 if len(rows) else 1
+        # Constant width (every block a request may ever hold), so a device trace can be replayed;
+        # a model reads only the blocks its positions reach.
+        num_blocks = self.block_table[0].max_num_blocks_per_req
         return DecodeInputs(
             rows=rows,
             tokens=tokens,

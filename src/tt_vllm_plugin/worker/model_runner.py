@@ -22,7 +22,7 @@ import torch
 from vllm.config import VllmConfig
 from vllm.sampling_params import SamplingType
 from vllm.v1.core.sched.output import GrammarOutput, SchedulerOutput
-from vllm.v1.outputs import EMPTY_MODEL_RUNNER_OUTPUT, ModelRunnerOutput
+from vllm.v1.outputs import EMPTY_MODEL_RUNNER_OUTPUT, LogprobsTensors, ModelRunnerOutput
 from vllm.v1.sample.logits_processor import build_logitsprocs
 from vllm.v1.sample.sampler import Sampler
 from vllm.v1.structured_output.utils import apply_grammar_bitmask
@@ -32,6 +32,7 @@ from tt_vllm_plugin.log import get_logger  # noqa: E402
 from tt_vllm_plugin.models import registry
 from tt_vllm_plugin.models.contract import KVCache, TTModel
 from tt_vllm_plugin.worker.input_batch import TTInputBatch
+from tt_vllm_plugin.worker.prompt_logprobs import PromptLogprobs
 
 logger = get_logger(__name__)
 
@@ -45,6 +46,7 @@ class _PendingStep:
     # Slots whose computed range stops short of their known tokens (a prompt chunk): their sampled
     # token is discarded, as vLLM's GPU runner does.
     partial_rows: np.ndarray
+    prompt_logprobs: dict[str, LogprobsTensors | None]
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class TTModelRunner:
             logprobs_mode=self.model_config.logprobs_mode,
             use_fp64_gumbel=self.model_config.use_fp64_gumbel,
         )
+        self.prompt_logprobs = PromptLogprobs(self.vocab_size, self.model_config.logprobs_mode)
         self._pending: _PendingStep | None = None
         self.last_step_times = StepTimes()
 
@@ -157,16 +160,40 @@ class TTModelRunner:
 
         logits = torch.empty((num_reqs, self.vocab_size), dtype=torch.float32)
         model_start = time.perf_counter()
+        prompt_logprobs: dict[str, LogprobsTensors | None] = {}
         if len(prefill_rows):
             inputs = batch.prefill_inputs(prefill_rows, ends[prefill_rows])
-            out = self.tt_model.prefill_forward(
-                inputs.tokens,
-                inputs.page_table,
-                self.kv_cache,
-                inputs.prompt_lens,
-                start_pos=inputs.start_pos,
-            )
-            logits[prefill_rows] = _as_logits(out, len(prefill_rows), self.vocab_size)
+            wanted = [row for row in prefill_rows if batch.req_ids[row] in self.prompt_logprobs.wanted]
+            if wanted:
+                # Every computed position's logits: the last of each row is sampled as usual.
+                flat = self.tt_model.prefill_forward(
+                    inputs.tokens,
+                    inputs.page_table,
+                    self.kv_cache,
+                    inputs.prompt_lens,
+                    start_pos=inputs.start_pos,
+                    return_all_logits=True,
+                ).to(device="cpu", dtype=torch.float32)[:, : self.vocab_size]
+                per_row = dict(
+                    zip(prefill_rows.tolist(), flat.split(scheduled[prefill_rows].tolist()), strict=True)
+                )
+                logits[prefill_rows] = torch.stack([per_row[row][-1] for row in prefill_rows.tolist()])
+                for row in wanted:
+                    req_id = batch.req_ids[row]
+                    done = self.prompt_logprobs.collect(
+                        self.requests[req_id], int(computed[row]), int(scheduled[row]), per_row[int(row)]
+                    )
+                    if done is not None:
+                        prompt_logprobs[req_id] = done
+            else:
+                out = self.tt_model.prefill_forward(
+                    inputs.tokens,
+                    inputs.page_table,
+                    self.kv_cache,
+                    inputs.prompt_lens,
+                    start_pos=inputs.start_pos,
+                )
+                logits[prefill_rows] = _as_logits(out, len(prefill_rows), self.vocab_size)
         if len(decode_rows):
             inputs = batch.decode_inputs(decode_rows, self.max_num_reqs)
             out = self.tt_model.decode_forward(
@@ -175,7 +202,12 @@ class TTModelRunner:
             logits[decode_rows] = _as_logits(out, len(decode_rows), self.vocab_size)
         model_seconds = time.perf_counter() - model_start
 
-        self._pending = _PendingStep(scheduler_output, logits, partial_rows=np.flatnonzero(ends < known))
+        self._pending = _PendingStep(
+            scheduler_output,
+            logits,
+            partial_rows=np.flatnonzero(ends < known),
+            prompt_logprobs=prompt_logprobs,
+        )
         self._step_model_seconds = model_seconds
         self._step_start = step_start
         return None  # the engine calls sample_tokens next, with the grammar bitmask if any
@@ -216,7 +248,7 @@ class TTModelRunner:
             req_id_to_index=batch.req_id_to_index.copy(),
             sampled_token_ids=sampled_token_ids,
             logprobs=logprobs,
-            prompt_logprobs_dict={},
+            prompt_logprobs_dict=pending.prompt_logprobs,
         )
 
     # ---- state --------------------------------------------------------------------------------
@@ -244,6 +276,7 @@ class TTModelRunner:
         batch = self._batch()
         for req_id in scheduler_output.finished_req_ids:
             self.requests.pop(req_id, None)
+            self.prompt_logprobs.discard(req_id)
             batch.remove_request(req_id)
 
         # Requests not scheduled this step (preempted, or waiting for budget) leave the batch but
@@ -271,6 +304,7 @@ class TTModelRunner:
                 output_token_ids=[],
             )
             self.requests[new.req_id] = state
+            self.prompt_logprobs.add(state)
             to_add.append(state)
 
         for i, req_id in enumerate(cached.req_ids):

@@ -8,6 +8,7 @@ vLLM calls, in order: ``init_device`` -> ``load_model`` -> ``get_kv_cache_spec``
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import psutil
@@ -19,7 +20,9 @@ from vllm.v1.worker.worker_base import CompilationTimes, WorkerBase
 
 from tt_vllm_plugin.activation import DeviceChoice, resolve_device
 from tt_vllm_plugin.device.host import open_host_device, tolerate_missing_accelerator
+from tt_vllm_plugin.device.ttnn import close_ttnn_device, open_ttnn_device
 from tt_vllm_plugin.log import get_logger  # noqa: E402
+from tt_vllm_plugin.models.tt_metal import kv_token_budget, trace_flags, warm_up
 from tt_vllm_plugin.options import tt_options_from_vllm_config
 from tt_vllm_plugin.worker.model_runner import TTModelRunner
 
@@ -50,11 +53,22 @@ class TTWorker(WorkerBase):
 
     def init_device(self) -> None:
         self.device_choice = resolve_device()
-        if self.device_choice is DeviceChoice.TTNN:
-            raise NotImplementedError(
-                "The ttnn device path is not wired into the worker yet; set TT_VLLM_DEVICE=host."
-            )
         tolerate_missing_accelerator()
+        if self.device_choice is DeviceChoice.TTNN:
+            # A mesh left open wedges the board for the next process: close it if anything after
+            # opening fails (the start-up error is the one to report; a close error is only logged).
+            ttnn_device = open_ttnn_device(self.options)
+            try:
+                logger.info("tt worker on the %s device", ttnn_device.name)
+                self.model_runner = TTModelRunner(self.vllm_config, ttnn_device)
+            except BaseException:
+                try:
+                    close_ttnn_device(ttnn_device)
+                except Exception as error:
+                    logger.error("Closing the Tenstorrent mesh after a failed start also failed: %s", error)
+                raise
+            self._ttnn_device = ttnn_device
+            return
         device = open_host_device(self.model_config.dtype)
         logger.info("tt worker on the %s device", device.name)
         self.model_runner = TTModelRunner(self.vllm_config, device)
@@ -87,16 +101,33 @@ class TTWorker(WorkerBase):
 
     def determine_available_memory(self) -> int:
         """Bytes for the KV pool: a token budget (TT option ``kv_cache_tokens``, or vLLM's
-        ``--kv-cache-memory-bytes``, or Tenstorrent's 131072-token default), never more than
-        ``--gpu-memory-utilization`` of the host memory left after loading the model."""
+        ``--kv-cache-memory-bytes``, or the model's ``get_max_tokens_all_users``, or Tenstorrent's
+        131072-token default). On the host device never more than ``--gpu-memory-utilization`` of the
+        host memory left after loading the model."""
         spec = next(iter(self.get_kv_cache_spec().values()))
         num_layers = self.model_config.get_num_layers(self.parallel_config)
         bytes_per_token = spec.page_size_bytes * num_layers // spec.block_size
         explicit = self.cache_config.kv_cache_memory_bytes
         if explicit is not None:
             return int(explicit)
-        tokens = self.options.kv_cache_tokens or DEFAULT_KV_CACHE_TOKENS
+        runner = self._runner()
+        model_budget = kv_token_budget(
+            runner.tt_model,
+            model_name=self.model_config.model,
+            num_devices=getattr(runner.mesh_device, "num_devices", 1),
+            tt_data_parallel=self.options.data_parallel,
+            max_model_len=self.model_config.max_model_len,
+            max_num_seqs=runner.max_num_reqs,
+        )
+        if model_budget is not None:
+            # Plus one block per request, as Tenstorrent does, so max_num_seqs requests that each end
+            # mid-block still fit.
+            model_budget += runner.block_size * runner.max_num_reqs
+            logger.info("KV budget from %s: %d tokens", type(runner.tt_model).__name__, model_budget)
+        tokens = self.options.kv_cache_tokens or model_budget or DEFAULT_KV_CACHE_TOKENS
         wanted = tokens * bytes_per_token
+        if self.device_choice is DeviceChoice.TTNN:
+            return wanted  # the pool lives in device DRAM, sized by the budget, not by host memory
         memory = psutil.virtual_memory()
         rss = psutil.Process(os.getpid()).memory_info().rss
         limit = int(memory.total * self.cache_config.gpu_memory_utilization) - rss
@@ -114,7 +145,23 @@ class TTWorker(WorkerBase):
         self._runner().initialize_kv_cache(kv_cache_config.num_blocks)
 
     def compile_or_warm_up_model(self) -> CompilationTimes:
-        return CompilationTimes(language_model=0.0, encoder=0.0)  # nothing is compiled
+        """Run the model's warm-up hooks (tt-metal compiles kernels and captures traces there) when it
+        has them and the TT option ``enable_model_warmup`` allows; host models have none."""
+        if not self.options.enable_model_warmup:
+            return CompilationTimes(language_model=0.0, encoder=0.0)
+        runner = self._runner()
+        start = time.perf_counter()
+        ran = warm_up(
+            runner.tt_model,
+            kv_cache=runner.kv_cache,
+            trace=trace_flags(self.options.trace_mode),
+            max_batch_size=runner.max_num_reqs,
+            num_blocks=-(-runner.max_model_len // runner.block_size),
+        )
+        elapsed = time.perf_counter() - start
+        if ran:
+            logger.info("Warmed up %s in %.1f s", type(runner.tt_model).__name__, elapsed)
+        return CompilationTimes(language_model=elapsed if ran else 0.0, encoder=0.0)
 
     def update_max_model_len(self, max_model_len: int) -> None:
         self.model_config.max_model_len = max_model_len
@@ -142,6 +189,10 @@ class TTWorker(WorkerBase):
         if self.model_runner is not None:
             self.model_runner.kv_cache = []
             self.model_runner.tt_model = None
+        # Close the mesh exactly once, after the model and KV cache that live on it are released.
+        device, self._ttnn_device = getattr(self, "_ttnn_device", None), None
+        if device is not None:
+            close_ttnn_device(device)
 
     def _runner(self) -> TTModelRunner:
         if self.model_runner is None:

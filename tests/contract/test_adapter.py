@@ -1,0 +1,275 @@
+"""The tt-metal adapter and hooks (models/tt_metal.py) and the registry's ttnn side, without tt-metal.
+
+``GeneratorDouble`` below is a TEST DOUBLE shaped like tt_transformers' generator classes (``*_text``
+methods behind ``(*args, **kwargs)`` shims, as in tt-metal's generator_vllm.py). It records what the
+adapter passes; it says nothing about what tt-metal does with it. The adapter's numerics are checked by
+the conformance suite (test_contract.py, the ``adapter-`` subject), and against real tt-metal only by
+running that suite on hardware.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+
+from tt_vllm_plugin.activation import DeviceChoice
+from tt_vllm_plugin.models import registry, tt_metal
+from tt_vllm_plugin.models.tt_metal import (
+    TraceFlags,
+    TTMetalUnavailable,
+    adapter_for,
+    call_with_accepted,
+    kv_token_budget,
+    trace_flags,
+    warm_up,
+)
+
+
+class GeneratorDouble:
+    """TEST DOUBLE of a tt-metal generator class (records calls; computes nothing)."""
+
+    model_capabilities = {"supports_prefix_caching": True}
+
+    def __init__(self, init_args: tuple, init_kwargs: dict) -> None:
+        self.init = (init_args, init_kwargs)
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    @classmethod
+    def initialize_vllm_model(cls, *args: Any, **kwargs: Any) -> GeneratorDouble:
+        return cls(args, kwargs)
+
+    def prefill_forward(self, *args: Any, **kwargs: Any) -> str:
+        return self.prefill_forward_text(*args, **kwargs)
+
+    def prefill_forward_text(
+        self,
+        tokens,
+        page_table=None,
+        kv_cache=None,
+        prompt_lens=None,
+        empty_slots=None,
+        enable_trace=True,
+        sampling_params=None,
+        start_pos=None,
+    ) -> str:
+        self.calls.append(("prefill", {"enable_trace": enable_trace, "start_pos": start_pos}))
+        return "prefill"
+
+    def decode_forward(self, *args: Any, **kwargs: Any) -> str:
+        return self.decode_forward_text(*args, **kwargs)
+
+    def decode_forward_text(
+        self,
+        tokens,
+        start_pos,
+        page_table=None,
+        kv_cache=None,
+        enable_trace=True,
+        read_from_device=True,
+        sampling_params=None,
+        reset_batch=False,
+    ) -> str:
+        self.calls.append(("decode", {"enable_trace": enable_trace, "reset_batch": reset_batch}))
+        return "decode"
+
+
+class OlderGeneratorDouble(GeneratorDouble):
+    """TEST DOUBLE of an older generator: no start_pos, no enable_trace in prefill, no reset_batch."""
+
+    model_capabilities: dict[str, bool] = {}
+
+    def prefill_forward_text(
+        self, tokens, page_table=None, kv_cache=None, prompt_lens=None, empty_slots=None
+    ):
+        self.calls.append(("prefill", {}))
+        return "prefill"
+
+    def decode_forward_text(
+        self,
+        tokens,
+        start_pos,
+        page_table=None,
+        kv_cache=None,
+        enable_trace=True,
+        read_from_device=True,
+        sampling_params=None,
+    ) -> str:
+        self.calls.append(("decode", {"enable_trace": enable_trace}))
+        return "decode"
+
+    def get_max_tokens_all_users(self, model_name: str = "", max_model_len: int = 0, max_num_seqs: int = 1):
+        return max_model_len * max_num_seqs
+
+    def warmup_model_prefill(self, kv_cache, enable_trace, can_sample_on_device):
+        self.calls.append(("warmup_prefill", {"enable_trace": enable_trace, "sample": can_sample_on_device}))
+
+    def warmup_model_decode(self, *, kv_cache, max_batch_size, num_blocks, enable_trace, **kwargs):
+        self.calls.append(("warmup_decode", {"enable_trace": enable_trace, "max_batch_size": max_batch_size}))
+
+
+def ttnn_device(trace_mode: str = "all", data_parallel: int = 1) -> SimpleNamespace:
+    """Shaped like device/ttnn.TTNNDevice (the mesh is a plain marker object)."""
+    return SimpleNamespace(
+        mesh="MESH",
+        trace_mode=trace_mode,
+        data_parallel=data_parallel,
+        optimizations="accuracy",
+        num_devices=2,
+    )
+
+
+def build(generator_cls=GeneratorDouble, **device) -> Any:
+    return adapter_for(generator_cls).initialize_vllm_model("HF", ttnn_device(**device), 8, 256)
+
+
+TOKENS, TABLE = torch.zeros(2, 4, dtype=torch.int64), torch.zeros(2, 1, dtype=torch.int32)
+
+
+@pytest.mark.parametrize(
+    ("mode", "flags"),
+    [
+        ("all", TraceFlags(True, True)),
+        ("decode_only", TraceFlags(False, True)),
+        ("none", TraceFlags(False, False)),
+    ],
+)
+def test_trace_flags(mode, flags):
+    assert trace_flags(mode) == flags
+
+
+def test_adapter_builds_the_generator_with_the_tt_options_of_the_mesh():
+    model = build()
+    assert model.generator.init == (
+        ("HF", "MESH", 8, 256),
+        {"n_layers": None, "tt_data_parallel": 1, "optimizations": "accuracy"},
+    )
+    assert type(model).model_capabilities == {"supports_prefix_caching": True}
+    assert type(model).__name__ == "TTMetalGeneratorDouble" and adapter_for(GeneratorDouble) is type(model)
+
+
+@pytest.mark.parametrize(
+    ("mode", "prefill", "decode"), [("all", True, True), ("decode_only", False, True), ("none", False, False)]
+)
+def test_trace_mode_reaches_every_call(mode, prefill, decode):
+    model = build(trace_mode=mode)
+    model.prefill_forward(TOKENS, TABLE, [], torch.tensor([4, 2]), start_pos=torch.tensor([0, 0]))
+    model.decode_forward(TOKENS[:, :1], torch.tensor([4, -1]), TABLE, [])
+    assert model.generator.calls == [
+        ("prefill", {"enable_trace": prefill, "start_pos": None}),  # no cached prefix: start_pos left out
+        ("decode", {"enable_trace": decode, "reset_batch": False}),
+    ]
+
+
+def test_cached_prefix_and_reset_batch_are_passed_when_the_generator_takes_them():
+    model = build()
+    model.prefill_forward(
+        TOKENS, TABLE, [], torch.tensor([4, 2]), start_pos=torch.tensor([2, 0], dtype=torch.int32)
+    )
+    model.decode_forward(TOKENS[:, :1], torch.tensor([4, -1]), TABLE, [], reset_batch=True)
+    assert model.generator.calls[0] == ("prefill", {"enable_trace": True, "start_pos": [2, 0]})
+    assert model.generator.calls[1] == ("decode", {"enable_trace": True, "reset_batch": True})
+
+
+def test_an_older_generator_gets_only_what_it_takes():
+    model = build(OlderGeneratorDouble, trace_mode="none")
+    assert model.prefill_forward(TOKENS, TABLE, [], [4, 2], start_pos=[0, 0]) == "prefill"
+    assert model.decode_forward(TOKENS[:, :1], torch.tensor([4, -1]), TABLE, [], reset_batch=True) == "decode"
+    assert model.generator.calls == [("prefill", {}), ("decode", {"enable_trace": False})]
+    with pytest.raises(
+        NotImplementedError, match="OlderGeneratorDouble cannot prefill after a cached prefix"
+    ):
+        model.prefill_forward(TOKENS, TABLE, [], [4, 2], start_pos=[2, 0])
+
+
+def test_data_parallel_is_refused_before_the_generator_is_built():
+    with pytest.raises(NotImplementedError, match="TT option data_parallel=2 is not supported yet"):
+        build(data_parallel=2)
+
+
+def test_optional_hooks_show_only_when_the_generator_has_them():
+    assert getattr(build(), "warmup_model_prefill", None) is None
+    assert getattr(build(), "get_max_tokens_all_users", None) is None
+    assert getattr(build(OlderGeneratorDouble), "warmup_model_decode", None) is not None
+    with pytest.raises(AttributeError):
+        _ = build().no_such_attribute
+
+
+def test_kv_budget_and_warm_up_go_through_the_adapter():
+    model = build(OlderGeneratorDouble, trace_mode="decode_only")
+    budget = kv_token_budget(model, model_name="m", num_devices=2, max_model_len=256, max_num_seqs=8)
+    assert budget == 2048
+    assert warm_up(model, kv_cache=[], trace=trace_flags("decode_only"), max_batch_size=8, num_blocks=4)
+    assert model.generator.calls == [
+        ("warmup_prefill", {"enable_trace": False, "sample": False}),
+        ("warmup_decode", {"enable_trace": True, "max_batch_size": 8}),
+    ]
+    host_like = object()
+    assert kv_token_budget(host_like, model_name="m", num_devices=1, max_model_len=1, max_num_seqs=1) is None
+    assert not warm_up(host_like, kv_cache=[], trace=trace_flags("all"), max_batch_size=1, num_blocks=1)
+
+
+def test_a_budget_below_one_token_is_an_error():
+    model = SimpleNamespace(get_max_tokens_all_users=lambda **_: 0)
+    with pytest.raises(ValueError, match="get_max_tokens_all_users returned 0"):
+        kv_token_budget(model, model_name="m", num_devices=1, max_model_len=1, max_num_seqs=1)
+
+
+def test_call_with_accepted_names_what_it_cannot_supply():
+    def hook(kv_cache, enable_trace, something_new):
+        pass
+
+    with pytest.raises(TypeError, match=r"needs argument\(s\) we do not have: \['something_new'\]"):
+        call_with_accepted(hook, {"kv_cache": [], "enable_trace": True})
+
+
+# ---- the registry on the ttnn device
+
+
+def test_ttnn_without_tt_metal_says_what_to_install():
+    with pytest.raises(TTMetalUnavailable, match="tt-metal's models are not importable"):
+        registry.load_model_class("TTLlamaForCausalLM", DeviceChoice.TTNN)
+
+
+@pytest.fixture
+def tt_metal_module(monkeypatch):
+    """A namespace standing for generator_vllm (class names only), as an older tt-metal laid it out."""
+    module = SimpleNamespace(LlamaForCausalLM=GeneratorDouble, Qwen2ForCausalLM=OlderGeneratorDouble)
+    monkeypatch.setattr(tt_metal, "generator_module", lambda: module)
+    monkeypatch.setattr(
+        tt_metal, "load_generator_class", lambda target: getattr(module, target.split(":")[1])
+    )
+    return module
+
+
+def test_ttnn_device_uses_the_generators_that_are_there(tt_metal_module):
+    targets = registry.implementations(DeviceChoice.TTNN)
+    assert targets == {
+        "TTLlamaForCausalLM": "models.tt_transformers.tt.generator_vllm:LlamaForCausalLM",
+        "TTQwen2ForCausalLM": "models.tt_transformers.tt.generator_vllm:Qwen2ForCausalLM",
+    }
+    cls = registry.load_model_class("TTQwen2ForCausalLM", DeviceChoice.TTNN)
+    assert cls.generator_cls is OlderGeneratorDouble and issubclass(cls, tt_metal.TTMetalModel)
+    # The host device keeps its own classes.
+    assert (
+        registry.load_model_class("TTQwen2ForCausalLM", DeviceChoice.HOST).__module__
+        == "tt_vllm_plugin.models.llama"
+    )
+
+
+def test_ttnn_device_names_what_the_installed_tt_metal_lacks(tt_metal_module):
+    with pytest.raises(ValueError) as error:
+        registry.load_model_class("TTMistralForCausalLM", DeviceChoice.TTNN)
+    assert str(error.value) == (
+        "Architecture 'MistralForCausalLM' has no TT implementation in the installed tt-metal. "
+        "Supported architectures: LlamaForCausalLM, Qwen2ForCausalLM."
+    )
+
+
+def test_default_device_follows_tt_vllm_device(monkeypatch):
+    monkeypatch.setenv("TT_VLLM_DEVICE", "host")
+    assert registry.current_device() is DeviceChoice.HOST
+    monkeypatch.setenv("TT_VLLM_DEVICE", "ttnn")  # no hardware here: cannot resolve, so the host device
+    assert registry.current_device() is DeviceChoice.HOST
