@@ -163,17 +163,20 @@ class TTModelRunner:
         prompt_logprobs: dict[str, LogprobsTensors | None] = {}
         if len(prefill_rows):
             inputs = batch.prefill_inputs(prefill_rows, ends[prefill_rows])
-            wanted = [row for row in prefill_rows if batch.req_ids[row] in self.prompt_logprobs.wanted]
+            wanted = [int(row) for row in prefill_rows if batch.req_ids[row] in self.prompt_logprobs.wanted]
+            # Prompt logprobs need every computed position's logits (models declaring
+            # supports_prompt_logprobs return them flat); otherwise only each row's last.
+            extra = {"return_all_logits": True} if wanted else {}
+            out = self.tt_model.prefill_forward(
+                inputs.tokens,
+                inputs.page_table,
+                self.kv_cache,
+                inputs.prompt_lens,
+                start_pos=inputs.start_pos,
+                **extra,
+            )
             if wanted:
-                # Every computed position's logits: the last of each row is sampled as usual.
-                flat = self.tt_model.prefill_forward(
-                    inputs.tokens,
-                    inputs.page_table,
-                    self.kv_cache,
-                    inputs.prompt_lens,
-                    start_pos=inputs.start_pos,
-                    return_all_logits=True,
-                ).to(device="cpu", dtype=torch.float32)[:, : self.vocab_size]
+                flat = out.to(device="cpu", dtype=torch.float32)[:, : self.vocab_size]
                 per_row = dict(
                     zip(prefill_rows.tolist(), flat.split(scheduled[prefill_rows].tolist()), strict=True)
                 )
@@ -181,18 +184,11 @@ class TTModelRunner:
                 for row in wanted:
                     req_id = batch.req_ids[row]
                     done = self.prompt_logprobs.collect(
-                        self.requests[req_id], int(computed[row]), int(scheduled[row]), per_row[int(row)]
+                        self.requests[req_id], int(computed[row]), int(scheduled[row]), per_row[row]
                     )
                     if done is not None:
                         prompt_logprobs[req_id] = done
             else:
-                out = self.tt_model.prefill_forward(
-                    inputs.tokens,
-                    inputs.page_table,
-                    self.kv_cache,
-                    inputs.prompt_lens,
-                    start_pos=inputs.start_pos,
-                )
                 logits[prefill_rows] = _as_logits(out, len(prefill_rows), self.vocab_size)
         if len(decode_rows):
             inputs = batch.decode_inputs(decode_rows, self.max_num_reqs)
