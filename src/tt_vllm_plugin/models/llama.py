@@ -4,8 +4,9 @@ One core, :class:`HostLlamaFamilyModel`, covers Llama, Mistral, Qwen2 and Qwen3:
 decoder (RMSNorm, RoPE, GQA attention, SwiGLU MLP) and differ only in biases, Qwen3's per-head
 q/k norm and which configs they accept. The thin per-architecture classes at the bottom say which.
 
-Weights are plain tensors used with ``torch.nn.functional``; q/k/v and gate/up are fused into one
-matrix each at load time because fewer, bigger matmuls are faster on a CPU. Norms and RoPE follow
+Linear layers are :class:`~tt_vllm_plugin.models.host_linear.HostLinear` (vLLM's prepacked CPU GEMMs,
+else ``F.linear``); q/k/v and gate/up are fused into one matrix each at load time because fewer,
+bigger matmuls are faster on a CPU. Norms and RoPE follow
 transformers' numerics (float32 inside) so results match it closely.
 """
 
@@ -27,6 +28,7 @@ from tt_vllm_plugin.models.contract import (
     SUPPORTS_PROMPT_LOGPROBS,
     KVCache,
 )
+from tt_vllm_plugin.models.host_linear import HostLinear
 from tt_vllm_plugin.models.paged_attention import (
     block_coordinates,
     decode_attention,
@@ -110,6 +112,9 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """RMSNorm exactly as transformers' Llama/Qwen norms: statistics in float32, weight after the cast."""
+    if x.dtype == torch.float32 and weight.dtype == torch.float32:
+        # torch's fused kernel: bitwise the same result in float32, a third of the ops (decode is op-bound).
+        return F.rms_norm(x, (x.shape[-1],), weight, eps)
     x32 = x.float()
     x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
     return weight * x32.to(x.dtype)
@@ -131,17 +136,13 @@ class FamilyLayout:
 @dataclass
 class LayerWeights:
     input_norm: torch.Tensor
-    qkv: torch.Tensor  # q, k, v projections stacked on the output dim
-    qkv_bias: torch.Tensor | None
-    o: torch.Tensor
-    o_bias: torch.Tensor | None
+    qkv: HostLinear  # q, k, v projections stacked on the output dim
+    o: HostLinear
     q_norm: torch.Tensor | None
     k_norm: torch.Tensor | None
     post_norm: torch.Tensor
-    gate_up: torch.Tensor  # gate and up projections stacked on the output dim
-    gate_up_bias: torch.Tensor | None
-    down: torch.Tensor
-    down_bias: torch.Tensor | None
+    gate_up: HostLinear  # gate and up projections stacked on the output dim
+    down: HostLinear
 
 
 @dataclass
@@ -149,7 +150,7 @@ class ModelWeights:
     embed: torch.Tensor
     layers: list[LayerWeights]
     norm: torch.Tensor
-    lm_head: torch.Tensor  # the embedding itself when tied
+    lm_head: HostLinear  # over the embedding itself when tied
 
 
 def model_folder(hf_config: Any) -> Path:
@@ -245,20 +246,28 @@ def build_layer(tensors: dict[str, torch.Tensor], index: int, layout: FamilyLayo
     def fused(names: Sequence[str]) -> torch.Tensor:
         return torch.cat([take(name) for name in names], dim=0)
 
+    def linear(weight: torch.Tensor, bias: torch.Tensor | None) -> HostLinear:
+        # Prepacked for the GEMM kernel; the plain weight is dropped then (it would double the memory).
+        return HostLinear(weight, bias, keep_weight=False)
+
     attn, mlp = "self_attn.", "mlp."
     return LayerWeights(
         input_norm=take("input_layernorm.weight"),
-        qkv=fused([f"{attn}{p}_proj.weight" for p in "qkv"]),
-        qkv_bias=fused([f"{attn}{p}_proj.bias" for p in "qkv"]) if layout.qkv_bias else None,
-        o=take(attn + "o_proj.weight"),
-        o_bias=take(attn + "o_proj.bias") if layout.o_bias else None,
+        qkv=linear(
+            fused([f"{attn}{p}_proj.weight" for p in "qkv"]),
+            fused([f"{attn}{p}_proj.bias" for p in "qkv"]) if layout.qkv_bias else None,
+        ),
+        o=linear(take(attn + "o_proj.weight"), take(attn + "o_proj.bias") if layout.o_bias else None),
         q_norm=take(attn + "q_norm.weight") if layout.qk_norm else None,
         k_norm=take(attn + "k_norm.weight") if layout.qk_norm else None,
         post_norm=take("post_attention_layernorm.weight"),
-        gate_up=fused([f"{mlp}{p}_proj.weight" for p in ("gate", "up")]),
-        gate_up_bias=fused([f"{mlp}{p}_proj.bias" for p in ("gate", "up")]) if layout.mlp_bias else None,
-        down=take(mlp + "down_proj.weight"),
-        down_bias=take(mlp + "down_proj.bias") if layout.mlp_bias else None,
+        gate_up=linear(
+            fused([f"{mlp}{p}_proj.weight" for p in ("gate", "up")]),
+            fused([f"{mlp}{p}_proj.bias" for p in ("gate", "up")]) if layout.mlp_bias else None,
+        ),
+        down=linear(
+            take(mlp + "down_proj.weight"), take(mlp + "down_proj.bias") if layout.mlp_bias else None
+        ),
     )
 
 
@@ -283,7 +292,8 @@ def load_model_weights(
         embed=embed,
         layers=layers,
         norm=tensors["model.norm.weight"],
-        lm_head=embed if tie_word_embeddings else tensors["lm_head.weight"],
+        # Tied: the embedding stays needed, so the LM head keeps the same tensor as its plain weight.
+        lm_head=HostLinear(embed if tie_word_embeddings else tensors["lm_head.weight"]),
     )
 
 
@@ -480,7 +490,9 @@ class HostLlamaFamilyModel:
             start_pos = torch.as_tensor(start_pos, device=self.device)
             page_table = page_table.to(self.device)
             out = torch.zeros(
-                (tokens.shape[0], 1, self.weights.lm_head.shape[0]), dtype=torch.float32, device=self.device
+                (tokens.shape[0], 1, self.weights.lm_head.out_features),
+                dtype=torch.float32,
+                device=self.device,
             )
             active = torch.nonzero(start_pos >= 0).squeeze(1)
             if active.numel() == 0:
@@ -528,22 +540,26 @@ class HostLlamaFamilyModel:
     ) -> torch.Tensor:
         n = x.shape[0]
         q_size, kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
-        q, k, v = F.linear(x, layer.qkv, layer.qkv_bias).split([q_size, kv_size, kv_size], dim=-1)
-        q = q.reshape(n, self.num_heads, self.head_dim)
-        k = k.reshape(n, self.num_kv_heads, self.head_dim)
-        v = v.reshape(n, self.num_kv_heads, self.head_dim)
+        qkv = layer.qkv(x)
+        v = qkv[:, q_size + kv_size :].reshape(n, self.num_kv_heads, self.head_dim)
         if layer.q_norm is not None and layer.k_norm is not None:  # Qwen3: per-head norm before RoPE
-            q = rms_norm(q, layer.q_norm, self.eps)
-            k = rms_norm(k, layer.k_norm, self.eps)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        return F.linear(attend(index, q, k, v), layer.o, layer.o_bias)
+            q = rms_norm(qkv[:, :q_size].reshape(n, self.num_heads, self.head_dim), layer.q_norm, self.eps)
+            k = rms_norm(
+                qkv[:, q_size : q_size + kv_size].reshape(n, -1, self.head_dim), layer.k_norm, self.eps
+            )
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        else:
+            # q and k heads are adjacent in the fused output: rotate them in one pass (half the ops).
+            qk = apply_rope(qkv[:, : q_size + kv_size].reshape(n, -1, self.head_dim), cos, sin)
+            q, k = qk[:, : self.num_heads], qk[:, self.num_heads :]
+        return layer.o(attend(index, q, k, v))
 
     def _mlp(self, layer: LayerWeights, x: torch.Tensor) -> torch.Tensor:
-        gate, up = F.linear(x, layer.gate_up, layer.gate_up_bias).chunk(2, dim=-1)
-        return F.linear(F.silu(gate) * up, layer.down, layer.down_bias)
+        gate, up = layer.gate_up(x).chunk(2, dim=-1)
+        return layer.down(F.silu(gate) * up)
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return F.linear(hidden, self.weights.lm_head).float()
+        return self.weights.lm_head(hidden).float()
 
 
 def head_dim_of(config: Any) -> int:

@@ -1,0 +1,172 @@
+"""Offline generation throughput: the tt plugin (host device) vs vLLM's native CPU platform vs transformers.
+
+    .venv/bin/python benchmarks/offline_throughput.py [--systems plugin,native,transformers] [--dtype float32]
+        [--batches 32,1] [--output-tokens 128] [--out benchmarks/results/offline_throughput.json]
+
+Each system runs in its own child process (vLLM picks its platform once per process), on the same
+model folder, dtype, prompts and thread count (OMP_NUM_THREADS = cores, for every system). Greedy
+decoding with ignore_eos, so every system produces exactly batch x output-tokens tokens. Prints a table
+with ratios against the native platform measured in the same run, and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PROMPT_TOKENS = 32
+KV_CACHE_BYTES = 2 * 2**30
+
+
+def _prompts(tokenizer, batch: int) -> list[list[int]]:
+    base = tokenizer.encode(
+        "Write a long and detailed story about a lighthouse keeper who discovers a message in a bottle, "
+        "and what happens over the following years in the small town by the sea."
+    )
+    # Distinct prompts of one length: rotate the base so no prefix is shared across the batch.
+    return [(base[i % len(base) :] + base[: i % len(base)])[:PROMPT_TOKENS] for i in range(batch)]
+
+
+def run_vllm(model: str, dtype: str, batches: list[int], output_tokens: int) -> dict[str, float]:
+    from vllm import LLM, SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    start = time.perf_counter()
+    llm = LLM(
+        model=model,
+        dtype=dtype,
+        max_model_len=1024,
+        max_num_seqs=max(batches),
+        seed=0,
+        kv_cache_memory_bytes=KV_CACHE_BYTES,  # the same KV space for both platforms
+    )
+    results = {"engine_start_s": time.perf_counter() - start}
+    params = SamplingParams(temperature=0.0, max_tokens=output_tokens, ignore_eos=True)
+    tokenizer = llm.get_tokenizer()
+    llm.generate([TokensPrompt(prompt_token_ids=_prompts(tokenizer, 1)[0])], params, use_tqdm=False)  # warm
+    for batch in batches:
+        prompts = [TokensPrompt(prompt_token_ids=p) for p in _prompts(tokenizer, batch)]
+        start = time.perf_counter()
+        outputs = llm.generate(prompts, params, use_tqdm=False)
+        elapsed = time.perf_counter() - start
+        produced = sum(len(o.outputs[0].token_ids) for o in outputs)
+        results[f"batch_{batch}_tok_s"] = produced / elapsed
+    return results
+
+
+def run_transformers(model: str, dtype: str, batches: list[int], output_tokens: int) -> dict[str, float]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    hf = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype)).eval()
+    results: dict[str, float] = {}
+    for batch in batches:
+        ids = torch.tensor(_prompts(tokenizer, batch))  # one length: no padding needed
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = hf.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=output_tokens,
+                min_new_tokens=output_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.eos_token_id,
+            )
+        elapsed = time.perf_counter() - start
+        results[f"batch_{batch}_tok_s"] = (out.shape[1] - ids.shape[1]) * batch / elapsed
+    return results
+
+
+SYSTEM_ENV = {
+    "plugin": {"VLLM_PLUGINS": "tt", "TT_VLLM_DEVICE": "host"},
+    "native": {"VLLM_PLUGINS": ""},  # no plugins: vLLM's own CPU platform
+    "transformers": {},
+}
+
+
+def _child(args: argparse.Namespace) -> None:
+    batches = [int(b) for b in args.batches.split(",")]
+    if args.child == "transformers":
+        results = run_transformers(args.model, args.dtype, batches, args.output_tokens)
+    else:
+        results = run_vllm(args.model, args.dtype, batches, args.output_tokens)
+    print("RESULT " + json.dumps(results), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--systems", default="plugin,native,transformers")
+    parser.add_argument("--model", default=None, help="HF folder (default: the embedded model)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--batches", default="32,1")
+    parser.add_argument("--output-tokens", type=int, default=128)
+    parser.add_argument("--out", default="benchmarks/results/offline_throughput.json")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.model is None:
+        from tt_vllm_plugin.models.default import default_model_path
+
+        args.model = str(default_model_path())
+    if args.child:
+        _child(args)
+        return
+
+    threads = str(os.cpu_count() or 1)
+    results: dict[str, dict[str, float]] = {}
+    for system in args.systems.split(","):
+        env = {**os.environ, "OMP_NUM_THREADS": threads, **SYSTEM_ENV[system]}
+        command = [
+            sys.executable,
+            __file__,
+            "--child",
+            system,
+            "--model",
+            args.model,
+            "--dtype",
+            args.dtype,
+            "--batches",
+            args.batches,
+            "--output-tokens",
+            str(args.output_tokens),
+        ]
+        print(f"running {system} ...", file=sys.stderr, flush=True)
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+        if done.returncode != 0 or line is None:
+            errors = [x for x in done.stderr.splitlines() if "Error" in x or "error" in x]
+            sys.exit(f"{system} failed (exit {done.returncode}):\n" + "\n".join(errors[-20:]))
+        results[system] = json.loads(line.removeprefix("RESULT "))
+
+    batches = args.batches.split(",")
+    header = (
+        f"{'system':<14}" + "".join(f"{'batch ' + b + ' tok/s':>18}" for b in batches) + f"{'start s':>10}"
+    )
+    print(f"\nmodel {args.model}, dtype {args.dtype}, {args.output_tokens} output tokens, {threads} threads")
+    print(header)
+    for system, figures in results.items():
+        row = f"{system:<14}" + "".join(f"{figures[f'batch_{b}_tok_s']:>18.1f}" for b in batches)
+        row += f"{figures.get('engine_start_s', float('nan')):>10.1f}"
+        print(row)
+    if "native" in results:
+        for system, figures in results.items():
+            if system == "native":
+                continue
+            ratios = ", ".join(
+                f"batch {b}: {figures[f'batch_{b}_tok_s'] / results['native'][f'batch_{b}_tok_s']:.2f}x"
+                for b in batches
+            )
+            print(f"{system} vs native: {ratios}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"args": vars(args), "threads": threads, "results": results}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Linear layers of the host models, on vLLM's own CPU GEMM kernels where they exist.
+
+vLLM's CPU build ships a oneDNN GEMM with weights prepacked once at load time (``onednn_mm``) and, on
+CPUs with AMX, a small-GEMM kernel (``weight_packed_linear``); its CPU platform picks between them
+per weight in ``vllm.model_executor.layers.utils.dispatch_cpu_unquantized_gemm``. :class:`HostLinear`
+makes the same per-weight choice for our host models, and falls back to ``torch.nn.functional.linear``
+wherever those kernels are not available (CUDA host device, a vLLM build without them).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+Backend = Literal["onednn", "sgl", "torch"]
+
+# oneDNN primitive cache entries per weight (one per distinct batch size M); vLLM uses 32 too.
+_ONEDNN_PRIMITIVE_CACHE = 32
+
+_kernels_loaded: bool | None = None
+
+
+def vllm_cpu_kernels_available() -> bool:
+    """Whether vLLM's CPU GEMM ops are loaded (loading them the first time).
+
+    The tt platform's ``import_kernels`` loads nothing (the ttnn path uses no vLLM ops), so the
+    library is loaded here, by vLLM's CPU platform, which picks the build (AVX2 / AVX-512 / ...) this
+    CPU can run.
+    """
+    global _kernels_loaded
+    if _kernels_loaded is None:
+        try:
+            from vllm.platforms.cpu import CpuPlatform
+
+            CpuPlatform.import_kernels()
+            _kernels_loaded = _has_op("create_onednn_mm_handler") and _has_op("onednn_mm")
+        except Exception:  # any vLLM without a CPU build: plain torch is the answer, not an error
+            _kernels_loaded = False
+    return _kernels_loaded
+
+
+def _has_op(name: str) -> bool:
+    try:
+        return hasattr(torch.ops._C, name)
+    except Exception:
+        return False
+
+
+def _sgl_fits(weight: torch.Tensor) -> bool:
+    """vLLM's own rule for its small-GEMM (AMX) kernel."""
+    if not _has_op("convert_weight_packed"):
+        return False
+    try:
+        from vllm.model_executor.layers.utils import check_cpu_sgl_kernel
+    except Exception:
+        return False
+    n, k = weight.shape
+    return bool(check_cpu_sgl_kernel(n, k, weight.dtype))
+
+
+def choose_backend(weight: torch.Tensor) -> Backend:
+    """The GEMM :class:`HostLinear` uses for ``weight`` (out_features, in_features)."""
+    if weight.device.type != "cpu" or weight.ndim != 2 or not vllm_cpu_kernels_available():
+        return "torch"
+    if _sgl_fits(weight):
+        return "sgl"
+    return "onednn"
+
+
+class HostLinear:
+    """``y = x @ weight.T + bias`` for a fixed weight, prepacked once for the GEMM chosen at construction.
+
+    With ``keep_weight=False`` a prepacked layer drops its plain ``weight`` (the packed copy is all it
+    reads), so a model does not hold its weights twice; the tied LM head keeps it (it is the embedding).
+    """
+
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        backend: Backend | None = None,
+        keep_weight: bool = True,
+    ) -> None:
+        self.out_features, self.in_features = weight.shape
+        self.dtype = weight.dtype
+        self.weight: torch.Tensor | None = weight
+        self.bias = bias
+        self.backend: Backend = backend or choose_backend(weight)
+        self._packed: Any = None
+        if self.backend == "onednn":
+            try:
+                self._packed = _ops().create_onednn_mm(weight.t(), _ONEDNN_PRIMITIVE_CACHE)
+            except RuntimeError:  # oneDNN refused this shape/dtype: vLLM falls back the same way
+                self.backend = "torch"
+        elif self.backend == "sgl":
+            self._packed = torch.ops._C.convert_weight_packed(weight)
+            # The kernel wants a float32 bias (vLLM converts it the same way).
+            self.bias = None if bias is None else bias.float()
+        if self.backend != "torch" and not keep_weight:
+            self.weight = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.backend == "onednn":
+            # oneDNN reads x as a dense row-major (M, K) matrix.
+            return _ops().onednn_mm(self._packed, x if x.is_contiguous() else x.contiguous(), self.bias)
+        if self.backend == "sgl":
+            return _ops().weight_packed_linear_cpu(x.contiguous(), self._packed, self.out_features, self.bias)
+        assert self.weight is not None
+        return F.linear(x, self.weight, self.bias)
+
+    def __repr__(self) -> str:
+        dtype = str(self.dtype).removeprefix("torch.")
+        return f"HostLinear({self.in_features} -> {self.out_features}, {dtype}, {self.backend})"
+
+
+@functools.cache
+def _ops() -> Any:
+    """``vllm._custom_ops`` (imported on first use: only the CPU fast paths need it)."""
+    from vllm import _custom_ops
+
+    return _custom_ops
