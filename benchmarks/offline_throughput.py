@@ -1,7 +1,7 @@
 """Offline generation throughput: the tt plugin (host device) vs vLLM's native CPU platform vs transformers.
 
     .venv/bin/python benchmarks/offline_throughput.py [--systems plugin,native,transformers] [--dtype float32]
-        [--batches 32,1] [--output-tokens 128] [--out benchmarks/results/offline_throughput.json]
+        [--batches 32,1] [--output-tokens 128] [--out FILE.json]
 
 Each system runs in its own child process (vLLM picks its platform once per process), on the same
 model folder, dtype, prompts and thread count (OMP_NUM_THREADS = cores, for every system). Greedy
@@ -106,7 +106,9 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--batches", default="32,1")
     parser.add_argument("--output-tokens", type=int, default=128)
-    parser.add_argument("--out", default="benchmarks/results/offline_throughput.json")
+    parser.add_argument(
+        "--out", default=None, help="JSON file (default: benchmarks/results/offline_throughput_DTYPE.json)"
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.model is None:
@@ -162,7 +164,8 @@ def main() -> None:
                 for b in batches
             )
             print(f"{system} vs native: {ratios}")
-    out = Path(args.out)
+    short_dtype = {"float32": "fp32", "bfloat16": "bf16"}[args.dtype]
+    out = Path(args.out or f"benchmarks/results/offline_throughput_{short_dtype}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": vars(args), "threads": threads, "results": results}, indent=2))
     print(f"wrote {out}")
