@@ -49,14 +49,6 @@ class _PendingStep:
     prompt_logprobs: dict[str, LogprobsTensors | None]
 
 
-@dataclass(frozen=True)
-class StepTimes:
-    """Seconds spent in the model vs. everything else in the last step (for metrics and benchmarks)."""
-
-    model: float = 0.0
-    total: float = 0.0
-
-
 class TTModelRunner:
     def __init__(self, vllm_config: VllmConfig, mesh_device: Any) -> None:
         self.vllm_config = vllm_config
@@ -81,7 +73,6 @@ class TTModelRunner:
         )
         self.prompt_logprobs = PromptLogprobs(self.vocab_size, self.model_config.logprobs_mode)
         self._pending: _PendingStep | None = None
-        self.last_step_times = StepTimes()
 
     # ---- start-up -------------------------------------------------------------------------------
 
@@ -139,7 +130,6 @@ class TTModelRunner:
     # ---- per step -------------------------------------------------------------------------------
 
     def execute_model(self, scheduler_output: SchedulerOutput) -> ModelRunnerOutput | None:
-        step_start = time.perf_counter()
         self._update_states(scheduler_output)
         batch = self._batch()
         if scheduler_output.total_num_scheduled_tokens == 0 or batch.num_reqs == 0:
@@ -159,7 +149,6 @@ class TTModelRunner:
         prefill_rows = np.flatnonzero(~is_decode)
 
         logits = torch.empty((num_reqs, self.vocab_size), dtype=torch.float32)
-        model_start = time.perf_counter()
         prompt_logprobs: dict[str, LogprobsTensors | None] = {}
         if len(prefill_rows):
             inputs = batch.prefill_inputs(prefill_rows, ends[prefill_rows])
@@ -196,7 +185,6 @@ class TTModelRunner:
                 inputs.tokens, inputs.start_pos, inputs.page_table, self.kv_cache
             )
             logits[decode_rows] = _as_logits(out, len(decode_rows), self.vocab_size)
-        model_seconds = time.perf_counter() - model_start
 
         self._pending = _PendingStep(
             scheduler_output,
@@ -204,8 +192,6 @@ class TTModelRunner:
             partial_rows=np.flatnonzero(ends < known),
             prompt_logprobs=prompt_logprobs,
         )
-        self._step_model_seconds = model_seconds
-        self._step_start = step_start
         return None  # the engine calls sample_tokens next, with the grammar bitmask if any
 
     def sample_tokens(self, grammar_output: GrammarOutput | None) -> ModelRunnerOutput:
@@ -237,8 +223,6 @@ class TTModelRunner:
         if sampler_output.logprobs_tensors is not None:
             logprobs = sampler_output.logprobs_tensors.tolists()
 
-        total = time.perf_counter() - self._step_start
-        self.last_step_times = StepTimes(model=self._step_model_seconds, total=total)
         return ModelRunnerOutput(
             req_ids=batch.req_ids.copy(),
             req_id_to_index=batch.req_id_to_index.copy(),
