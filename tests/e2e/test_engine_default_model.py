@@ -142,3 +142,17 @@ def test_prompt_logprobs_match_transformers(llm, default_model_path, prompt_ids)
         assert got[position][token].logprob == pytest.approx(expected[position - 1, token].item(), abs=1e-3)
         top3 = torch.topk(expected[position - 1], 3).indices.tolist()
         assert set(top3) <= set(got[position])
+
+
+def test_prefix_cache_hit_computes_only_the_suffix_and_matches_transformers(llm, default_model_path):
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    tokenizer = llm.get_tokenizer()
+    shared = tokenizer.encode("Here is a long shared context about the history of lighthouses. " * 12)
+    first, second = shared + tokenizer.encode(" Summarise it."), shared + tokenizer.encode(" Who built them?")
+    params = SamplingParams(temperature=0.0, max_tokens=12, ignore_eos=True)
+    llm.generate([TokensPrompt(prompt_token_ids=first)], params)
+    output = llm.generate([TokensPrompt(prompt_token_ids=second)], params)[0]
+    assert output.num_cached_tokens >= 16 * (len(shared) // 16 - 1)  # whole blocks of the shared prefix
+    assert list(output.outputs[0].token_ids) == transformers_greedy(default_model_path, [second], 12)[0]
