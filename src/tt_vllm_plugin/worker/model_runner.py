@@ -28,7 +28,7 @@ from vllm.v1.sample.sampler import Sampler
 from vllm.v1.structured_output.utils import apply_grammar_bitmask
 from vllm.v1.worker.gpu_input_batch import CachedRequestState
 
-from tt_vllm_plugin.log import get_logger  # noqa: E402
+from tt_vllm_plugin.log import get_logger
 from tt_vllm_plugin.models import registry
 from tt_vllm_plugin.models.contract import KVCache, TTModel
 from tt_vllm_plugin.worker.input_batch import TTInputBatch

@@ -21,7 +21,7 @@ from vllm.v1.worker.worker_base import CompilationTimes, WorkerBase
 from tt_vllm_plugin.activation import DeviceChoice, resolve_device
 from tt_vllm_plugin.device.host import open_host_device, tolerate_missing_accelerator
 from tt_vllm_plugin.device.ttnn import close_ttnn_device, open_ttnn_device
-from tt_vllm_plugin.log import get_logger  # noqa: E402
+from tt_vllm_plugin.log import get_logger
 from tt_vllm_plugin.models.tt_metal import kv_token_budget, trace_flags, warm_up
 from tt_vllm_plugin.options import tt_options_from_vllm_config
 from tt_vllm_plugin.worker.model_runner import TTModelRunner
@@ -48,6 +48,7 @@ class TTWorker(WorkerBase):
         self.options = tt_options_from_vllm_config(vllm_config)
         self.model_runner: TTModelRunner | None = None
         self.device_choice: DeviceChoice | None = None
+        self._ttnn_device: Any = None  # the open mesh on the ttnn device, closed once in shutdown
 
     # ---- start-up -------------------------------------------------------------------------------
 
@@ -55,23 +56,20 @@ class TTWorker(WorkerBase):
         self.device_choice = resolve_device()
         tolerate_missing_accelerator()
         if self.device_choice is DeviceChoice.TTNN:
-            # A mesh left open wedges the board for the next process: close it if anything after
-            # opening fails (the start-up error is the one to report; a close error is only logged).
-            ttnn_device = open_ttnn_device(self.options)
+            device = self._ttnn_device = open_ttnn_device(self.options)
+        else:
+            device = open_host_device(self.model_config.dtype)
+        try:
+            logger.info("tt worker on the %s device", device.name)
+            self.model_runner = TTModelRunner(self.vllm_config, device)
+        except BaseException:
+            # A mesh left open wedges the board for the next process: close it (the start-up error
+            # is the one to report; a close error is only logged).
             try:
-                logger.info("tt worker on the %s device", ttnn_device.name)
-                self.model_runner = TTModelRunner(self.vllm_config, ttnn_device)
-            except BaseException:
-                try:
-                    close_ttnn_device(ttnn_device)
-                except Exception as error:
-                    logger.error("Closing the Tenstorrent mesh after a failed start also failed: %s", error)
-                raise
-            self._ttnn_device = ttnn_device
-            return
-        device = open_host_device(self.model_config.dtype)
-        logger.info("tt worker on the %s device", device.name)
-        self.model_runner = TTModelRunner(self.vllm_config, device)
+                self._close_ttnn_device()
+            except Exception as error:
+                logger.error("Closing the Tenstorrent mesh after a failed start also failed: %s", error)
+            raise
 
     def load_model(self, *, load_dummy_weights: bool = False) -> None:
         self._runner().load_model()
@@ -189,8 +187,12 @@ class TTWorker(WorkerBase):
         if self.model_runner is not None:
             self.model_runner.kv_cache = []
             self.model_runner.tt_model = None
-        # Close the mesh exactly once, after the model and KV cache that live on it are released.
-        device, self._ttnn_device = getattr(self, "_ttnn_device", None), None
+        # After the model and KV cache that live on the mesh are released.
+        self._close_ttnn_device()
+
+    def _close_ttnn_device(self) -> None:
+        """Close the mesh, if one is open, exactly once."""
+        device, self._ttnn_device = self._ttnn_device, None
         if device is not None:
             close_ttnn_device(device)
 
