@@ -43,7 +43,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--hf-model", default=None, help="Hugging Face checkpoint folder (default: tiny random checkpoints)"
     )
     group.addoption("--tt-options", default="{}", help="TT options (JSON) for opening the ttnn mesh")
-    group.addoption("--block-size", type=int, default=None, help="KV block size (default: host 4, ttnn 64)")
+    group.addoption("--block-size", type=int, default=None, help="KV block size (default: host 16, ttnn 64)")
     group.addoption("--max-batch", type=int, default=8, help="max_batch_size (decode slots)")
     group.addoption(
         "--max-seq-len", type=int, default=None, help="max_seq_len (default: host 128, ttnn 2048)"
@@ -204,7 +204,7 @@ def subject(request, tmp_path_factory) -> Subject:
         model_cls=cls,
         device=device,
         checkpoint=Path(checkpoint),
-        block_size=_option(config, "--block-size") or (4 if on_host else 64),
+        block_size=_option(config, "--block-size") or (16 if on_host else 64),
         max_batch=_option(config, "--max-batch", 8),
         max_seq_len=_option(config, "--max-seq-len") or (128 if on_host else 2048),
         n_layers=_option(config, "--n-layers"),

@@ -26,8 +26,11 @@ from tt_vllm_plugin.models.contract import (
     SUPPORTS_CHUNKED_PREFILL,
     SUPPORTS_PREFIX_CACHING,
     SUPPORTS_PROMPT_LOGPROBS,
+    SUPPORTS_SAMPLE_ON_DEVICE,
     KVCache,
 )
+from tt_vllm_plugin.models.cpu_attention import KernelBatch, host_attention_choice, kernel_block_size_ok
+from tt_vllm_plugin.models.device_sampling import DeviceSamplingParams, sample_on_device
 from tt_vllm_plugin.models.host_linear import HostLinear
 from tt_vllm_plugin.models.paged_attention import (
     block_coordinates,
@@ -37,7 +40,6 @@ from tt_vllm_plugin.models.paged_attention import (
 )
 
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3")
-SAMPLING_NOT_IMPLEMENTED = "on-device sampling is not implemented for host models yet"
 
 
 # --------------------------------------------------------------------------------------------- RoPE
@@ -314,6 +316,8 @@ class HostLlamaFamilyModel:
         SUPPORTS_PREFIX_CACHING: True,
         SUPPORTS_CHUNKED_PREFILL: True,
         SUPPORTS_PROMPT_LOGPROBS: True,
+        # sampling_params=DeviceSamplingParams: greedy / temperature / top-k / top-p with per-row seeds.
+        SUPPORTS_SAMPLE_ON_DEVICE: True,
     }
 
     def __init__(
@@ -339,6 +343,9 @@ class HostLlamaFamilyModel:
         self.cos, self.sin = rope_tables(
             rope_inv_freq(config, self.head_dim), max_seq_len, dtype, torch_device
         )
+        # vLLM's CPU attention kernels where they run (per cache block size, see kernel_block_size_ok),
+        # else plain torch: fixed for a cache's life, because the two store K differently in a block.
+        self.vllm_attention = host_attention_choice(torch_device, dtype, self.head_dim) == "vllm"
 
     # ---- construction
 
@@ -436,8 +443,8 @@ class HostLlamaFamilyModel:
 
         The rows' new tokens are concatenated (no padding), so linear layers run on real tokens only.
         """
-        if sampling_params is not None:
-            raise NotImplementedError(SAMPLING_NOT_IMPLEMENTED)
+        if sampling_params is not None and return_all_logits:
+            raise ValueError("prefill_forward: sampling_params and return_all_logits exclude each other.")
         lens = _as_int_list(prompt_lens)
         starts = [0] * len(lens) if start_pos is None else _as_int_list(start_pos)
         spans = list(zip(starts, lens, strict=True))
@@ -462,10 +469,15 @@ class HostLlamaFamilyModel:
                 write_kv(k_cache, v_cache, blocks, offsets, k, v)
                 return prefill_attention(q, k, v, k_cache, v_cache, page_table, starts, new_lens, self.scale)
 
+            if self.vllm_attention and kernel_block_size_ok(kv_cache[0][0].shape[2]):
+                attend = self._kernel_attention(kv_cache, page_table, blocks, offsets, new_lens, lens)
+
             hidden = self._forward(ids, positions, attend)
             if return_all_logits:
                 return self._logits(hidden)
             last = torch.tensor(new_lens, device=self.device).cumsum(0) - 1
+            if sampling_params is not None:  # sampled on the device: (B,) token ids
+                return self._sample(self._logits(hidden[last]), sampling_params, len(lens))
             return self._logits(hidden[last])[:, None, :]
 
     def decode_forward(
@@ -481,10 +493,10 @@ class HostLlamaFamilyModel:
     ) -> torch.Tensor:
         """One token per active slot (``start_pos >= 0``); returns (max_batch, 1, vocab) float32.
 
-        Empty slots are skipped entirely (no compute, no K/V write) and get zero logits.
+        Empty slots are skipped entirely (no compute, no K/V write) and get zero logits. With
+        ``sampling_params`` (a :class:`DeviceSamplingParams`, one row per slot): (max_batch,) int64 token
+        ids instead, 0 in empty slots.
         """
-        if sampling_params is not None:
-            raise NotImplementedError(SAMPLING_NOT_IMPLEMENTED)
         with torch.inference_mode():
             tokens = tokens.to(self.device)
             start_pos = torch.as_tensor(start_pos, device=self.device)
@@ -494,6 +506,8 @@ class HostLlamaFamilyModel:
                 dtype=torch.float32,
                 device=self.device,
             )
+            if sampling_params is not None:
+                out = torch.zeros(tokens.shape[0], dtype=torch.int64, device=self.device)
             active = torch.nonzero(start_pos >= 0).squeeze(1)
             if active.numel() == 0:
                 return out
@@ -508,7 +522,16 @@ class HostLlamaFamilyModel:
                 write_kv(k_cache, v_cache, blocks, offsets, k, v)
                 return decode_attention(q, k_cache, v_cache, active_table, positions, self.scale)
 
+            if self.vllm_attention and kernel_block_size_ok(kv_cache[0][0].shape[2]):
+                seq_lens = (positions + 1).tolist()
+                attend = self._kernel_attention(
+                    kv_cache, active_table, blocks, offsets, [1] * len(seq_lens), seq_lens
+                )
+
             hidden = self._forward(tokens[active, 0], positions, attend)
+            if sampling_params is not None:
+                out[active] = self._sample(self._logits(hidden), sampling_params, tokens.shape[0], active)
+                return out
             out[active, 0] = self._logits(hidden)
             return out
 
@@ -519,6 +542,36 @@ class HostLlamaFamilyModel:
             raise ValueError(
                 f"Position {max_position} is beyond max_seq_len={self.max_seq_len} the model was built for."
             )
+
+    def _kernel_attention(
+        self,
+        kv_cache: KVCache,
+        page_table: torch.Tensor,
+        blocks: torch.Tensor,
+        offsets: torch.Tensor,
+        new_lens: Sequence[int],
+        seq_lens: Sequence[int],
+    ) -> AttendFn:
+        """Attention through vLLM's CPU kernels: one metadata build per pass, one call per layer."""
+        block_size = kv_cache[0][0].shape[2]
+        batch = KernelBatch.build(
+            new_lens=new_lens,
+            seq_lens=seq_lens,
+            page_table=page_table,
+            slot_mapping=blocks * block_size + offsets,
+            num_heads=self.num_heads,
+            num_kv_heads=self.num_kv_heads,
+            head_dim=self.head_dim,
+            block_size=block_size,
+            dtype=kv_cache[0][0].dtype,
+            scale=self.scale,
+        )
+
+        def attend(layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            k_cache, v_cache = kv_cache[layer]
+            return batch.attend(q, k, v, k_cache, v_cache)
+
+        return attend
 
     def _forward(self, ids: torch.Tensor, positions: torch.Tensor, attend: AttendFn) -> torch.Tensor:
         """Hidden states (N, hidden) after the final norm, for flat tokens ``ids`` at ``positions``."""
@@ -560,6 +613,17 @@ class HostLlamaFamilyModel:
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.weights.lm_head(hidden).float()
+
+    def _sample(
+        self, logits: torch.Tensor, params: Any, num_rows: int, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Sample ``logits`` (one per computed row) on the device; ``rows``: their slots."""
+        if not isinstance(params, DeviceSamplingParams):
+            raise TypeError(f"sampling_params must be a DeviceSamplingParams, got {type(params).__name__}.")
+        if params.num_rows < num_rows:
+            raise ValueError(f"sampling_params has {params.num_rows} rows; this call has {num_rows}.")
+        chosen = params.select(slice(0, num_rows) if rows is None else rows.cpu())
+        return sample_on_device(logits, chosen)
 
 
 def head_dim_of(config: Any) -> int:
