@@ -54,6 +54,9 @@ class TTOptions:
     # KV budget in tokens across all requests (Tenstorrent's max_tokens_all_users). None: size the
     # pool from the model's own budget when it has one, else Tenstorrent's default.
     kv_cache_tokens: int | None = None
+    # False: one prefill_forward call per request instead of one per step for all of them (what
+    # Tenstorrent's runner does), to measure the TTFT that batched prefill saves. Same outputs.
+    prefill_batching: bool = True
     trace_mode: TraceMode = "all"
     sample_on_device_mode: SampleOnDeviceMode | None = None
     always_compat_sampling: bool = False
@@ -89,12 +92,16 @@ class TTOptions:
         return sorted(self.given - used)
 
 
-# What each device acts on. Sampling always runs on the host through vLLM's sampler, which is what
-# Tenstorrent calls "compat" sampling, so the two sampling options change nothing yet on either device.
-_USED_ON_HOST = frozenset({"kv_cache_tokens"})
+# What each device acts on. The host models sample on their device when sample_on_device_mode asks
+# (worker/sampling_mode.py); tt-metal's generators take their own SamplingParams type, which the ttnn
+# adapter does not build yet, so on ttnn sampling stays with vLLM's sampler ("compat" sampling).
+_USED_ON_HOST = frozenset(
+    {"kv_cache_tokens", "prefill_batching", "sample_on_device_mode", "always_compat_sampling"}
+)
 _USED_ON_TTNN = frozenset(
     {
         "kv_cache_tokens",
+        "prefill_batching",
         "trace_mode",
         "enable_model_warmup",
         "dispatch_core_axis",
@@ -110,6 +117,7 @@ _USED_ON_TTNN = frozenset(
 
 _FIELD_TYPES: dict[str, tuple[Any, bool]] = {
     "kv_cache_tokens": ("positive_int", True),
+    "prefill_batching": (bool, False),
     "trace_mode": (TraceMode, False),
     "sample_on_device_mode": (SampleOnDeviceMode, True),
     "always_compat_sampling": (bool, False),

@@ -54,6 +54,7 @@ class TTPlatform(Platform):
     # The served model's declared capabilities, known once check_and_update_config has run; the
     # per-request checks in validate_request (a classmethod, given no config) read them.
     _model_capabilities: dict[str, bool] = {}
+    _vocab_size: int = 0  # the served model's, for validate_request; 0 = unknown
 
     @property
     def supported_dtypes(self) -> list[torch.dtype]:
@@ -99,6 +100,11 @@ class TTPlatform(Platform):
         # A forked engine core deadlocks in OpenMP when the parent already ran torch ops (a test that
         # computed a reference, an app that preprocessed with torch); vLLM's CPU platform does the same.
         os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+        # Before the engine core starts: it inherits where to write the tt_vllm_* metrics, and this
+        # process's /metrics collects them (see worker/metrics.py for why).
+        from tt_vllm_plugin.worker.metrics import export_engine_metrics
+
+        export_engine_metrics()
 
         parallel = vllm_config.parallel_config
         if parallel.worker_cls == "auto":
@@ -122,6 +128,7 @@ class TTPlatform(Platform):
             model_cls = _rewrite_architecture(model_config)
             _gate_on_capabilities(vllm_config, model_cls)
             cls._model_capabilities = dict(getattr(model_cls, "model_capabilities", None) or {})
+            cls._vocab_size = model_config.get_vocab_size()
 
         logger.info(
             "Platform tt (tt-vllm-plugin) active on the %s device; vLLM %s",
@@ -149,6 +156,18 @@ class TTPlatform(Platform):
                 "prompt_logprobs is not supported by this model on the tt platform; "
                 "remove it from the request.",
                 parameter="prompt_logprobs",
+            )
+        # vLLM checks prompt ids against max(tokenizer, model) vocab, and not at all without a tokenizer
+        # (--skip-tokenizer-init); an id past the model's embedding table kills the engine core.
+        prompt_ids = processed_inputs.get("prompt_token_ids") if isinstance(processed_inputs, dict) else None
+        vocab = cls._vocab_size
+        if prompt_ids and vocab and (min(prompt_ids) < 0 or max(prompt_ids) >= vocab):
+            bad = next(t for t in prompt_ids if t < 0 or t >= vocab)
+            raise VLLMValidationError(
+                f"Prompt token id {bad} is outside the model's vocabulary (0..{vocab - 1}); "
+                "send only token ids the model knows.",
+                parameter="prompt",
+                value=bad,
             )
 
 

@@ -34,6 +34,7 @@ from tt_vllm_plugin.models.contract import (
     SUPPORTS_CHUNKED_PREFILL,
     SUPPORTS_PREFIX_CACHING,
     SUPPORTS_PROMPT_LOGPROBS,
+    SUPPORTS_SAMPLE_ON_DEVICE,
     TTModel,
 )
 from tt_vllm_plugin.models.llama import HostLlamaFamilyModel, TTLlamaForCausalLM, TTMistralForCausalLM
@@ -170,6 +171,7 @@ def test_satisfies_contract(checkpoint):
         SUPPORTS_PREFIX_CACHING: True,
         SUPPORTS_CHUNKED_PREFILL: True,
         SUPPORTS_PROMPT_LOGPROBS: True,
+        SUPPORTS_SAMPLE_ON_DEVICE: True,
     }
 
 
@@ -326,13 +328,12 @@ def test_bfloat16_runs_and_returns_float32_logits(llama_folder):
     assert step.dtype == torch.float32 and torch.isfinite(step[0]).all()
 
 
-def test_sampling_params_not_supported_yet(llama_folder):
+def test_sampling_params_of_another_type_are_refused(llama_folder):
+    # Device sampling itself: tests/unit/test_device_sampling.py.
     model = TTLlamaForCausalLM.initialize_vllm_model(
         AutoConfig.from_pretrained(llama_folder), CPU_FP32, 1, 16
     )
-    with pytest.raises(
-        NotImplementedError, match="on-device sampling is not implemented for host models yet"
-    ):
+    with pytest.raises(TypeError, match="sampling_params must be a DeviceSamplingParams, got object"):
         model.decode_forward(
             torch.zeros(1, 1, dtype=torch.int64),
             torch.zeros(1, dtype=torch.int32),

@@ -15,7 +15,8 @@ Conventions (all tensors on the host, in torch):
     ``prompt_lens[i]`` (zero padded after). ``start_pos[i]`` tokens of that row are already in the KV
     cache (cached prefix or earlier prefill chunk): the model computes positions
     ``start_pos[i] .. prompt_lens[i] - 1`` only, writes their K/V, and returns the logits of position
-    ``prompt_lens[i] - 1`` as (B, 1, vocab) float32. ``page_table``: (B, max_blocks) int32, zero padded,
+    ``prompt_lens[i] - 1`` as (B, 1, vocab) float32, or (B,) sampled token ids when ``sampling_params``
+    is given (see below). ``page_table``: (B, max_blocks) int32, zero padded,
     covering at least ``ceil(prompt_lens[i] / block_size)`` blocks of each row. All B requests are
     one call: a model must not assume B == 1.
 
@@ -26,6 +27,11 @@ Conventions (all tensors on the host, in torch):
     Shapes are padded to constants so a device trace can be replayed. Returns (max_batch, 1, vocab)
     float32 logits, or (max_batch,) sampled token ids when ``sampling_params`` is given and the model
     samples on device.
+
+``sampling_params`` (capability ``supports_sample_on_device``)
+    The runner passes it only for steps whose every request needs no more than greedy / temperature /
+    top-k / top-p / seed (``worker/sampling_mode.py``); host models take a
+    :class:`~tt_vllm_plugin.models.device_sampling.DeviceSamplingParams` with one entry per input row.
 """
 
 from __future__ import annotations

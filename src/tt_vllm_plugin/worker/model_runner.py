@@ -30,9 +30,19 @@ from vllm.v1.worker.gpu_input_batch import CachedRequestState
 
 from tt_vllm_plugin.log import get_logger
 from tt_vllm_plugin.models import registry
-from tt_vllm_plugin.models.contract import KVCache, TTModel
+from tt_vllm_plugin.models.contract import SUPPORTS_SAMPLE_ON_DEVICE, KVCache, TTModel, capability
+from tt_vllm_plugin.options import tt_options_from_vllm_config
+from tt_vllm_plugin.worker.fault_injection import FaultInjector
 from tt_vllm_plugin.worker.input_batch import TTInputBatch
+from tt_vllm_plugin.worker.metrics import StepMetrics
 from tt_vllm_plugin.worker.prompt_logprobs import PromptLogprobs
+from tt_vllm_plugin.worker.sampling_mode import (
+    SamplingPath,
+    choose_sampling_path,
+    device_sampling_params,
+    sampling_options,
+    use_vllm_cpu_sampling_kernel,
+)
 
 logger = get_logger(__name__)
 
@@ -47,6 +57,8 @@ class _PendingStep:
     # token is discarded, as vLLM's GPU runner does.
     partial_rows: np.ndarray
     prompt_logprobs: dict[str, LogprobsTensors | None]
+    # Token ids (num_reqs,) when the model sampled on its device; vLLM's sampler is skipped then.
+    sampled: torch.Tensor | None = None
 
 
 class TTModelRunner:
@@ -71,8 +83,17 @@ class TTModelRunner:
             logprobs_mode=self.model_config.logprobs_mode,
             use_fp64_gumbel=self.model_config.use_fp64_gumbel,
         )
+        # Same random draws as vLLM's CPU platform for the same seeds (see sampling_mode.py).
+        use_vllm_cpu_sampling_kernel(self.sampler)
+        self.sampling_options = sampling_options(vllm_config)
+        # Steps sampled per path ("device" / "host"), for the tt_vllm_sampling_steps_total metric.
+        self.sampling_steps: dict[str, int] = {path.value: 0 for path in SamplingPath}
         self.prompt_logprobs = PromptLogprobs(self.vocab_size, self.model_config.logprobs_mode)
         self._pending: _PendingStep | None = None
+        # Per-step figures (the worker swaps in the ones /metrics exports) and the fault test hook.
+        self.metrics = StepMetrics("tt", "unexported")
+        self.fault_injector = FaultInjector.from_env()
+        self.prefill_batching = tt_options_from_vllm_config(vllm_config).prefill_batching
 
     # ---- start-up -------------------------------------------------------------------------------
 
@@ -147,24 +168,25 @@ class TTModelRunner:
         is_decode = (scheduled == 1) & (ends == known) & (computed >= batch.num_prompt_tokens[:num_reqs])
         decode_rows = np.flatnonzero(is_decode)
         prefill_rows = np.flatnonzero(~is_decode)
+        on_device = self._sampling_path(batch, has_prefill=len(prefill_rows) > 0) is SamplingPath.DEVICE
+        device_params = device_sampling_params(batch, num_reqs, ends < known) if on_device else None
+        sampled = torch.zeros(num_reqs, dtype=torch.int64) if on_device else None
 
+        self.fault_injector.before_model_step()  # TT_VLLM_FAULT_INJECT: fails here, like a model error
         logits = torch.empty((num_reqs, self.vocab_size), dtype=torch.float32)
         prompt_logprobs: dict[str, LogprobsTensors | None] = {}
         if len(prefill_rows):
-            inputs = batch.prefill_inputs(prefill_rows, ends[prefill_rows])
             wanted = [int(row) for row in prefill_rows if batch.req_ids[row] in self.prompt_logprobs.wanted]
             # Prompt logprobs need every computed position's logits (models declaring
             # supports_prompt_logprobs return them flat); otherwise only each row's last.
             extra = {"return_all_logits": True} if wanted else {}
-            out = self.tt_model.prefill_forward(
-                inputs.tokens,
-                inputs.page_table,
-                self.kv_cache,
-                inputs.prompt_lens,
-                start_pos=inputs.start_pos,
-                **extra,
-            )
-            if wanted:
+            if device_params is not None:  # then no request wants prompt logprobs
+                extra = {"sampling_params": device_params.select(torch.from_numpy(prefill_rows))}
+            with self.metrics.model_call("prefill", len(prefill_rows)):
+                out = self._prefill_forward(prefill_rows, ends[prefill_rows], extra)
+            if sampled is not None:
+                sampled[prefill_rows] = out.reshape(-1)[: len(prefill_rows)].cpu()
+            elif wanted:
                 flat = out.to(device="cpu", dtype=torch.float32)[:, : self.vocab_size]
                 per_row = dict(
                     zip(prefill_rows.tolist(), flat.split(scheduled[prefill_rows].tolist()), strict=True)
@@ -181,23 +203,64 @@ class TTModelRunner:
                 logits[prefill_rows] = _as_logits(out, len(prefill_rows), self.vocab_size)
         if len(decode_rows):
             inputs = batch.decode_inputs(decode_rows, self.max_num_reqs)
-            out = self.tt_model.decode_forward(
-                inputs.tokens, inputs.start_pos, inputs.page_table, self.kv_cache
-            )
-            logits[decode_rows] = _as_logits(out, len(decode_rows), self.vocab_size)
+            extra = {}
+            if device_params is not None:
+                rows = torch.from_numpy(decode_rows)
+                extra = {"sampling_params": device_params.select(rows).padded(self.max_num_reqs)}
+            with self.metrics.model_call("decode", len(decode_rows)):
+                out = self.tt_model.decode_forward(
+                    inputs.tokens, inputs.start_pos, inputs.page_table, self.kv_cache, **extra
+                )
+            if sampled is not None:
+                sampled[decode_rows] = out.reshape(-1)[: len(decode_rows)].cpu()
+            else:
+                logits[decode_rows] = _as_logits(out, len(decode_rows), self.vocab_size)
 
         self._pending = _PendingStep(
             scheduler_output,
             logits,
             partial_rows=np.flatnonzero(ends < known),
             prompt_logprobs=prompt_logprobs,
+            sampled=sampled,
         )
         return None  # the engine calls sample_tokens next, with the grammar bitmask if any
+
+    def _prefill_forward(self, rows: np.ndarray, ends: np.ndarray, extra: dict[str, Any]) -> torch.Tensor:
+        """One ``prefill_forward`` for all ``rows``, or with the ``prefill_batching`` option off one per
+        row (Tenstorrent's one-user-at-a-time prefill, kept to measure what batching saves). Either
+        way the result is laid out as one batched call's: (rows, 1, vocab), or flat with every logit."""
+        batch = self._batch()
+        if not self.prefill_batching and len(rows) > 1:
+            one_by_one = [
+                self._single_prefill(batch, rows[i : i + 1], ends[i : i + 1], _for_row(extra, i))
+                for i in range(len(rows))
+            ]
+            return torch.cat(one_by_one)
+        return self._single_prefill(batch, rows, ends, extra)
+
+    def _single_prefill(
+        self, batch: TTInputBatch, rows: np.ndarray, ends: np.ndarray, extra: dict[str, Any]
+    ) -> torch.Tensor:
+        inputs = batch.prefill_inputs(rows, ends)
+        out = self.tt_model.prefill_forward(
+            inputs.tokens,
+            inputs.page_table,
+            self.kv_cache,
+            inputs.prompt_lens,
+            start_pos=inputs.start_pos,
+            **extra,
+        )
+        # A device may pad its batch (logits or sampled ids): keep only the rows asked for. Flat
+        # all-position logits have no padding and no per-request rows.
+        return out if extra.get("return_all_logits") else out[: len(rows)]
 
     def sample_tokens(self, grammar_output: GrammarOutput | None) -> ModelRunnerOutput:
         if self._pending is None:
             return EMPTY_MODEL_RUNNER_OUTPUT
         pending, self._pending = self._pending, None
+        if pending.sampled is not None:
+            return self._device_sampled_output(pending, grammar_output)
+        self.sampling_steps[SamplingPath.HOST.value] += 1
         batch = self._batch()
         logits = pending.logits
         if grammar_output is not None:
@@ -228,6 +291,36 @@ class TTModelRunner:
             req_id_to_index=batch.req_id_to_index.copy(),
             sampled_token_ids=sampled_token_ids,
             logprobs=logprobs,
+            prompt_logprobs_dict=pending.prompt_logprobs,
+        )
+
+    def _sampling_path(self, batch: TTInputBatch, has_prefill: bool) -> SamplingPath:
+        return choose_sampling_path(
+            model_samples_on_device=capability(self.tt_model, SUPPORTS_SAMPLE_ON_DEVICE),
+            sample_on_device_mode=self.sampling_options.sample_on_device_mode,
+            always_compat_sampling=self.sampling_options.always_compat_sampling,
+            has_prefill=has_prefill,
+            custom_logits_processors=bool(self.model_config.logits_processors),
+            requests=(self.requests[req_id].sampling_params for req_id in batch.req_ids),
+        )
+
+    def _device_sampled_output(
+        self, pending: _PendingStep, grammar_output: GrammarOutput | None
+    ) -> ModelRunnerOutput:
+        """The step's output when the model sampled on its device (vLLM's sampler skipped)."""
+        if grammar_output is not None:  # the path rule sends every structured-output step to the host
+            raise RuntimeError("a grammar bitmask arrived for a step the device sampled; this is a bug.")
+        assert pending.sampled is not None
+        self.sampling_steps[SamplingPath.DEVICE.value] += 1
+        batch = self._batch()
+        sampled_token_ids: list[list[int]] = [[token] for token in pending.sampled.tolist()]
+        for row in pending.partial_rows:
+            sampled_token_ids[int(row)] = []
+        self._append_sampled_tokens(sampled_token_ids)
+        return ModelRunnerOutput(
+            req_ids=batch.req_ids.copy(),
+            req_id_to_index=batch.req_id_to_index.copy(),
+            sampled_token_ids=sampled_token_ids,
             prompt_logprobs_dict=pending.prompt_logprobs,
         )
 
@@ -325,6 +418,12 @@ class TTModelRunner:
             batch.add_request(state)
         batch.condense()
         batch.refresh_metadata()
+
+
+def _for_row(extra: dict[str, Any], i: int) -> dict[str, Any]:
+    """``extra`` for row ``i`` of a batched prefill called alone (per-row device sampling parameters)."""
+    params = extra.get("sampling_params")
+    return extra if params is None else {**extra, "sampling_params": params.select(slice(i, i + 1))}
 
 
 def _as_logits(out: torch.Tensor, rows: int, vocab_size: int) -> torch.Tensor:
