@@ -77,3 +77,19 @@ def vllm_api_server_command(model: str, port: int, *args: str) -> list[str]:
         str(port),
         *args,
     ]
+
+
+def metric_total(base_url: str, name: str, **labels: str) -> float:
+    """Sum one sample of the server's Prometheus /metrics over the label sets matching ``labels``.
+
+    E.g. ``metric_total(url, "vllm:request_success_total", finished_reason="length")``.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(f"{base_url}/metrics", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )

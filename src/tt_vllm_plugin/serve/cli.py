@@ -2,9 +2,13 @@
 
     tt-serve resolve MODEL [--backend B] [--config F] [--json]
     tt-serve serve MODEL [--backend B] [--config F] [--dry-run] [--json] [--allow-untrusted]
+                         [--restart no|on-failure] [--max-restarts N]
                          [vLLM args] [-- vLLM args]
     tt-serve backends [--config F] [--json]
     tt-serve doctor [--config F] [--quick]
+    tt-serve gateway [--config F] [--host H] [--port P] [--admin-token T]
+    tt-serve swap NAME [--backend B] [--model M] [--gateway URL] [--admin-token T] [-- engine args]
+    tt-serve gateway-status [--gateway URL] [--json]
 
 Arguments after MODEL that tt-serve does not know go to vLLM; everything after ``--`` goes to vLLM
 verbatim (use it for vLLM's own ``--config``, which tt-serve's ``--config`` would otherwise take).
@@ -23,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from tt_vllm_plugin.serve.config import CONFIG_ENV, ServerConfig, load_config
 from tt_vllm_plugin.serve.errors import ExitCode, ServeError
+from tt_vllm_plugin.serve.restart import DEFAULT_MAX_RESTARTS, RestartMode, RestartPolicy
 
 if TYPE_CHECKING:  # the heavier modules are imported by the command that needs them
     from tt_vllm_plugin.serve.resolve import Resolution
@@ -77,13 +82,37 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run a plugin that is not on the trust allowlist or does not match its pin (explicit override)",
     )
+    serve.add_argument(
+        "--restart",
+        choices=[mode.value for mode in RestartMode],
+        default=RestartMode.NO.value,
+        help="on-failure: start the server again when it exits non-zero (default: no)",
+    )
+    serve.add_argument(
+        "--max-restarts",
+        metavar="N",
+        type=_non_negative,
+        default=DEFAULT_MAX_RESTARTS,
+        help=f"with --restart on-failure: give up after N restarts (default {DEFAULT_MAX_RESTARTS}); "
+        "back-off 1, 2, 4 ... s, at most 30 s",
+    )
 
     backends = add("backends", "list the catalog's backends and their state on this machine")
     backends.add_argument("--json", action="store_true", help="print JSON")
 
     doctor = add("doctor", "check the whole set-up and say what to fix")
     doctor.add_argument("--quick", action="store_true", help="skip the slow probes (ttnn, platform import)")
+
+    from tt_vllm_plugin.serve.gateway.commands import add_commands
+
+    add_commands(commands, add)  # gateway, swap, gateway-status
     return parser
+
+
+def _non_negative(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a whole number 0 or more, not {text!r}")
+    return int(text)
 
 
 def _error(message: str, code: int) -> int:
@@ -190,7 +219,7 @@ def cmd_serve(args: argparse.Namespace, vllm_args: list[str]) -> int:
             ExitCode.RESOLUTION,
         )
     print(f"tt-serve: starting: env {env_text} {shlex.join(plan.argv)}", file=sys.stderr, flush=True)
-    return run(plan)
+    return run(plan, RestartPolicy(RestartMode(args.restart), args.max_restarts))
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
@@ -239,13 +268,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Everything after "--" belongs to vLLM, untouched by tt-serve's parser.
+    separated = "--" in argv  # swap tells "-- (no arguments)" from no "--"
     tail: list[str] = []
     if "--" in argv:
         cut = argv.index("--")
         argv, tail = argv[:cut], argv[cut + 1 :]
     parser = _parser()
     args, unknown = parser.parse_known_args(argv)
-    if args.command != "serve" and (unknown or tail):
+    if args.command != "serve" and (unknown or (tail and args.command != "swap")):
         parser.error(f"unrecognized arguments: {' '.join(unknown + tail)}")
     try:
         if args.command == "resolve":
@@ -254,6 +284,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(cmd_serve(args, unknown + tail))
         if args.command == "backends":
             return int(cmd_backends(args))
+        if hasattr(args, "gateway_command"):  # gateway, swap, gateway-status
+            from tt_vllm_plugin.serve.gateway.commands import run_command
+
+            return run_command(args, tail if separated else None)
         return int(cmd_doctor(args))
     except ServeError as error:
         return _error(error.message, int(error.code))

@@ -17,6 +17,8 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ from tt_vllm_plugin.serve.config import ServerConfig
 from tt_vllm_plugin.serve.errors import ExitCode, ServeError
 from tt_vllm_plugin.serve.narrowing import Narrowing
 from tt_vllm_plugin.serve.resolve import Resolution
+from tt_vllm_plugin.serve.restart import ATTEMPT_ENV, FAILURE_FILE_ENV, Action, RestartPolicy
 from tt_vllm_plugin.serve.trust import normalize
 
 API_SERVER_MODULE = "vllm.entrypoints.launchers.api_server.entry"
@@ -173,22 +176,56 @@ def _die_with_parent() -> None:
         pass
 
 
-def run(plan: LaunchPlan) -> int:
+def run(plan: LaunchPlan, policy: RestartPolicy | None = None) -> int:
     """Start the server, forward signals to it, return its exit status (128+N when killed by signal N).
 
     The child gets its own process group, so a Ctrl-C in the terminal reaches vLLM exactly once (through
     tt-serve), instead of twice, which vLLM takes as a request to abort the graceful shutdown.
+
+    With a restart policy (``--restart on-failure``), a server that fails is started again after a
+    back-off, each life with ``TT_SERVE_ATTEMPT`` = 1, 2, ...; a signal to tt-serve stops it for good.
     """
-    child = subprocess.Popen(plan.argv, env=plan.environment(), process_group=0, preexec_fn=_die_with_parent)
+    policy = policy or RestartPolicy()
+    child: subprocess.Popen | None = None
+    stop_requested = False
 
     def forward(signum: int, _frame: FrameType | None) -> None:
-        if child.poll() is None:
+        nonlocal stop_requested
+        stop_requested = True
+        if child is not None and child.poll() is None:
             child.send_signal(signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
     try:
-        status = child.wait()
+        restarts = 0
+        while True:
+            with tempfile.TemporaryDirectory(prefix="tt-serve-") as folder:
+                failure_file = Path(folder) / "engine-failure"
+                env = {
+                    **plan.environment(),
+                    ATTEMPT_ENV: str(restarts + 1),
+                    FAILURE_FILE_ENV: str(failure_file),
+                }
+                child = subprocess.Popen(plan.argv, env=env, process_group=0, preexec_fn=_die_with_parent)
+                if stop_requested:  # a signal came while the child was being started
+                    child.terminate()
+                status = child.wait()
+                failure = failure_file.read_text().strip() if failure_file.exists() else None
+            status = 128 - status if status < 0 else status
+            if failure:
+                print(f"tt-serve: the server's engine failed: {failure}", file=sys.stderr, flush=True)
+            decision = policy.decide(status, restarts, stop_requested, engine_failed=failure is not None)
+            message = decision.message(policy.max_restarts)
+            if message:
+                print(message, file=sys.stderr, flush=True)
+            if decision.action is not Action.RESTART:
+                return decision.status
+            deadline = time.monotonic() + decision.delay
+            while not stop_requested and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if stop_requested:
+                return decision.status
+            restarts += 1
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return 128 - status if status < 0 else status

@@ -24,6 +24,8 @@ from tt_vllm_plugin.device.ttnn import close_ttnn_device, open_ttnn_device
 from tt_vllm_plugin.log import get_logger
 from tt_vllm_plugin.models.tt_metal import kv_token_budget, trace_flags, warm_up
 from tt_vllm_plugin.options import tt_options_from_vllm_config
+from tt_vllm_plugin.worker.fault_injection import record_engine_failure
+from tt_vllm_plugin.worker.metrics import engine_metrics
 from tt_vllm_plugin.worker.model_runner import TTModelRunner
 
 logger = get_logger(__name__)
@@ -62,6 +64,7 @@ class TTWorker(WorkerBase):
         try:
             logger.info("tt worker on the %s device", device.name)
             self.model_runner = TTModelRunner(self.vllm_config, device)
+            self.model_runner.metrics = engine_metrics(self.device_choice.value)
         except BaseException:
             # A mesh left open wedges the board for the next process: close it (the start-up error
             # is the one to report; a close error is only logged).
@@ -141,6 +144,7 @@ class TTWorker(WorkerBase):
 
     def initialize_from_config(self, kv_cache_config: KVCacheConfig) -> None:
         self._runner().initialize_kv_cache(kv_cache_config.num_blocks)
+        self._runner().metrics.set_num_blocks(kv_cache_config.num_blocks)
 
     def compile_or_warm_up_model(self) -> CompilationTimes:
         """Run the model's warm-up hooks (tt-metal compiles kernels and captures traces there) when it
@@ -175,10 +179,27 @@ class TTWorker(WorkerBase):
     # ---- per step -------------------------------------------------------------------------------
 
     def execute_model(self, scheduler_output: SchedulerOutput) -> ModelRunnerOutput | None:
-        return self._runner().execute_model(scheduler_output)
+        # Timed here, around the whole runner, so host overhead = runner time - model calls.
+        runner = self._runner()
+        runner.metrics.begin_step(scheduler_output)
+        try:
+            return runner.execute_model(scheduler_output)
+        except Exception as error:
+            record_engine_failure(error)  # vLLM's server exits 0 after this; tt-serve reads why
+            raise
+        finally:
+            runner.metrics.end_execute()
 
     def sample_tokens(self, grammar_output: GrammarOutput | None) -> ModelRunnerOutput:
-        return self._runner().sample_tokens(grammar_output)
+        runner = self._runner()
+        runner.metrics.begin_sample()
+        try:
+            return runner.sample_tokens(grammar_output)
+        except Exception as error:
+            record_engine_failure(error)
+            raise
+        finally:
+            runner.metrics.end_step(getattr(runner, "sampling_steps", None))
 
     def check_health(self) -> None:
         return
