@@ -33,10 +33,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tt_vllm_plugin.serve.catalog import Backend, Catalog, HardwareNeed
 from tt_vllm_plugin.serve.errors import ExitCode, ServeError
+
+if TYPE_CHECKING:
+    from tt_vllm_plugin.serve.gateway.settings import GatewaySettings
 
 CONFIG_ENV = "TT_SERVE_CONFIG"
 
@@ -79,6 +82,7 @@ class ServerConfig:
     models: tuple[ModelEntry, ...] = ()
     backends: Mapping[str, Backend] = field(default_factory=dict)
     trust: TrustSettings = field(default_factory=TrustSettings)
+    gateway: GatewaySettings | None = None  # the [gateway] section (tt-serve gateway), if any
 
     @property
     def label(self) -> str:
@@ -268,7 +272,9 @@ def _trust(reader: _Reader, value: Any) -> TrustSettings:
 def load_config(path: str | Path) -> ServerConfig:
     path = Path(path).expanduser()
     reader = _Reader(path)
-    data = reader.table(_parse_file(path), "", _TOP_KEYS)
+    data = reader.table(_parse_file(path), "")
+    gateway_section = data.pop("gateway", None)  # validated by gateway/settings.py, below
+    reader.table(data, "", _TOP_KEYS)
     origin = f"config file {path}"
     backends = {
         name: _backend(reader, name, value, origin)
@@ -279,7 +285,12 @@ def load_config(path: str | Path) -> ServerConfig:
         for pattern, value in reader.table(data.get("models", {}), "models").items()
     )
     trust = _trust(reader, data.get("trust", {}))
-    config = ServerConfig(path, models, backends, trust)
+    gateway = None
+    if gateway_section is not None:
+        from tt_vllm_plugin.serve.gateway.settings import parse_gateway
+
+        gateway = parse_gateway(reader, gateway_section, list(Catalog(backends)))
+    config = ServerConfig(path, models, backends, trust, gateway)
     catalog = config.catalog()
     for entry in models:
         if entry.backend is not None and entry.backend not in catalog:

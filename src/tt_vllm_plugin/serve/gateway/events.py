@@ -1,0 +1,33 @@
+"""The gateway's event log: what happened to which model, newest last, bounded (the console shows it)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import Literal
+
+Level = Literal["info", "warning", "error"]
+_LOG = logging.getLogger("tt_serve.gateway")
+_LOG_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+class EventLog:
+    def __init__(self, size: int = 200) -> None:
+        self._events: deque[dict[str, object]] = deque(maxlen=size)
+
+    def add(self, level: Level, message: str, model: str | None = None) -> None:
+        self._events.append({"t": time.time(), "level": level, "model": model, "message": message})
+        _LOG.log(_LOG_LEVELS[level], "%s%s", f"[{model}] " if model else "", message)
+
+    def info(self, message: str, model: str | None = None) -> None:
+        self.add("info", message, model)
+
+    def warning(self, message: str, model: str | None = None) -> None:
+        self.add("warning", message, model)
+
+    def error(self, message: str, model: str | None = None) -> None:
+        self.add("error", message, model)
+
+    def as_list(self) -> list[dict[str, object]]:
+        return list(self._events)

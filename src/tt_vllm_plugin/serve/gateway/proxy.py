@@ -1,0 +1,104 @@
+"""The OpenAI front: route each request by its JSON ``model`` to that model's current engine.
+
+The upstream response is relayed chunk by chunk as it arrives (``aiter_raw``), so Server-Sent Events
+reach the client token by token, not buffered. Each relayed request holds a lease on its engine until
+the last chunk is sent or the client goes away: that count is what a swap waits for before it stops
+the old engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
+
+from tt_vllm_plugin.serve.gateway.engine import Lease
+from tt_vllm_plugin.serve.gateway.manager import Manager
+
+ENGINE_HEADER = "x-tt-serve-engine"  # "<name>/<generation>/<pid>": which engine answered
+# Hop-by-hop (RFC 9110 7.6.1) or recomputed by the server that sends the message on.
+_DROP_REQUEST = {"host", "content-length", "connection", "keep-alive", "transfer-encoding", "upgrade"}
+_DROP_RESPONSE = _DROP_REQUEST - {"host"} | {"date", "server"}
+
+
+def openai_error(status: int, message: str, kind: str) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status)
+
+
+async def _relay(upstream: httpx.Response, lease: Lease) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in upstream.aiter_raw():
+            yield chunk
+    finally:
+        lease.release()
+        await upstream.aclose()
+
+
+async def _finish(upstream: httpx.Response, lease: Lease) -> None:
+    lease.release()  # idempotent: also covers a client that left before the body started
+    await upstream.aclose()
+
+
+async def forward(manager: Manager, request: Request, path: str) -> Response:
+    body = await request.body()
+    try:
+        payload = json.loads(body) if body else None
+    except ValueError:
+        return openai_error(400, "the request body is not valid JSON", "BadRequestError")
+    name = payload.get("model") if isinstance(payload, dict) else None
+    if not isinstance(name, str) or not name:
+        return openai_error(400, 'the request body must name a model ("model": ...)', "BadRequestError")
+    engine = manager.route(name)
+    if engine is None:
+        known = ", ".join(sorted(manager.current)) or "none"
+        return openai_error(
+            404, f"The model `{name}` does not exist. Models served here: {known}.", "NotFoundError"
+        )
+    if engine.state != "serving":
+        why = engine.last_error or "not serving yet"
+        return openai_error(503, f"the model `{name}` is {engine.state}: {why}", "ServiceUnavailableError")
+    lease = engine.acquire()  # no await between route() and here: a swap cannot slip in between
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROP_REQUEST}
+    upstream_request = manager.client.build_request(
+        request.method,
+        f"{engine.base_url}/v1/{path}",
+        params=list(request.query_params.multi_items()),
+        headers=headers,
+        content=body,
+    )
+    try:
+        upstream = await manager.client.send(upstream_request, stream=True)
+    except (httpx.HTTPError, asyncio.CancelledError) as error:
+        lease.release()
+        if isinstance(error, asyncio.CancelledError):
+            raise
+        return openai_error(502, f"the engine of `{name}` did not answer: {error}", "BadGatewayError")
+    out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _DROP_RESPONSE}
+    out_headers[ENGINE_HEADER] = f"{name}/{engine.generation}/{engine.pid}"
+    return StreamingResponse(
+        _relay(upstream, lease),
+        status_code=upstream.status_code,
+        headers=out_headers,
+        background=BackgroundTask(_finish, upstream, lease),
+    )
+
+
+async def list_models(manager: Manager) -> dict[str, object]:
+    """Every serving model as its engine describes it (``id`` is the gateway's name: engines are named so)."""
+    engines = [e for e in manager.current.values() if e.state == "serving"]
+
+    async def one(engine) -> list[dict[str, object]]:
+        try:
+            response = await manager.client.get(f"{engine.base_url}/v1/models", timeout=5)
+            data = response.json()["data"] if response.status_code == 200 else []
+        except (httpx.HTTPError, ValueError, KeyError):
+            data = []
+        return data or [{"id": engine.spec.name, "object": "model", "owned_by": "tt-serve"}]
+
+    found = await asyncio.gather(*(one(e) for e in engines))
+    return {"object": "list", "data": [entry for entries in found for entry in entries]}

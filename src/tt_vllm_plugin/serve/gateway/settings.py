@@ -1,0 +1,189 @@
+"""The ``[gateway]`` section of tt-serve's config file: where the gateway listens and which models it runs.
+
+Example (TOML; the YAML form has the same keys)::
+
+    [gateway]
+    host = "127.0.0.1"        # the front door; engines always listen on 127.0.0.1
+    port = 8000
+    drain_timeout_s = 30      # how long a swap/remove waits for in-flight requests on the old engine
+    start_timeout_s = 300     # how long an engine may take to become healthy
+    log_dir = "/var/log/tt-serve"   # engine logs (default: a fresh temporary folder)
+
+    [[gateway.models]]
+    name = "smol-a"                  # what clients send as "model"
+    model = "smollm2-135m-instruct"  # alias, folder or Hugging Face id, as for `tt-serve serve`
+    backend = "host"                 # optional: otherwise resolved as `tt-serve serve` resolves it
+    vllm_args = ["--max-num-seqs", "8"]   # or a table, as in [models.X]
+    tt = { kv_cache_tokens = 8192 }
+    env = { OMP_NUM_THREADS = "2" }
+
+Parsed by ``config.load_config`` through :func:`parse_gateway`, with the same reader, so errors name the
+file and the key. The ``[models.X]`` entries still apply to a gateway model as defaults (its ``model``
+is matched against them); the gateway entry's own arguments win.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tt_vllm_plugin.serve.config import _Reader
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+_GATEWAY_KEYS = {"host", "port", "drain_timeout_s", "start_timeout_s", "log_dir", "models"}
+_MODEL_KEYS = {"name", "model", "backend", "vllm_args", "tt", "env"}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
+# The gateway owns these: an engine listens where the gateway says and is named after the gateway model.
+RESERVED_ARGS = ("--host", "--port", "--served-model-name", "--model", "--uds")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model behind the gateway: what to run and with which arguments (swaps replace fields)."""
+
+    name: str
+    model: str
+    backend: str | None = None
+    engine_args: tuple[str, ...] = ()
+    tt: Mapping[str, Any] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    drain_timeout_s: float = 30.0
+    start_timeout_s: float = 300.0
+    log_dir: str | None = None
+    models: tuple[ModelSpec, ...] = ()
+
+
+def reserved_arg_problem(args: Sequence[str]) -> str | None:
+    """Why ``args`` cannot be an engine's arguments, or None."""
+    for arg in args:
+        option = arg.split("=", 1)[0].replace("_", "-")
+        if option in RESERVED_ARGS:
+            return (
+                f"{option} is set by the gateway (engines listen on 127.0.0.1 on a port of their own and "
+                "are named after the gateway model); remove it from the engine arguments"
+            )
+    return None
+
+
+def check_name(name: Any) -> str | None:
+    """Why ``name`` cannot be a gateway model name, or None."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        return (
+            f"must be a model name (letters, digits and . _ : / -, starting with a letter or digit), "
+            f"got {name!r}"
+        )
+    return None
+
+
+def tt_additional_config(args: Sequence[str], tt: Mapping[str, Any]) -> list[str]:
+    """``args`` with the TT options merged into --additional-config '{"tt": {...}}' (args' own keys win)."""
+    if not tt:
+        return list(args)
+    args = list(args)
+    for i, arg in enumerate(args):
+        if arg == "--additional-config" and i + 1 < len(args):
+            index, width, text = i, 2, args[i + 1]
+            break
+        if arg.startswith("--additional-config="):
+            index, width, text = i, 1, arg.split("=", 1)[1]
+            break
+    else:
+        return [*args, "--additional-config", json.dumps({"tt": dict(tt)})]
+    try:
+        given = json.loads(text)
+    except ValueError:
+        raise ValueError(
+            "--additional-config must be a JSON object when the model sets TT options (tt = {...}), so that "
+            "the two can be merged"
+        ) from None
+    if not isinstance(given, dict):
+        raise ValueError("--additional-config must be a JSON object")
+    merged = {**given, "tt": {**dict(tt), **(given.get("tt") or {})}}
+    return [*args[:index], "--additional-config", json.dumps(merged), *args[index + width :]]
+
+
+def _number(reader: _Reader, value: Any, key: str, integer: bool = False) -> float:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+        what = "a positive integer" if integer else "a positive number"
+        raise reader.fail(key, f"must be {what}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _model(reader: _Reader, index: int, value: Any) -> ModelSpec:
+    from tt_vllm_plugin.serve.config import args_from_mapping
+
+    key = f"gateway.models[{index}]"
+    table = reader.table(value, key, _MODEL_KEYS)
+    for required in ("name", "model"):
+        if required not in table:
+            raise reader.fail(f"{key}.{required}", "is required")
+    problem = check_name(table["name"])
+    if problem:
+        raise reader.fail(f"{key}.name", problem)
+    backend = reader.string(table["backend"], f"{key}.backend") if "backend" in table else None
+    raw = table.get("vllm_args", [])
+    if isinstance(raw, dict):
+        args = args_from_mapping(raw)
+    elif isinstance(raw, list):
+        for i, item in enumerate(raw):
+            if not isinstance(item, str | int | float) or isinstance(item, bool):
+                raise reader.fail(f"{key}.vllm_args[{i}]", f"must be a string, got {type(item).__name__}")
+        args = [str(item) for item in raw]
+    else:
+        raise reader.fail(f"{key}.vllm_args", "must be a list of arguments or a table")
+    problem = reserved_arg_problem(args)
+    if problem:
+        raise reader.fail(f"{key}.vllm_args", problem)
+    return ModelSpec(
+        name=table["name"],
+        model=reader.string(table["model"], f"{key}.model"),
+        backend=backend,
+        engine_args=tuple(args),
+        tt=dict(reader.table(table.get("tt", {}), f"{key}.tt")),
+        env=reader.string_map(table.get("env", {}), f"{key}.env"),
+    )
+
+
+def parse_gateway(reader: _Reader, value: Any, known_backends: Sequence[str]) -> GatewaySettings:
+    table = reader.table(value, "gateway", _GATEWAY_KEYS)
+    host = reader.string(table.get("host", DEFAULT_HOST), "gateway.host")
+    port = int(_number(reader, table.get("port", DEFAULT_PORT), "gateway.port", integer=True))
+    if port > 65535:
+        raise reader.fail("gateway.port", f"must be a TCP port (1-65535), got {port}")
+    raw_models = table.get("models", [])
+    if not isinstance(raw_models, list):
+        raise reader.fail("gateway.models", "must be a list of tables ([[gateway.models]] in TOML)")
+    models: list[ModelSpec] = []
+    for index, item in enumerate(raw_models):
+        spec = _model(reader, index, item)
+        if any(m.name == spec.name for m in models):
+            raise reader.fail(
+                f"gateway.models[{index}].name", f"{spec.name!r} is already used by another model"
+            )
+        if spec.backend is not None and spec.backend not in known_backends:
+            raise reader.fail(
+                f"gateway.models[{index}].backend",
+                f"{spec.backend!r} is not a known backend. Known backends: {', '.join(known_backends)}",
+            )
+        models.append(spec)
+    log_dir = reader.string(table["log_dir"], "gateway.log_dir") if "log_dir" in table else None
+    return GatewaySettings(
+        host=host,
+        port=port,
+        drain_timeout_s=float(_number(reader, table.get("drain_timeout_s", 30), "gateway.drain_timeout_s")),
+        start_timeout_s=float(_number(reader, table.get("start_timeout_s", 300), "gateway.start_timeout_s")),
+        log_dir=log_dir,
+        models=tuple(models),
+    )
