@@ -1,12 +1,13 @@
 """Offline generation throughput: the tt plugin (host device) vs vLLM's native CPU platform vs transformers.
 
     .venv/bin/python benchmarks/offline_throughput.py [--systems plugin,native,transformers] [--dtype float32]
-        [--batches 32,1] [--output-tokens 128] [--out FILE.json]
+        [--batches 32,1] [--output-tokens 128] [--prefill-batching on|off] [--out FILE.json]
 
 Each system runs in its own child process (vLLM picks its platform once per process), on the same
 model folder, dtype, prompts and thread count (OMP_NUM_THREADS = cores, for every system). Greedy
 decoding with ignore_eos, so every system produces exactly batch x output-tokens tokens. Prints a table
-with ratios against the native platform measured in the same run, and writes JSON.
+with ratios against the native platform measured in the same run, and writes JSON. `--prefill-batching off`
+runs the plugin with one request per prefill call (the `prefill_batching` TT option).
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ def _prompts(tokenizer, batch: int) -> list[list[int]]:
     return [(base[i % len(base) :] + base[: i % len(base)])[:PROMPT_TOKENS] for i in range(batch)]
 
 
-def run_vllm(model: str, dtype: str, batches: list[int], output_tokens: int) -> dict[str, float]:
+def run_vllm(
+    model: str, dtype: str, batches: list[int], output_tokens: int, additional_config: dict | None = None
+) -> dict[str, float]:
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 
@@ -44,6 +47,7 @@ def run_vllm(model: str, dtype: str, batches: list[int], output_tokens: int) -> 
         max_num_seqs=max(batches),
         seed=0,
         kv_cache_memory_bytes=KV_CACHE_BYTES,  # the same KV space for both platforms
+        additional_config=additional_config or {},
     )
     results = {"engine_start_s": time.perf_counter() - start}
     params = SamplingParams(temperature=0.0, max_tokens=output_tokens, ignore_eos=True)
@@ -95,7 +99,12 @@ def _child(args: argparse.Namespace) -> None:
     if args.child == "transformers":
         results = run_transformers(args.model, args.dtype, batches, args.output_tokens)
     else:
-        results = run_vllm(args.model, args.dtype, batches, args.output_tokens)
+        tt = (
+            {"tt": {"prefill_batching": False}}
+            if args.child == "plugin" and args.prefill_batching == "off"
+            else None
+        )
+        results = run_vllm(args.model, args.dtype, batches, args.output_tokens, tt)
     print("RESULT " + json.dumps(results), flush=True)
 
 
@@ -106,6 +115,12 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--batches", default="32,1")
     parser.add_argument("--output-tokens", type=int, default=128)
+    parser.add_argument(
+        "--prefill-batching",
+        default="on",
+        choices=["on", "off"],
+        help="plugin: off = one request per prefill",
+    )
     parser.add_argument(
         "--out", default=None, help="JSON file (default: benchmarks/results/offline_throughput_DTYPE.json)"
     )
@@ -136,6 +151,8 @@ def main() -> None:
             args.batches,
             "--output-tokens",
             str(args.output_tokens),
+            "--prefill-batching",
+            args.prefill_batching,
         ]
         print(f"running {system} ...", file=sys.stderr, flush=True)
         done = subprocess.run(command, env=env, capture_output=True, text=True)
@@ -150,6 +167,7 @@ def main() -> None:
         f"{'system':<14}" + "".join(f"{'batch ' + b + ' tok/s':>18}" for b in batches) + f"{'start s':>10}"
     )
     print(f"\nmodel {args.model}, dtype {args.dtype}, {args.output_tokens} output tokens, {threads} threads")
+    print(f"plugin prefill batching {args.prefill_batching}")
     print(header)
     for system, figures in results.items():
         row = f"{system:<14}" + "".join(f"{figures[f'batch_{b}_tok_s']:>18.1f}" for b in batches)
@@ -165,7 +183,8 @@ def main() -> None:
             )
             print(f"{system} vs native: {ratios}")
     short_dtype = {"float32": "fp32", "bfloat16": "bf16"}[args.dtype]
-    out = Path(args.out or f"benchmarks/results/offline_throughput_{short_dtype}.json")
+    suffix = "_prefill1" if args.prefill_batching == "off" else ""  # never overwrite the batched figures
+    out = Path(args.out or f"benchmarks/results/offline_throughput_{short_dtype}{suffix}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": vars(args), "threads": threads, "results": results}, indent=2))
     print(f"wrote {out}")
