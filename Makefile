@@ -7,7 +7,7 @@ STAMP := $(VENV)/.tt-vllm-installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup model serve test test-fast lint bench clean-venv
+.PHONY: setup model chromium serve test test-fast lint bench clean-venv
 
 setup: $(STAMP)
 
@@ -29,7 +29,13 @@ serve: model
 	$(VENV)/bin/tt-serve serve smollm2-135m-instruct \
 		--backend host --host $(HOST) --port $(PORT)
 
-test: model
+# Debian's Chromium for the console's browser test (Playwright drives it; no browser download).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test: model chromium
 	$(PY) -m pytest -q -ra
 
 test-fast: model
