@@ -203,6 +203,7 @@ def run_variant(args: argparse.Namespace, variant: Variant, work: Path) -> dict:
             result = work / f"{variant.name}_rate_{rate}.json"
             bench = bench_command(args, server.base_url, rate, result, args.warmups if i == 0 else 0)
             load = os.getloadavg()[0]
+            step_times_before = step_times(server.base_url)
             print(f"   rate {rate} req/s ...", file=sys.stderr, flush=True)
             done = subprocess.run(
                 bench,
@@ -218,9 +219,68 @@ def run_variant(args: argparse.Namespace, variant: Variant, work: Path) -> dict:
             figures = json.loads(result.read_text())
             figures["offered_rate"] = rate
             figures["load_average_1m_before"] = round(load, 2)
+            figures.update(step_time_split(step_times_before, step_times(server.base_url)))
             record["runs"].append(figures)
             print("   " + table_row(variant.name, figures), file=sys.stderr, flush=True)
     return record
+
+
+# The plugin's per-step timing series (worker/metrics.py): model time vs the rest of the runner's step.
+STEP_SERIES = {
+    "prefill_model_s": "tt_vllm_prefill_model_seconds_sum",
+    "decode_model_s": "tt_vllm_decode_model_seconds_sum",
+    "host_overhead_s": "tt_vllm_step_host_overhead_seconds_sum",
+    "steps": "tt_vllm_steps_total",
+}
+
+
+def step_times(base_url: str) -> dict[str, float]:
+    """The plugin's cumulative step timings from /metrics (all zero on a server without the plugin)."""
+    from tests.e2e.server import metric_total
+
+    return {key: metric_total(base_url, series) for key, series in STEP_SERIES.items()}
+
+
+def step_time_split(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Per-rate deltas: seconds of model time and of runner overhead, and overhead's share of the step."""
+    delta = {key: after[key] - before[key] for key in STEP_SERIES}
+    if delta["steps"] <= 0:
+        return {}
+    model = delta["prefill_model_s"] + delta["decode_model_s"]
+    total = model + delta["host_overhead_s"]
+    return {
+        "plugin_steps": int(delta["steps"]),
+        "plugin_model_s": round(model, 3),
+        "plugin_host_overhead_s": round(delta["host_overhead_s"], 3),
+        "plugin_host_overhead_share": round(delta["host_overhead_s"] / total, 4) if total else 0.0,
+        "plugin_mean_step_ms": round(1000 * total / delta["steps"], 2),
+    }
+
+
+def ratio_lines(results: dict[str, dict], baseline: str = "native") -> list[str]:
+    """Each plugin variant against the native platform at the same rate, and its runner overhead share."""
+    if baseline not in results:
+        return []
+    native = {run["offered_rate"]: run for run in results[baseline]["runs"]}
+    lines = [f"\nvs {baseline} at the same rate: output tok/s ratio, P99 TTFT ratio; plugin runner overhead"]
+    for name, record in results.items():
+        if name == baseline:
+            continue
+        for run in record["runs"]:
+            base = native.get(run["offered_rate"])
+            if base is None:
+                continue
+            throughput = run["output_throughput"] / base["output_throughput"]
+            ttft = run["p99_ttft_ms"] / base["p99_ttft_ms"]
+            split = ""
+            if "plugin_steps" in run:
+                split = (
+                    f"; {run['plugin_steps']} steps, mean {run['plugin_mean_step_ms']:.1f} ms, "
+                    f"{100 * run['plugin_host_overhead_share']:.0f}% outside the model"
+                )
+            rate = run["offered_rate"]
+            lines.append(f"{name} rate {rate}: throughput {throughput:.2f}x, P99 TTFT {ttft:.2f}x{split}")
+    return lines
 
 
 def table_header() -> str:
@@ -403,6 +463,8 @@ def main() -> None:
     for name, record in results.items():
         for figures in record["runs"]:
             print(table_row(name, figures))
+    for line in ratio_lines(results):
+        print(line)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"setup": setup, "fairness": fairness, "results": results}, indent=2))
     print(f"wrote {args.out}")

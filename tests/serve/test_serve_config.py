@@ -111,7 +111,11 @@ def test_args_from_mapping() -> None:
 @pytest.mark.parametrize(
     ("name", "text", "problem"),
     [
-        ("c.toml", 'model = "x"\n', "model: unknown key; allowed keys here: backends, models, trust"),
+        (
+            "c.toml",
+            'model = "x"\n',
+            "model: unknown key; allowed keys here: backends, gateway, models, trust",
+        ),
         (
             "c.toml",
             '[models."a/*"]\nbackend = 3\n',

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 CONFIG_ENV = "TT_SERVE_CONFIG"
 
-_TOP_KEYS = {"models", "backends", "trust"}
+_TOP_KEYS = {"models", "backends", "trust", "gateway"}
 _MODEL_KEYS = {"backend", "vllm_args", "tt", "env"}
 _BACKEND_KEYS = {"distribution", "entry_point", "vllm", "hardware", "install", "env", "description"}
 _TRUST_KEYS = {"allow", "pins"}
@@ -273,8 +273,8 @@ def load_config(path: str | Path) -> ServerConfig:
     path = Path(path).expanduser()
     reader = _Reader(path)
     data = reader.table(_parse_file(path), "")
-    gateway_section = data.pop("gateway", None)  # validated by gateway/settings.py, below
     reader.table(data, "", _TOP_KEYS)
+    gateway_section = data.pop("gateway", None)  # validated by gateway/settings.py, below
     origin = f"config file {path}"
     backends = {
         name: _backend(reader, name, value, origin)
