@@ -229,6 +229,7 @@ def run_variant(args: argparse.Namespace, variant: Variant, work: Path) -> dict:
 STEP_SERIES = {
     "prefill_model_s": "tt_vllm_prefill_model_seconds_sum",
     "decode_model_s": "tt_vllm_decode_model_seconds_sum",
+    "decode_wait_s": "tt_vllm_decode_wait_seconds_sum",  # async decode: waiting for the output
     "host_overhead_s": "tt_vllm_step_host_overhead_seconds_sum",
     "steps": "tt_vllm_steps_total",
 }
@@ -246,7 +247,7 @@ def step_time_split(before: dict[str, float], after: dict[str, float]) -> dict[s
     delta = {key: after[key] - before[key] for key in STEP_SERIES}
     if delta["steps"] <= 0:
         return {}
-    model = delta["prefill_model_s"] + delta["decode_model_s"]
+    model = delta["prefill_model_s"] + delta["decode_model_s"] + delta["decode_wait_s"]
     total = model + delta["host_overhead_s"]
     return {
         "plugin_steps": int(delta["steps"]),

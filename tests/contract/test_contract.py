@@ -23,7 +23,13 @@ from tt_vllm_plugin.models.contract import (
     SUPPORTS_SAMPLE_ON_DEVICE,
     TTModel,
 )
-from tt_vllm_plugin.models.tt_metal import OPTIONAL_HOOKS, kv_token_budget, trace_flags, warm_up
+from tt_vllm_plugin.models.tt_metal import (
+    ASYNC_DECODE_HOOKS,
+    OPTIONAL_HOOKS,
+    kv_token_budget,
+    trace_flags,
+    warm_up,
+)
 
 NUM_BLOCKS = 64
 KNOWN_CAPABILITIES = (
@@ -289,6 +295,44 @@ def test_every_decode_slot_in_use(subject):
     out = decode(subject, kv_cache, active, seed=5)
     for slot, (s, n) in enumerate(zip(seqs, lens, strict=True)):
         subject.assert_close(out[slot, 0], subject.reference_logits(s)[n], f"slot {slot}")
+
+
+def test_async_decode_reads_back_what_a_reading_decode_returns(subject):
+    """With ``supports_async_decode``: decode_forward(read_from_device=False), then read_decode_output and
+    process_decode_output_host, as the runner does, give the logits a reading decode gives."""
+    model = subject.model()
+    if not model.model_capabilities.get(SUPPORTS_ASYNC_DECODE, False):
+        pytest.skip("the model does not declare supports_async_decode")
+    missing = [hook for hook in ASYNC_DECODE_HOOKS if getattr(model, hook, None) is None]
+    assert not missing, f"supports_async_decode is declared but {missing} are missing"
+    b, max_batch = subject.block_size, subject.max_batch
+    lens = [b + 3, 2 * b]
+    seqs = sequences(subject, lens, 2, seed=51)
+    pool = BlockPool(NUM_BLOCKS, seed=52)
+    rows = [pool.take(blocks_for(len(s), b)) for s in seqs]
+    kv_cache = subject.kv_cache(NUM_BLOCKS)
+    prefill(subject, kv_cache, [s[:n] for s, n in zip(seqs, lens, strict=True)], rows)
+    references = [subject.reference_logits(s) for s in seqs]
+    slots = [max_batch - 1, 1]
+    for step in range(2):
+        active = {
+            slot: (int(s[n + step]), n + step, r)
+            for slot, s, n, r in zip(slots, seqs, lens, rows, strict=True)
+        }
+        tokens = torch.zeros(max_batch, 1, dtype=torch.int64)
+        start_pos = torch.full((max_batch,), -1, dtype=torch.int32)
+        table_rows: list[list[int]] = [[] for _ in range(max_batch)]
+        for slot, (token, position, blocks) in active.items():
+            tokens[slot, 0], start_pos[slot], table_rows[slot] = token, position, blocks
+        table = page_table(table_rows, blocks_for(subject.max_seq_len, subject.block_size))
+        unread = model.decode_forward(tokens, start_pos, table, kv_cache, read_from_device=False)
+        out = model.process_decode_output_host(model.read_decode_output(unread), is_tokens=False)
+        out = out[0] if isinstance(out, tuple) else out
+        assert out.shape[:2] == (max_batch, 1), out.shape
+        for request, (slot, n) in enumerate(zip(slots, lens, strict=True)):
+            subject.assert_close(
+                out[slot, 0], references[request][n + step], f"async step {step}, request {request}"
+            )
 
 
 # ---- optional hooks

@@ -27,6 +27,7 @@ LABELS = {"backend": "host", "device": "host"}
 TT_SERIES = (
     "tt_vllm_prefill_model_seconds_count",
     "tt_vllm_decode_model_seconds_count",
+    "tt_vllm_decode_wait_seconds_count",  # the host models decode asynchronously
     "tt_vllm_step_host_overhead_seconds_count",
     "tt_vllm_prefill_rows_count",
     "tt_vllm_decode_rows_count",
@@ -118,6 +119,8 @@ def test_counts_match_the_requests_and_vllm_metrics_still_work(server, client):
     assert delta("tt_vllm_prefill_model_seconds_count") == requests_sent
     assert delta("tt_vllm_decode_rows_sum") == requests_sent * (max_tokens - 1)
     assert delta("tt_vllm_decode_model_seconds_count") == requests_sent * (max_tokens - 1)
+    # The host models declare supports_async_decode: every decode's output is waited for once.
+    assert delta("tt_vllm_decode_wait_seconds_count") == requests_sent * (max_tokens - 1)
     steps = requests_sent * max_tokens
     assert delta("tt_vllm_steps_total") == steps
     assert delta("tt_vllm_sampling_steps_total", sampler="host") == steps

@@ -31,6 +31,7 @@ from tests.contract import helpers
 from tests.contract.helpers import BlockPool, padded_tokens, page_table
 from tt_vllm_plugin.device.host import HostDevice
 from tt_vllm_plugin.models.contract import (
+    SUPPORTS_ASYNC_DECODE,
     SUPPORTS_CHUNKED_PREFILL,
     SUPPORTS_PREFIX_CACHING,
     SUPPORTS_PROMPT_LOGPROBS,
@@ -172,6 +173,7 @@ def test_satisfies_contract(checkpoint):
         SUPPORTS_CHUNKED_PREFILL: True,
         SUPPORTS_PROMPT_LOGPROBS: True,
         SUPPORTS_SAMPLE_ON_DEVICE: True,
+        SUPPORTS_ASYNC_DECODE: True,
     }
 
 

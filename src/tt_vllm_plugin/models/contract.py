@@ -28,6 +28,15 @@ Conventions (all tensors on the host, in torch):
     float32 logits, or (max_batch,) sampled token ids when ``sampling_params`` is given and the model
     samples on device.
 
+``read_decode_output(out, async_read=False)`` and ``process_decode_output_host(out, is_tokens=False)``
+    (capability ``supports_async_decode``): the runner then calls ``decode_forward(...,
+    read_from_device=False)`` in vLLM's ``execute_model``, which returns at once with the device's
+    output still on the device, and reads it in ``sample_tokens``: ``process_decode_output_host(
+    read_decode_output(out), is_tokens=...)`` gives what a reading ``decode_forward`` would have
+    returned (a ``(result, extra)`` tuple is accepted too; ``extra`` is ignored). Between the two calls
+    vLLM's engine core builds the step's structured-output bitmask, so that host work overlaps the
+    device's decode.
+
 ``sampling_params`` (capability ``supports_sample_on_device``)
     The runner passes it only for steps whose every request needs no more than greedy / temperature /
     top-k / top-p / seed (``worker/sampling_mode.py``); host models take a

@@ -162,7 +162,7 @@ HOST_ATTENTION_ENV = "TT_VLLM_HOST_ATTENTION"  # auto (default) | torch: force t
 
 
 def host_attention_choice(device: torch.device, dtype: torch.dtype, head_dim: int) -> str:
-    """"vllm" (the kernels) or "torch" for a host model; ``TT_VLLM_HOST_ATTENTION=torch`` forces torch
+    """ "vllm" (the kernels) or "torch" for a host model; ``TT_VLLM_HOST_ATTENTION=torch`` forces torch
     (A/B benchmarks, and tests that compare the two)."""
     wanted = os.environ.get(HOST_ATTENTION_ENV, "auto").strip().lower()
     if wanted not in ("auto", "torch"):

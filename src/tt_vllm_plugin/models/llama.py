@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from tt_vllm_plugin.models.contract import (
+    SUPPORTS_ASYNC_DECODE,
     SUPPORTS_CHUNKED_PREFILL,
     SUPPORTS_PREFIX_CACHING,
     SUPPORTS_PROMPT_LOGPROBS,
@@ -318,6 +319,8 @@ class HostLlamaFamilyModel:
         SUPPORTS_PROMPT_LOGPROBS: True,
         # sampling_params=DeviceSamplingParams: greedy / temperature / top-k / top-p with per-row seeds.
         SUPPORTS_SAMPLE_ON_DEVICE: True,
+        # decode_forward(read_from_device=False) + read_decode_output: on CUDA the read is the wait.
+        SUPPORTS_ASYNC_DECODE: True,
     }
 
     def __init__(
@@ -534,6 +537,18 @@ class HostLlamaFamilyModel:
                 return out
             out[active, 0] = self._logits(hidden)
             return out
+
+    # ---- async decode: the output of decode_forward(read_from_device=False), read later
+
+    def read_decode_output(self, tt_out: torch.Tensor, async_read: bool = False) -> Any:
+        """The decode output on the host; with ``async_read``, ``(tensor, events)`` as tt-metal's
+        generators return (no events here: a CPU tensor is ready, a CUDA copy is ordered on its stream)."""
+        host = tt_out.to("cpu", non_blocking=async_read)
+        return (host, []) if async_read else host
+
+    def process_decode_output_host(self, tt_out: torch.Tensor, is_tokens: bool = False) -> torch.Tensor:
+        """Host tensor -> what a reading ``decode_forward`` returns (already that shape here)."""
+        return tt_out
 
     # ---- the decoder
 

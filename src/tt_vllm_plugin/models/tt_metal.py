@@ -45,6 +45,8 @@ TT_METAL_GENERATORS: dict[str, tuple[str, ...]] = {
 
 # Optional generator methods the adapter forwards when (and only when) the generator has them.
 OPTIONAL_HOOKS = ("get_max_tokens_all_users", "warmup_model_prefill", "warmup_model_decode")
+# Read the output of decode_forward(read_from_device=False) (capability supports_async_decode).
+ASYNC_DECODE_HOOKS = ("read_decode_output", "process_decode_output_host")
 
 
 class TTMetalUnavailable(RuntimeError):
@@ -147,7 +149,7 @@ class TTMetalModel:
         # Only reached for attributes the adapter lacks: expose the generator's optional hooks, so
         # getattr(model, hook, None) is None exactly when the generator has no such hook.
         generator = self.__dict__.get("generator")
-        if generator is not None and name in OPTIONAL_HOOKS:
+        if generator is not None and (name in OPTIONAL_HOOKS or name in ASYNC_DECODE_HOOKS):
             return getattr(generator, name)
         raise AttributeError(name)
 

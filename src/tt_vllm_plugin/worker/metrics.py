@@ -126,12 +126,19 @@ class StepMetrics:
             "tt_vllm_prefill_model_seconds", "Model time of a step's prefill call(s).", _MODEL_SECONDS
         )
         self.decode_seconds = histogram(
-            "tt_vllm_decode_model_seconds", "Model time of a step's decode call.", _MODEL_SECONDS
+            "tt_vllm_decode_model_seconds",
+            "Model time of a step's decode call (with async decode: issuing it; see decode_wait).",
+            _MODEL_SECONDS,
         )
         self.host_overhead_seconds = histogram(
             "tt_vllm_step_host_overhead_seconds",
             "Time a step spends in the runner outside model calls (batch update, inputs, sampling).",
             _OVERHEAD_SECONDS,
+        )
+        self.decode_wait_seconds = histogram(
+            "tt_vllm_decode_wait_seconds",
+            "With async decode: the wait for a decode's output after the step's other host work.",
+            _MODEL_SECONDS,
         )
         self.prefill_rows = histogram("tt_vllm_prefill_rows", "Requests prefilled in a step.", _ROWS)
         self.decode_rows = histogram("tt_vllm_decode_rows", "Requests decoded in a step.", _ROWS)
@@ -221,6 +228,15 @@ class StepMetrics:
         else:
             self.decode_seconds.observe(elapsed)
             self.decode_rows.observe(rows)
+
+    @contextmanager
+    def model_wait(self) -> Iterator[None]:
+        """Time the wait for an async decode's output (read in ``sample_tokens``): model time too."""
+        start = time.perf_counter()
+        yield
+        elapsed = time.perf_counter() - start
+        self._model_seconds += elapsed
+        self.decode_wait_seconds.observe(elapsed)
 
     def end_execute(self) -> None:
         self._runner_seconds += time.perf_counter() - self._mark

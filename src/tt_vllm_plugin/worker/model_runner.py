@@ -30,7 +30,14 @@ from vllm.v1.worker.gpu_input_batch import CachedRequestState
 
 from tt_vllm_plugin.log import get_logger
 from tt_vllm_plugin.models import registry
-from tt_vllm_plugin.models.contract import SUPPORTS_SAMPLE_ON_DEVICE, KVCache, TTModel, capability
+from tt_vllm_plugin.models.contract import (
+    SUPPORTS_ASYNC_DECODE,
+    SUPPORTS_SAMPLE_ON_DEVICE,
+    KVCache,
+    TTModel,
+    capability,
+)
+from tt_vllm_plugin.models.tt_metal import ASYNC_DECODE_HOOKS
 from tt_vllm_plugin.options import tt_options_from_vllm_config
 from tt_vllm_plugin.worker.fault_injection import FaultInjector
 from tt_vllm_plugin.worker.input_batch import TTInputBatch
@@ -59,6 +66,9 @@ class _PendingStep:
     prompt_logprobs: dict[str, LogprobsTensors | None]
     # Token ids (num_reqs,) when the model sampled on its device; vLLM's sampler is skipped then.
     sampled: torch.Tensor | None = None
+    # Async decode: the decode call's output still on the device, and the rows it belongs to.
+    unread_decode: Any = None
+    decode_rows: np.ndarray | None = None
 
 
 class TTModelRunner:
@@ -94,6 +104,7 @@ class TTModelRunner:
         self.metrics = StepMetrics("tt", "unexported")
         self.fault_injector = FaultInjector.from_env()
         self.prefill_batching = tt_options_from_vllm_config(vllm_config).prefill_batching
+        self.async_decode = False  # set from the model's capabilities in load_model
 
     # ---- start-up -------------------------------------------------------------------------------
 
@@ -108,6 +119,7 @@ class TTModelRunner:
             self.max_model_len,
         )
         logger.info("Loaded %s in %.1f s", model_cls.__name__, time.perf_counter() - start)
+        self.async_decode = _async_decode_usable(self.tt_model)
 
     def kv_cache_shape(self, num_blocks: int) -> tuple[int, int, int, int]:
         """The contract's per-layer K/V shape: (num_blocks, num_kv_heads, block_size, head_dim)."""
@@ -207,14 +219,14 @@ class TTModelRunner:
             if device_params is not None:
                 rows = torch.from_numpy(decode_rows)
                 extra = {"sampling_params": device_params.select(rows).padded(self.max_num_reqs)}
+            if self.async_decode:
+                extra["read_from_device"] = False
             with self.metrics.model_call("decode", len(decode_rows)):
                 out = self.tt_model.decode_forward(
                     inputs.tokens, inputs.start_pos, inputs.page_table, self.kv_cache, **extra
                 )
-            if sampled is not None:
-                sampled[decode_rows] = out.reshape(-1)[: len(decode_rows)].cpu()
-            else:
-                logits[decode_rows] = _as_logits(out, len(decode_rows), self.vocab_size)
+            if not self.async_decode:
+                self._store_decode_output(out, decode_rows, logits, sampled)
 
         self._pending = _PendingStep(
             scheduler_output,
@@ -222,8 +234,32 @@ class TTModelRunner:
             partial_rows=np.flatnonzero(ends < known),
             prompt_logprobs=prompt_logprobs,
             sampled=sampled,
+            unread_decode=out if len(decode_rows) and self.async_decode else None,
+            decode_rows=decode_rows,
         )
-        return None  # the engine calls sample_tokens next, with the grammar bitmask if any
+        # The engine calls sample_tokens next, with the grammar bitmask if any; with async decode the
+        # device is still decoding while vLLM builds that bitmask.
+        return None
+
+    def _store_decode_output(
+        self, out: torch.Tensor, rows: np.ndarray, logits: torch.Tensor, sampled: torch.Tensor | None
+    ) -> None:
+        """Put a decode call's host output (logits, or token ids if sampled on device) in step order."""
+        if sampled is not None:
+            sampled[rows] = out.reshape(-1)[: len(rows)].cpu()
+        else:
+            logits[rows] = _as_logits(out, len(rows), self.vocab_size)
+
+    def _read_async_decode(self, pending: _PendingStep) -> None:
+        """Wait for an async decode's output and store it (``supports_async_decode``, contract.py)."""
+        assert self.tt_model is not None and pending.decode_rows is not None
+        with self.metrics.model_wait():
+            host = self.tt_model.read_decode_output(pending.unread_decode)
+            out = self.tt_model.process_decode_output_host(host, is_tokens=pending.sampled is not None)
+        if isinstance(out, tuple):  # some generators return (result, extra such as logprobs)
+            out = out[0]
+        pending.unread_decode = None
+        self._store_decode_output(out, pending.decode_rows, pending.logits, pending.sampled)
 
     def _prefill_forward(self, rows: np.ndarray, ends: np.ndarray, extra: dict[str, Any]) -> torch.Tensor:
         """One ``prefill_forward`` for all ``rows``, or with the ``prefill_batching`` option off one per
@@ -258,6 +294,8 @@ class TTModelRunner:
         if self._pending is None:
             return EMPTY_MODEL_RUNNER_OUTPUT
         pending, self._pending = self._pending, None
+        if pending.unread_decode is not None:
+            self._read_async_decode(pending)
         if pending.sampled is not None:
             return self._device_sampled_output(pending, grammar_output)
         self.sampling_steps[SamplingPath.HOST.value] += 1
@@ -418,6 +456,21 @@ class TTModelRunner:
             batch.add_request(state)
         batch.condense()
         batch.refresh_metadata()
+
+
+def _async_decode_usable(model: Any) -> bool:
+    """Whether to read decode outputs in ``sample_tokens`` (the model declares it and has the reads)."""
+    if not capability(model, SUPPORTS_ASYNC_DECODE):
+        return False
+    missing = [hook for hook in ASYNC_DECODE_HOOKS if not hasattr(model, hook)]
+    if missing:
+        logger.warning(
+            "%s declares supports_async_decode but has no %s; decoding synchronously.",
+            type(model).__name__,
+            " or ".join(missing),
+        )
+        return False
+    return True
 
 
 def _for_row(extra: dict[str, Any], i: int) -> dict[str, Any]:
