@@ -42,6 +42,24 @@ class UnsupportedConfiguration(ValueError):
     pass
 
 
+# libgomp's spin before a waiting OpenMP thread sleeps; see _tune_openmp_for_the_engine_process.
+HOST_GOMP_SPINCOUNT = "10000"
+
+
+def _tune_openmp_for_the_engine_process() -> None:
+    """Set a short OpenMP spin-wait for the engine core (it inherits the environment at spawn).
+
+    The engine core's OpenMP threads share the cores with the API-server (or ``vllm.LLM``) process.
+    libgomp's default spin (300,000 iterations) keeps idle threads busy, so the other process's
+    per-step work preempts a thread that a barrier then waits for. A short spin measured, on 2 cores,
+    663 -> 1,007 tok/s (bf16, 32 x 128) and 501 -> 543 (fp32); no spin at all (OMP_WAIT_POLICY=PASSIVE)
+    hurt batch 1 (83 -> 53). vLLM's native CPU platform is unaffected by this variable (see
+    benchmarks/RESULTS.md). A value the user set, or OMP_WAIT_POLICY, wins.
+    """
+    if "OMP_WAIT_POLICY" not in os.environ:
+        os.environ.setdefault("GOMP_SPINCOUNT", HOST_GOMP_SPINCOUNT)
+
+
 class TTPlatform(Platform):
     _enum = PlatformEnum.OOT
     device_name: str = "tt"
@@ -100,6 +118,8 @@ class TTPlatform(Platform):
         # A forked engine core deadlocks in OpenMP when the parent already ran torch ops (a test that
         # computed a reference, an app that preprocessed with torch); vLLM's CPU platform does the same.
         os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+        if device is DeviceChoice.HOST:
+            _tune_openmp_for_the_engine_process()
         # Before the engine core starts: it inherits where to write the tt_vllm_* metrics, and this
         # process's /metrics collects them (see worker/metrics.py for why).
         from tt_vllm_plugin.worker.metrics import export_engine_metrics
