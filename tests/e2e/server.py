@@ -93,3 +93,17 @@ def metric_total(base_url: str, name: str, **labels: str) -> float:
         for sample in family.samples
         if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
     )
+
+
+# What makes a server run the tt plugin on the host device.
+HOST_PLUGIN_ENV = {"VLLM_PLUGINS": "tt", "TT_VLLM_DEVICE": "host"}
+
+
+@contextmanager
+def host_plugin_server(model: str, log_dir: Path, *args: str) -> Iterator[RunningServer]:
+    """vLLM's OpenAI server on a free loopback port with the tt plugin on the host device; ``args`` go
+    to the server. Its log is ``log_dir/server.log``."""
+    port = free_port()
+    command = vllm_api_server_command(model, port, *args)
+    with running_server(command, log_dir / "server.log", port, env=HOST_PLUGIN_ENV) as server:
+        yield server

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from tests.e2e.reference import transformers_greedy
-from tests.e2e.server import free_port, metric_total, running_server, vllm_api_server_command
+from tests.e2e.server import host_plugin_server, metric_total
 
 pytestmark = pytest.mark.server
 
@@ -35,10 +35,9 @@ PROMPTS = [
 
 @pytest.fixture(scope="module")
 def small_pool_server(default_model_path, tmp_path_factory):
-    port = free_port()
-    command = vllm_api_server_command(
+    with host_plugin_server(
         default_model_path,
-        port,
+        tmp_path_factory.mktemp("small_pool_server"),
         "--served-model-name",
         SERVED_NAME,
         "--max-model-len",
@@ -49,10 +48,8 @@ def small_pool_server(default_model_path, tmp_path_factory):
         str(BLOCK_SIZE),
         "--additional-config",
         f'{{"tt": {{"kv_cache_tokens": {KV_BLOCKS * BLOCK_SIZE}}}}}',
-    )
-    log_path = tmp_path_factory.mktemp("small_pool_server") / "server.log"
-    with running_server(command, log_path, port, env={"VLLM_PLUGINS": "tt", "TT_VLLM_DEVICE": "host"}) as srv:
-        yield srv
+    ) as server:
+        yield server
 
 
 def greedy_token_ids(base_url: str, prompt_ids: list[int]) -> list[int]:

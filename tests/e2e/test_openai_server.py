@@ -6,32 +6,16 @@ import openai
 import pytest
 import requests
 
+from tests.e2e.conftest import MAX_MODEL_LEN, SERVED_NAME
 from tests.e2e.reference import transformers_greedy
-from tests.e2e.server import free_port, running_server, vllm_api_server_command
+from tests.e2e.server import RunningServer
 
 pytestmark = pytest.mark.server
 
-SERVED_NAME = "smollm2-135m-instruct"
-
 
 @pytest.fixture(scope="module")
-def server(default_model_path, tmp_path_factory):
-    port = free_port()
-    command = vllm_api_server_command(
-        default_model_path,
-        port,
-        "--served-model-name",
-        SERVED_NAME,
-        "--max-model-len",
-        "1024",
-        "--max-num-seqs",
-        "8",
-        "--additional-config",
-        '{"tt": {"kv_cache_tokens": 16384}}',
-    )
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
-    with running_server(command, log_path, port, env={"VLLM_PLUGINS": "tt", "TT_VLLM_DEVICE": "host"}) as srv:
-        yield srv
+def server(plugin_server: RunningServer) -> RunningServer:
+    return plugin_server  # shared with the other HTTP tests (conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +70,7 @@ def test_prompt_longer_than_context_is_a_400_and_the_server_keeps_serving(client
     with pytest.raises(openai.BadRequestError) as error:
         client.completions.create(model=SERVED_NAME, prompt=[1] * 1500, max_tokens=4)
     assert error.value.status_code == 400
-    assert "maximum context length is 1024 tokens" in str(error.value)
+    assert f"maximum context length is {MAX_MODEL_LEN} tokens" in str(error.value)
     assert requests.get(f"{server.base_url}/health", timeout=5).status_code == 200
     again = client.completions.create(model=SERVED_NAME, prompt="Hi", max_tokens=2, temperature=0.0)
     assert again.usage.completion_tokens == 2

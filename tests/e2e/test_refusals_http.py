@@ -14,11 +14,11 @@ import json
 import pytest
 import requests
 
-from tests.e2e.server import free_port, running_server, vllm_api_server_command
+from tests.e2e.conftest import SERVED_NAME
+from tests.e2e.server import RunningServer
 
 pytestmark = pytest.mark.server
 
-SERVED_NAME = "smollm2-135m-instruct"
 PERSON_SCHEMA = {
     "type": "object",
     "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
@@ -33,23 +33,8 @@ PIXEL = (
 
 
 @pytest.fixture(scope="module")
-def server(default_model_path, tmp_path_factory):
-    port = free_port()
-    command = vllm_api_server_command(
-        default_model_path,
-        port,
-        "--served-model-name",
-        SERVED_NAME,
-        "--max-model-len",
-        "1024",
-        "--max-num-seqs",
-        "8",
-        "--additional-config",
-        '{"tt": {"kv_cache_tokens": 16384}}',
-    )
-    log_path = tmp_path_factory.mktemp("refusals") / "server.log"
-    with running_server(command, log_path, port, env={"VLLM_PLUGINS": "tt", "TT_VLLM_DEVICE": "host"}) as srv:
-        yield srv
+def server(plugin_server: RunningServer) -> RunningServer:
+    return plugin_server  # shared with the other HTTP tests (conftest.py)
 
 
 def _post(server, path: str, body: dict) -> requests.Response:
