@@ -92,9 +92,9 @@ class TTOptions:
         return sorted(self.given - used)
 
 
-# What each device acts on. The host models sample on their device when sample_on_device_mode asks
-# (worker/sampling_mode.py); tt-metal's generators take their own SamplingParams type, which the ttnn
-# adapter does not build yet, so on ttnn sampling stays with vLLM's sampler ("compat" sampling).
+# What each device acts on. Both sample on the model's device when sample_on_device_mode asks and the
+# model declares supports_sample_on_device (worker/sampling_mode.py; on ttnn the adapter builds
+# tt-metal's SamplingParams, models/tt_metal.py).
 _USED_ON_HOST = frozenset(
     {"kv_cache_tokens", "prefill_batching", "sample_on_device_mode", "always_compat_sampling"}
 )
@@ -102,6 +102,8 @@ _USED_ON_TTNN = frozenset(
     {
         "kv_cache_tokens",
         "prefill_batching",
+        "sample_on_device_mode",
+        "always_compat_sampling",
         "trace_mode",
         "enable_model_warmup",
         "dispatch_core_axis",

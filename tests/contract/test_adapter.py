@@ -9,6 +9,7 @@ running that suite on hardware.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,12 +18,14 @@ import torch
 
 from tt_vllm_plugin.activation import DeviceChoice
 from tt_vllm_plugin.models import registry, tt_metal
+from tt_vllm_plugin.models.device_sampling import DeviceSamplingParams
 from tt_vllm_plugin.models.tt_metal import (
     TraceFlags,
     TTMetalUnavailable,
     adapter_for,
     call_with_accepted,
     kv_token_budget,
+    to_tt_metal_sampling_params,
     trace_flags,
     warm_up,
 )
@@ -36,6 +39,7 @@ class GeneratorDouble:
     def __init__(self, init_args: tuple, init_kwargs: dict) -> None:
         self.init = (init_args, init_kwargs)
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.sampling_params: list[Any] = []  # what each prefill/decode call got as sampling_params
 
     @classmethod
     def initialize_vllm_model(cls, *args: Any, **kwargs: Any) -> GeneratorDouble:
@@ -56,6 +60,7 @@ class GeneratorDouble:
         start_pos=None,
     ) -> str:
         self.calls.append(("prefill", {"enable_trace": enable_trace, "start_pos": start_pos}))
+        self.sampling_params.append(sampling_params)
         return "prefill"
 
     def decode_forward(self, *args: Any, **kwargs: Any) -> str:
@@ -73,6 +78,7 @@ class GeneratorDouble:
         reset_batch=False,
     ) -> str:
         self.calls.append(("decode", {"enable_trace": enable_trace, "reset_batch": reset_batch}))
+        self.sampling_params.append(sampling_params)
         return "decode"
 
 
@@ -211,6 +217,34 @@ def test_kv_budget_and_warm_up_go_through_the_adapter():
     assert not warm_up(host_like, kv_cache=[], trace=trace_flags("all"), max_batch_size=1, num_blocks=1)
 
 
+class GreedyOnlyDouble:
+    """TEST DOUBLE: a contract model whose device sampler is greedy only."""
+
+    model_capabilities = {"supports_sample_on_device": True, "max_device_top_k": 0}
+
+
+@pytest.mark.parametrize(
+    ("model", "sample_on_device", "expected"),
+    [
+        (GeneratorDouble((), {}), False, (False, False)),
+        (GeneratorDouble((), {}), True, (True, True)),
+        (GreedyOnlyDouble(), True, (True, False)),
+    ],
+)
+def test_warm_up_prepares_device_sampling_when_the_runner_may_ask_for_it(model, sample_on_device, expected):
+    recorded: dict[str, Any] = {}
+    model.warmup_model_prefill = lambda **kwargs: recorded.update(kwargs)  # takes every argument
+    warm_up(
+        model,
+        kv_cache=[],
+        trace=trace_flags("none"),
+        max_batch_size=8,
+        num_blocks=4,
+        sample_on_device=sample_on_device,
+    )
+    assert (recorded["can_sample_on_device"], recorded["non_greedy_decoding_on_device"]) == expected
+
+
 def test_a_budget_below_one_token_is_an_error():
     model = SimpleNamespace(get_max_tokens_all_users=lambda **_: 0)
     with pytest.raises(ValueError, match="get_max_tokens_all_users returned 0"):
@@ -273,3 +307,86 @@ def test_default_device_follows_tt_vllm_device(monkeypatch):
     assert registry.current_device() is DeviceChoice.HOST
     monkeypatch.setenv("TT_VLLM_DEVICE", "ttnn")  # no hardware here: cannot resolve, so the host device
     assert registry.current_device() is DeviceChoice.HOST
+
+
+# ---- on-device sampling: the runner's parameters as tt-metal's SamplingParams
+
+
+@dataclass(frozen=True)
+class SamplingParamsStandIn:
+    """STAND-IN with the fields of tt-metal's models/common/sampling/sampling_params.py SamplingParams
+    (read from its source; not imported: tt-metal is not installed here)."""
+
+    temperature: float | list[float]
+    top_k: int | list[int]
+    top_p: float | list[float]
+    presence_penalty: float | list[float] = 0.0
+    frequency_penalty: float | list[float] = 0.0
+    repetition_penalty: float | list[float] = 1.0
+    seed: int | list[int] | None = None
+    enable_log_probs: bool | list[bool] = False
+
+
+@dataclass(frozen=True)
+class SeedlessSamplingParamsStandIn:
+    """STAND-IN for vLLM-fork era TTSamplingParams: temperature, top_k, top_p only."""
+
+    temperature: float | list[float]
+    top_k: int | list[int]
+    top_p: float | list[float]
+
+
+# Row 0 greedy (top-k/top-p of a greedy request do not matter), row 1 seeded top-k/top-p, row 2 a
+# temperature-only request with a top-k cut of 32.
+ROWS = DeviceSamplingParams.from_lists(
+    temperature=[0.0, 0.7, 1.3], top_k=[0, 5, 32], top_p=[0.5, 0.9, 1.0], seeds=[11, 12, 13]
+)
+
+
+def test_rows_become_tt_metal_lists_with_its_greedy_convention():
+    params = to_tt_metal_sampling_params(ROWS, SamplingParamsStandIn)
+    assert params.temperature == pytest.approx([0.0, 0.7, 1.3])
+    assert params.top_k == [1, 5, 32]
+    assert params.top_p == pytest.approx([1.0, 0.9, 1.0])
+    assert params.seed == [11, 12, 13]
+    assert (params.presence_penalty, params.repetition_penalty, params.enable_log_probs) == (0.0, 1.0, False)
+
+
+def test_a_class_without_seeds_gets_no_seeds():
+    params = to_tt_metal_sampling_params(ROWS, SeedlessSamplingParamsStandIn)
+    assert (params.top_k, params.top_p[0]) == ([1, 5, 32], 1.0)
+
+
+def test_a_class_without_the_core_fields_is_refused_by_name():
+    @dataclass(frozen=True)
+    class Unknown:
+        temp: float
+        k: int
+
+    with pytest.raises(TypeError) as error:
+        to_tt_metal_sampling_params(ROWS, Unknown)
+    assert "has no field(s) ['temperature', 'top_k', 'top_p']" in str(error.value)
+    assert "unset sample_on_device_mode" in str(error.value)
+
+
+def test_the_adapter_hands_the_generator_tt_metals_sampling_params(monkeypatch):
+    monkeypatch.setattr(tt_metal, "tt_metal_sampling_params_class", lambda: SamplingParamsStandIn)
+    model = build()
+    model.prefill_forward(TOKENS, TABLE, [], [4, 2], sampling_params=ROWS.select(slice(0, 2)))
+    model.decode_forward(
+        TOKENS[:, :1], torch.tensor([4, 2]), TABLE, [], sampling_params=ROWS.select(slice(1, 3))
+    )
+    model.decode_forward(TOKENS[:, :1], torch.tensor([4, 2]), TABLE, [])
+    prefill, decode, host_sampled = model.generator.sampling_params
+    assert isinstance(prefill, SamplingParamsStandIn) and prefill.top_k == [1, 5]
+    assert isinstance(decode, SamplingParamsStandIn) and decode.seed == [12, 13]
+    assert host_sampled is None  # a step vLLM's sampler samples passes no sampling parameters
+
+
+def test_without_tt_metal_the_runners_parameters_pass_unchanged():
+    # Here tt-metal is not importable: a generator wrapped for the conformance suite (a host model)
+    # takes DeviceSamplingParams itself.
+    assert tt_metal.tt_metal_sampling_params_class() is None
+    model = build()
+    model.decode_forward(TOKENS[:, :1], torch.tensor([4, 2]), TABLE, [], sampling_params=ROWS)
+    assert model.generator.sampling_params == [ROWS]

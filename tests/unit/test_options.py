@@ -135,9 +135,9 @@ def test_both_sources_merge_and_disagreements_are_refused():
 def test_host_ignores_every_device_option_but_the_kv_budget_and_sampling():
     options = TTOptions.from_mapping({"kv_cache_tokens": 64, **ALL_DEVICE_OPTIONS}, "src")
     sampling = ["always_compat_sampling", "sample_on_device_mode"]
-    # The host models sample on their device when asked; on ttnn sampling stays with vLLM's sampler.
+    # Both devices sample on the model's device when asked; the host has no trace, mesh or fabric.
     assert options.ignored_on(DeviceChoice.HOST) == sorted(set(ALL_DEVICE_OPTIONS) - set(sampling))
-    assert options.ignored_on(DeviceChoice.TTNN) == sampling
+    assert options.ignored_on(DeviceChoice.TTNN) == []
     assert TTOptions.from_mapping({"kv_cache_tokens": 64}, "src").ignored_on(DeviceChoice.HOST) == []
 
 

@@ -6,6 +6,7 @@ import pytest
 from vllm.sampling_params import SamplingParams, StructuredOutputsParams
 from vllm.v1.sample.sampler import Sampler
 
+from tt_vllm_plugin.models.device_sampling import device_max_top_k
 from tt_vllm_plugin.worker.sampling_mode import (
     SamplingPath,
     choose_sampling_path,
@@ -90,10 +91,28 @@ WITH_LOGPROBS = SamplingParams(temperature=0.0, logprobs=1)
         # One request that needs vLLM's sampler sends the whole step there.
         ({}, [GREEDY, GREEDY, WITH_LOGPROBS], SamplingPath.HOST),
         ({}, [], SamplingPath.DEVICE),
+        # A model whose device sampler is greedy only (max_device_top_k 0) samples greedy steps.
+        ({"max_top_k": 0}, [GREEDY], SamplingPath.DEVICE),
+        ({"max_top_k": 0}, [GREEDY, DEVICE_OK[2]], SamplingPath.HOST),
+        ({"max_top_k": 10}, [DEVICE_OK[2]], SamplingPath.HOST),
     ],
 )
 def test_the_step_rule(overrides, requests, expected):
     assert _path(requests, **overrides) is expected
+
+
+def test_the_device_top_k_limit_is_the_models_when_it_declares_one():
+    class Declares:
+        model_capabilities = {"supports_sample_on_device": True, "max_device_top_k": 0}
+
+    class Silent:
+        model_capabilities = {"supports_sample_on_device": True}
+
+    assert (device_max_top_k(Declares()), device_max_top_k(Silent()), device_max_top_k(object())) == (
+        0,
+        32,
+        32,
+    )
 
 
 def test_an_unknown_mode_is_refused_by_name():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -25,6 +26,14 @@ DEVICE_MAX_TOP_K = 32
 # vLLM's threshold below which a temperature means greedy (vllm.v1.sample.sampler._SAMPLING_EPS).
 GREEDY_TEMPERATURE = 1e-5
 SEED_RANGE = 2**31  # seeds are drawn in [0, 2**31), like vLLM's CPU sampler draws its per-row seeds
+# A model may declare how many top-k candidates its device sampler keeps (0: greedy only) under this
+# ``model_capabilities`` key, the one Tenstorrent's models use; without it, DEVICE_MAX_TOP_K applies.
+MAX_DEVICE_TOP_K_CAPABILITY = "max_device_top_k"
+
+
+def device_max_top_k(model: Any) -> int:
+    caps = getattr(model, "model_capabilities", None) or {}
+    return int(caps.get(MAX_DEVICE_TOP_K_CAPABILITY, DEVICE_MAX_TOP_K))
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,9 @@ sit between them and our runner, which calls every model the same way:
   installed generator accepts (their signatures moved between tt-metal releases), and forwards the
   optional hooks (``get_max_tokens_all_users``, ``warmup_model_prefill``, ``warmup_model_decode``);
 - :func:`kv_token_budget` and :func:`warm_up` call those hooks on any contract model that offers them
-  (host models offer none, so nothing changes there).
+  (host models offer none, so nothing changes there);
+- on-device sampling: the runner's :class:`~tt_vllm_plugin.models.device_sampling.DeviceSamplingParams`
+  become tt-metal's own ``SamplingParams`` (:func:`to_tt_metal_sampling_params`).
 
 None of this has run against tt-metal here (no ttnn, no ``models`` package on these machines); the
 adapter is exercised around host models by the conformance suite (tests/contract), which is also how
@@ -29,6 +31,11 @@ from typing import Any, ClassVar
 import torch
 
 from tt_vllm_plugin.models.contract import KVCache
+from tt_vllm_plugin.models.device_sampling import (
+    GREEDY_TEMPERATURE,
+    DeviceSamplingParams,
+    device_max_top_k,
+)
 
 GENERATOR_MODULE = "models.tt_transformers.tt.generator_vllm"
 
@@ -47,6 +54,13 @@ TT_METAL_GENERATORS: dict[str, tuple[str, ...]] = {
 OPTIONAL_HOOKS = ("get_max_tokens_all_users", "warmup_model_prefill", "warmup_model_decode")
 # Read the output of decode_forward(read_from_device=False) (capability supports_async_decode).
 ASYNC_DECODE_HOOKS = ("read_decode_output", "process_decode_output_host")
+
+# Where tt-metal defines the per-row sampling parameters its generators take (``sampling_params=``):
+# models/common/sampling in current releases, the generator module in older ones. First found wins.
+SAMPLING_PARAMS_CLASSES = (
+    "models.common.sampling.sampling_params:SamplingParams",
+    "models.tt_transformers.tt.generator:SamplingParams",
+)
 
 
 class TTMetalUnavailable(RuntimeError):
@@ -112,6 +126,62 @@ def adapter_for(generator_cls: type) -> type[TTMetalModel]:
     capabilities = dict(getattr(generator_cls, "model_capabilities", None) or {})
     name = f"TTMetal{generator_cls.__name__}"
     return type(name, (TTMetalModel,), {"generator_cls": generator_cls, "model_capabilities": capabilities})
+
+
+# ------------------------------------------------------------------------------- device sampling
+
+
+@functools.cache
+def tt_metal_sampling_params_class() -> type | None:
+    """tt-metal's ``SamplingParams`` class, or None when tt-metal is not importable (then the adapter
+    hands the runner's :class:`DeviceSamplingParams` to the generator unchanged, as for host models)."""
+    for target in SAMPLING_PARAMS_CLASSES:
+        module_name, class_name = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except Exception:  # not installed, or its import failed (no ttnn): try the next place
+            continue
+        found = getattr(module, class_name, None)
+        if isinstance(found, type):
+            return found
+    return None
+
+
+def to_tt_metal_sampling_params(params: DeviceSamplingParams, params_cls: type) -> Any:
+    """``params`` as tt-metal's ``SamplingParams``: one list entry per row.
+
+    tt-metal's conventions (``format_sampling_params`` in models/common/sampling/generator.py): a
+    temperature of 0 means greedy; it pads the lists to its sampling batch itself. Greedy rows are sent
+    as temperature 0, top-k 1, top-p 1. Random rows reach here only with 1 <= top_k <= the device's
+    limit (``worker/sampling_mode.py`` sends every other request to vLLM's sampler). ``seed`` (when the
+    installed class has it) is the row's seed for this call, drawn from the request's own generator
+    for seeded requests, so a seeded request's tokens do not depend on the rest of the batch.
+    Penalties and logprobs keep the class's defaults: steps that need them never sample on the device.
+    """
+    accepted = inspect.signature(params_cls).parameters
+    missing = [name for name in ("temperature", "top_k", "top_p") if name not in accepted]
+    if missing:
+        raise TypeError(
+            f"{params_cls.__module__}.{params_cls.__qualname__} has no field(s) {missing}; this tt-metal "
+            "release's sampling parameters are not supported: unset sample_on_device_mode."
+        )
+    greedy = params.temperature < GREEDY_TEMPERATURE
+    values: dict[str, Any] = {
+        "temperature": torch.where(greedy, 0.0, params.temperature).tolist(),
+        "top_k": torch.where(greedy, 1, params.top_k).tolist(),
+        "top_p": torch.where(greedy, 1.0, params.top_p).tolist(),
+    }
+    if "seed" in accepted:
+        values["seed"] = params.seeds.tolist()
+    return params_cls(**values)
+
+
+def for_generator(sampling_params: Any) -> Any:
+    """What the generator gets for the runner's ``sampling_params`` (None stays None)."""
+    params_cls = tt_metal_sampling_params_class()
+    if isinstance(sampling_params, DeviceSamplingParams) and params_cls is not None:
+        return to_tt_metal_sampling_params(sampling_params, params_cls)
+    return sampling_params
 
 
 # ------------------------------------------------------------------------------------------ adapter
@@ -218,7 +288,7 @@ class TTMetalModel:
         if accepts(target, "enable_trace"):
             kwargs["enable_trace"] = self.trace.prefill if enable_trace is None else enable_trace
         if sampling_params is not None:
-            kwargs["sampling_params"] = sampling_params
+            kwargs["sampling_params"] = for_generator(sampling_params)
         return self.generator.prefill_forward(tokens, **kwargs, **extra)
 
     def decode_forward(
@@ -238,10 +308,10 @@ class TTMetalModel:
             "kv_cache": kv_cache,
             "enable_trace": self.trace.decode if enable_trace is None else enable_trace,
             "read_from_device": read_from_device,
-            "sampling_params": sampling_params,
+            "sampling_params": for_generator(sampling_params),
         }
         # Older generators take no reset_batch (the one read for this re-uploads its traced decode
-        # inputs every step when sampling happens on the host, which is always the case here).
+        # inputs every step unless it samples on the device, which it only does greedy).
         if reset_batch and accepts(target, "reset_batch"):
             kwargs["reset_batch"] = True
         return self.generator.decode_forward(tokens, start_pos, **kwargs)
@@ -298,14 +368,26 @@ def kv_token_budget(
 
 
 def warm_up(
-    model: Any, *, kv_cache: KVCache, trace: TraceFlags, max_batch_size: int, num_blocks: int
+    model: Any,
+    *,
+    kv_cache: KVCache,
+    trace: TraceFlags,
+    max_batch_size: int,
+    num_blocks: int,
+    sample_on_device: bool = False,
 ) -> bool:
     """Run the model's warm-up hooks (compile, capture traces) if it has any; True if one ran.
 
-    Sampling always happens on the host (vLLM's sampler), so the hooks are told not to prepare
-    on-device sampling.
+    ``sample_on_device``: whether the runner may ask the model to sample (``sample_on_device_mode`` set
+    and the model declares ``supports_sample_on_device``); the hooks then also prepare on-device
+    sampling, random (top-k / top-p / temperature) too unless the model is greedy-only
+    (``max_device_top_k`` 0).
     """
-    common = {"kv_cache": kv_cache, "can_sample_on_device": False, "non_greedy_decoding_on_device": False}
+    common = {
+        "kv_cache": kv_cache,
+        "can_sample_on_device": sample_on_device,
+        "non_greedy_decoding_on_device": sample_on_device and device_max_top_k(model) > 0,
+    }
     ran = False
     prefill = getattr(model, "warmup_model_prefill", None)
     if prefill is not None:

@@ -37,6 +37,7 @@ from tt_vllm_plugin.models.contract import (
     TTModel,
     capability,
 )
+from tt_vllm_plugin.models.device_sampling import device_max_top_k
 from tt_vllm_plugin.models.tt_metal import ASYNC_DECODE_HOOKS
 from tt_vllm_plugin.options import tt_options_from_vllm_config
 from tt_vllm_plugin.worker.fault_injection import FaultInjector
@@ -332,6 +333,15 @@ class TTModelRunner:
             prompt_logprobs_dict=pending.prompt_logprobs,
         )
 
+    @property
+    def may_sample_on_device(self) -> bool:
+        """Whether any step may be sampled by the model (then its warm-up prepares device sampling)."""
+        return (
+            capability(self.tt_model, SUPPORTS_SAMPLE_ON_DEVICE)
+            and self.sampling_options.sample_on_device_mode is not None
+            and not self.sampling_options.always_compat_sampling
+        )
+
     def _sampling_path(self, batch: TTInputBatch, has_prefill: bool) -> SamplingPath:
         return choose_sampling_path(
             model_samples_on_device=capability(self.tt_model, SUPPORTS_SAMPLE_ON_DEVICE),
@@ -340,6 +350,7 @@ class TTModelRunner:
             has_prefill=has_prefill,
             custom_logits_processors=bool(self.model_config.logits_processors),
             requests=(self.requests[req_id].sampling_params for req_id in batch.req_ids),
+            max_top_k=device_max_top_k(self.tt_model),
         )
 
     def _device_sampled_output(

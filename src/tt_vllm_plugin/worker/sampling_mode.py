@@ -117,21 +117,15 @@ def use_vllm_cpu_sampling_kernel(sampler: Sampler) -> bool:
 
 @dataclass(frozen=True)
 class SamplingOptions:
-    """The two TT sampling options as they apply to the device this process runs on."""
+    """The two TT sampling options (both devices act on them)."""
 
     sample_on_device_mode: str | None
     always_compat_sampling: bool
 
 
 def sampling_options(vllm_config: Any) -> SamplingOptions:
-    """Read ``sample_on_device_mode`` / ``always_compat_sampling``; on a device that ignores them
-    (ttnn for now, see options.py) device sampling stays off."""
-    from tt_vllm_plugin.activation import resolve_device
-
     options = tt_options_from_vllm_config(vllm_config)
-    ignored = options.ignored_on(resolve_device())
-    mode = None if "sample_on_device_mode" in ignored else options.sample_on_device_mode
-    return SamplingOptions(mode, options.always_compat_sampling)
+    return SamplingOptions(options.sample_on_device_mode, options.always_compat_sampling)
 
 
 def device_sampling_params(batch: InputBatch, num_reqs: int, discarded: np.ndarray) -> DeviceSamplingParams:

@@ -159,6 +159,7 @@ class TTWorker(WorkerBase):
             trace=trace_flags(self.options.trace_mode),
             max_batch_size=runner.max_num_reqs,
             num_blocks=-(-runner.max_model_len // runner.block_size),
+            sample_on_device=runner.may_sample_on_device,
         )
         elapsed = time.perf_counter() - start
         if ran:
