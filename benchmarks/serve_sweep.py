@@ -38,6 +38,7 @@ P99), one line per server/variant against the offered request rate.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -410,6 +411,11 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    if importlib.util.find_spec("matplotlib") is None:  # fail now, not after a long sweep
+        sys.exit(
+            "serve_sweep draws its plots with matplotlib, which is not installed: run `make bench-setup` "
+            "(or `.venv/bin/pip install -e '.[bench]'`)."
+        )
     chosen = variants(args)
     setup = {
         "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
