@@ -98,24 +98,18 @@ class TTOptions:
 _USED_ON_HOST = frozenset(
     {"kv_cache_tokens", "prefill_batching", "sample_on_device_mode", "always_compat_sampling"}
 )
-_USED_ON_TTNN = frozenset(
-    {
-        "kv_cache_tokens",
-        "prefill_batching",
-        "sample_on_device_mode",
-        "always_compat_sampling",
-        "trace_mode",
-        "enable_model_warmup",
-        "dispatch_core_axis",
-        "fabric_config",
-        "fabric_reliability_mode",
-        "trace_region_size",
-        "worker_l1_size",
-        "l1_small_size",
-        "data_parallel",
-        "optimizations",
-    }
-)
+_USED_ON_TTNN = _USED_ON_HOST | {
+    "trace_mode",
+    "enable_model_warmup",
+    "dispatch_core_axis",
+    "fabric_config",
+    "fabric_reliability_mode",
+    "trace_region_size",
+    "worker_l1_size",
+    "l1_small_size",
+    "data_parallel",
+    "optimizations",
+}
 
 _FIELD_TYPES: dict[str, tuple[Any, bool]] = {
     "kv_cache_tokens": ("positive_int", True),
