@@ -47,6 +47,7 @@ from tt_vllm_plugin.worker.prompt_logprobs import PromptLogprobs
 from tt_vllm_plugin.worker.sampling_mode import (
     SamplingPath,
     choose_sampling_path,
+    device_sampling_enabled,
     device_sampling_params,
     sampling_options,
     use_vllm_cpu_sampling_kernel,
@@ -336,10 +337,10 @@ class TTModelRunner:
     @property
     def may_sample_on_device(self) -> bool:
         """Whether any step may be sampled by the model (then its warm-up prepares device sampling)."""
-        return (
-            capability(self.tt_model, SUPPORTS_SAMPLE_ON_DEVICE)
-            and self.sampling_options.sample_on_device_mode is not None
-            and not self.sampling_options.always_compat_sampling
+        return device_sampling_enabled(
+            model_samples_on_device=capability(self.tt_model, SUPPORTS_SAMPLE_ON_DEVICE),
+            sample_on_device_mode=self.sampling_options.sample_on_device_mode,
+            always_compat_sampling=self.sampling_options.always_compat_sampling,
         )
 
     def _sampling_path(self, batch: TTInputBatch, has_prefill: bool) -> SamplingPath:

@@ -68,6 +68,13 @@ def host_sampling_reason(params: SamplingParams | None, max_top_k: int = DEVICE_
     return None
 
 
+def device_sampling_enabled(
+    *, model_samples_on_device: bool, sample_on_device_mode: str | None, always_compat_sampling: bool
+) -> bool:
+    """Whether any step may sample on the device (then the model's warm-up prepares for it)."""
+    return model_samples_on_device and sample_on_device_mode is not None and not always_compat_sampling
+
+
 def choose_sampling_path(
     *,
     model_samples_on_device: bool,
@@ -79,7 +86,11 @@ def choose_sampling_path(
     max_top_k: int = DEVICE_MAX_TOP_K,
 ) -> SamplingPath:
     """The sampler for one step (all its requests together); see the module docstring."""
-    if not model_samples_on_device or sample_on_device_mode is None or always_compat_sampling:
+    if not device_sampling_enabled(
+        model_samples_on_device=model_samples_on_device,
+        sample_on_device_mode=sample_on_device_mode,
+        always_compat_sampling=always_compat_sampling,
+    ):
         return SamplingPath.HOST
     if sample_on_device_mode == "decode_only" and has_prefill:
         return SamplingPath.HOST
