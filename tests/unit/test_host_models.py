@@ -30,6 +30,7 @@ from transformers import (
 from tests.contract import helpers
 from tests.contract.helpers import BlockPool, padded_tokens, page_table
 from tt_vllm_plugin.device.host import HostDevice
+from tt_vllm_plugin.models import llama
 from tt_vllm_plugin.models.contract import (
     SUPPORTS_ASYNC_DECODE,
     SUPPORTS_CHUNKED_PREFILL,
@@ -187,6 +188,21 @@ def test_batched_prefill_matches_transformers(checkpoint):
     logits = model.prefill_forward(padded_tokens(prompts), table, kv_cache, [len(p) for p in prompts])
 
     assert logits.shape == (len(prompts), 1, VOCAB) and logits.dtype == torch.float32
+    for row, prompt in enumerate(prompts):
+        torch.testing.assert_close(logits[row, 0], checkpoint.last_logits(prompt), atol=1e-4, rtol=1e-4)
+
+
+def test_plain_torch_ops_match_transformers(checkpoint, monkeypatch):
+    """Without vLLM's fused CPU kernels (a CUDA host device, a vLLM without its CPU build) the
+    decoder's elementwise steps run as torch ops; they must give the same logits."""
+    monkeypatch.setattr(llama, "fused_kernels_available", lambda device: False)
+    model = checkpoint.tt_model()
+    assert not model.ops.fused and not model.rope.fused
+    prompts = random_prompts([6, 11], seed=5)
+    table = page_table([list(range(0, 2)), list(range(2, 5))], width=4)
+
+    logits = model.prefill_forward(padded_tokens(prompts), table, new_cache(model, 8), [6, 11])
+
     for row, prompt in enumerate(prompts):
         torch.testing.assert_close(logits[row, 0], checkpoint.last_logits(prompt), atol=1e-4, rtol=1e-4)
 

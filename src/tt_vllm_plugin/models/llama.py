@@ -6,8 +6,9 @@ q/k norm and which configs they accept. The thin per-architecture classes at the
 
 Linear layers are :class:`~tt_vllm_plugin.models.host_linear.HostLinear` (vLLM's prepacked CPU GEMMs,
 else ``F.linear``); q/k/v and gate/up are fused into one matrix each at load time because fewer,
-bigger matmuls are faster on a CPU. Norms and RoPE follow
-transformers' numerics (float32 inside) so results match it closely.
+bigger matmuls are faster on a CPU. Between the matmuls, RMSNorm (fused with the residual add), RoPE
+and SwiGLU run on vLLM's fused CPU kernels where they exist (:mod:`~tt_vllm_plugin.models.host_ops`),
+which agree with transformers' float32 numerics to about 1e-6.
 """
 
 from __future__ import annotations
@@ -33,6 +34,13 @@ from tt_vllm_plugin.models.contract import (
 from tt_vllm_plugin.models.cpu_attention import KernelBatch, host_attention_choice, kernel_block_size_ok
 from tt_vllm_plugin.models.device_sampling import DeviceSamplingParams, sample_on_device
 from tt_vllm_plugin.models.host_linear import HostLinear
+from tt_vllm_plugin.models.host_ops import (
+    HostOps,
+    RotaryEmbedding,
+    RotateFn,
+    fused_kernels_available,
+    rms_norm,
+)
 from tt_vllm_plugin.models.paged_attention import (
     block_coordinates,
     decode_attention,
@@ -94,33 +102,6 @@ def _llama3_scale(inv_freq: torch.Tensor, params: dict[str, Any]) -> torch.Tenso
     smoothed = (1 - smooth) * scaled / factor + smooth * scaled
     is_medium = ~(wavelen < high_freq_wavelen) * ~(wavelen > low_freq_wavelen)
     return torch.where(is_medium, smoothed, scaled)
-
-
-def rope_tables(
-    inv_freq: torch.Tensor, max_seq_len: int, dtype: torch.dtype, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin of every position < ``max_seq_len``, (max_seq_len, head_dim) each; computed in
-    float32 then cast, like transformers does per step."""
-    freqs = torch.arange(max_seq_len, dtype=torch.float32)[:, None] * inv_freq[None, :]
-    emb = torch.cat([freqs, freqs], dim=-1)
-    return emb.cos().to(device=device, dtype=dtype), emb.sin().to(device=device, dtype=dtype)
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate ``x`` (N, heads, head_dim) by per-token ``cos``/``sin`` (N, head_dim), rotate-half style."""
-    half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return x * cos[:, None, :] + rotated * sin[:, None, :]
-
-
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """RMSNorm exactly as transformers' Llama/Qwen norms: statistics in float32, weight after the cast."""
-    if x.dtype == torch.float32 and weight.dtype == torch.float32:
-        # torch's fused kernel: bitwise the same result in float32, a third of the ops (decode is op-bound).
-        return F.rms_norm(x, (x.shape[-1],), weight, eps)
-    x32 = x.float()
-    x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
-    return weight * x32.to(x.dtype)
 
 
 # ------------------------------------------------------------------------------------------ weights
@@ -343,8 +324,14 @@ class HostLlamaFamilyModel:
         self.head_dim = head_dim_of(config)
         self.eps = float(config.rms_norm_eps)
         self.scale = self.head_dim**-0.5
-        self.cos, self.sin = rope_tables(
-            rope_inv_freq(config, self.head_dim), max_seq_len, dtype, torch_device
+        self.ops = HostOps(fused_kernels_available(torch_device))
+        self.rope = RotaryEmbedding(
+            rope_inv_freq(config, self.head_dim),
+            self.head_dim,
+            max_seq_len,
+            dtype,
+            torch_device,
+            self.ops.fused,
         )
         # vLLM's CPU attention kernels where they run (per cache block size, see kernel_block_size_ok),
         # else plain torch: fixed for a cache's life, because the two store K differently in a block.
@@ -589,42 +576,41 @@ class HostLlamaFamilyModel:
         return attend
 
     def _forward(self, ids: torch.Tensor, positions: torch.Tensor, attend: AttendFn) -> torch.Tensor:
-        """Hidden states (N, hidden) after the final norm, for flat tokens ``ids`` at ``positions``."""
-        cos, sin = self.cos[positions], self.sin[positions]
-        x = F.embedding(ids, self.weights.embed)
-        for index, layer in enumerate(self.weights.layers):
-            x = x + self._attention(index, layer, rms_norm(x, layer.input_norm, self.eps), cos, sin, attend)
-            x = x + self._mlp(layer, rms_norm(x, layer.post_norm, self.eps))
-        return rms_norm(x, self.weights.norm, self.eps)
+        """Hidden states (N, hidden) after the final norm, for flat tokens ``ids`` at ``positions``.
+
+        Each residual add is fused with the norm after it (the next sublayer's input norm, or the
+        final norm after the last layer)."""
+        rotate = self.rope.at(positions)
+        layers = self.weights.layers
+        residual = F.embedding(ids, self.weights.embed)
+        if not layers:
+            return self.ops.rms_norm(residual, self.weights.norm, self.eps)
+        x = self.ops.rms_norm(residual, layers[0].input_norm, self.eps)
+        for index, layer in enumerate(layers):
+            attn = self._attention(index, layer, x, rotate, attend)
+            x, residual = self.ops.add_rms_norm(attn, residual, layer.post_norm, self.eps)
+            next_norm = layers[index + 1].input_norm if index + 1 < len(layers) else self.weights.norm
+            x, residual = self.ops.add_rms_norm(self._mlp(layer, x), residual, next_norm, self.eps)
+        return x
 
     def _attention(
-        self,
-        index: int,
-        layer: LayerWeights,
-        x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        attend: AttendFn,
+        self, index: int, layer: LayerWeights, x: torch.Tensor, rotate: RotateFn, attend: AttendFn
     ) -> torch.Tensor:
         n = x.shape[0]
         q_size, kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
         qkv = layer.qkv(x)
+        q, k = qkv[:, :q_size], qkv[:, q_size : q_size + kv_size]
         v = qkv[:, q_size + kv_size :].reshape(n, self.num_kv_heads, self.head_dim)
         if layer.q_norm is not None and layer.k_norm is not None:  # Qwen3: per-head norm before RoPE
-            q = rms_norm(qkv[:, :q_size].reshape(n, self.num_heads, self.head_dim), layer.q_norm, self.eps)
-            k = rms_norm(
-                qkv[:, q_size : q_size + kv_size].reshape(n, -1, self.head_dim), layer.k_norm, self.eps
-            )
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        else:
-            # q and k heads are adjacent in the fused output: rotate them in one pass (half the ops).
-            qk = apply_rope(qkv[:, : q_size + kv_size].reshape(n, -1, self.head_dim), cos, sin)
-            q, k = qk[:, : self.num_heads], qk[:, self.num_heads :]
+            q = rms_norm(q.reshape(n, self.num_heads, -1), layer.q_norm, self.eps).reshape(n, -1)
+            k = rms_norm(k.reshape(n, self.num_kv_heads, -1), layer.k_norm, self.eps).reshape(n, -1)
+        q, k = rotate(q, k)
+        q = q.reshape(n, self.num_heads, self.head_dim)
+        k = k.reshape(n, self.num_kv_heads, self.head_dim)
         return layer.o(attend(index, q, k, v))
 
     def _mlp(self, layer: LayerWeights, x: torch.Tensor) -> torch.Tensor:
-        gate, up = layer.gate_up(x).chunk(2, dim=-1)
-        return layer.down(F.silu(gate) * up)
+        return layer.down(self.ops.silu_and_mul(layer.gate_up(x)))
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.weights.lm_head(hidden).float()
