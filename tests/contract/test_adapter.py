@@ -40,6 +40,7 @@ class GeneratorDouble:
         self.init = (init_args, init_kwargs)
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.sampling_params: list[Any] = []  # what each prefill/decode call got as sampling_params
+        self.empty_slots: list[Any] = []  # what each prefill call got as empty_slots
 
     @classmethod
     def initialize_vllm_model(cls, *args: Any, **kwargs: Any) -> GeneratorDouble:
@@ -61,6 +62,7 @@ class GeneratorDouble:
     ) -> str:
         self.calls.append(("prefill", {"enable_trace": enable_trace, "start_pos": start_pos}))
         self.sampling_params.append(sampling_params)
+        self.empty_slots.append(empty_slots)
         return "prefill"
 
     def decode_forward(self, *args: Any, **kwargs: Any) -> str:
@@ -190,9 +192,19 @@ def test_an_older_generator_gets_only_what_it_takes():
         model.prefill_forward(TOKENS, TABLE, [], [4, 2], start_pos=[2, 0])
 
 
-def test_data_parallel_is_refused_before_the_generator_is_built():
-    with pytest.raises(NotImplementedError, match="TT option data_parallel=2 is not supported yet"):
-        build(data_parallel=2)
+def test_data_parallel_reaches_the_generator_and_prefill_gets_the_slots():
+    model = build(data_parallel=2)
+    assert model.generator.init[1]["tt_data_parallel"] == 2
+    model.prefill_forward(TOKENS, TABLE, [], [4, 2], start_pos=[0, 0], empty_slots=[5, 1])
+    assert model.generator.empty_slots == [[5, 1]]  # tt-metal picks the submesh from the slot
+
+
+def test_max_num_seqs_must_split_over_data_parallel():
+    with pytest.raises(
+        ValueError,
+        match=r"max_num_seqs=8 does not split evenly over TT option data_parallel=3; use a multiple of 3\.",
+    ):
+        build(data_parallel=3)
 
 
 def test_optional_hooks_show_only_when_the_generator_has_them():

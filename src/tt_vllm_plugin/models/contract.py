@@ -18,13 +18,17 @@ Conventions (all tensors on the host, in torch):
     ``prompt_lens[i] - 1`` as (B, 1, vocab) float32, or (B,) sampled token ids when ``sampling_params``
     is given (see below). ``page_table``: (B, max_blocks) int32, zero padded,
     covering at least ``ceil(prompt_lens[i] / block_size)`` blocks of each row. All B requests are
-    one call: a model must not assume B == 1.
+    one call: a model must not assume B == 1. With TT option ``data_parallel`` > 1 the runner adds
+    ``empty_slots`` (tt-metal's argument): the decode slot row ``i`` will occupy, which picks the
+    data-parallel submesh (and KV cache) tt-metal prefills it on.
 
 ``decode_forward(tokens, start_pos, page_table, kv_cache, ...)``
     ``tokens``: (max_batch, 1) int64; ``start_pos``: (max_batch,) int32 position of the token fed
     (= number of tokens already cached), ``-1`` for an empty slot (the model must not write K/V for it
     and its output row is meaningless); ``page_table``: (max_batch, max_blocks) int32, zero padded.
-    Shapes are padded to constants so a device trace can be replayed. Returns (max_batch, 1, vocab)
+    Shapes are padded to constants so a device trace can be replayed. A request keeps its slot from
+    its first step until it finishes or is preempted (``worker/decode_slots.py``), so empty slots may
+    sit between busy ones. Returns (max_batch, 1, vocab)
     float32 logits, or (max_batch,) sampled token ids when ``sampling_params`` is given and the model
     samples on device.
 

@@ -86,17 +86,20 @@ class DeviceSamplingParams:
             self.temperature[rows], self.top_k[rows], self.top_p[rows], self.seeds[rows]
         )
 
-    def padded(self, num_rows: int) -> DeviceSamplingParams:
-        """Padded to ``num_rows`` with greedy rows (decode inputs are padded to ``max_batch``)."""
-        extra = num_rows - self.num_rows
-        if extra < 0:
+    def padded(self, num_rows: int, slots: torch.Tensor | None = None) -> DeviceSamplingParams:
+        """Spread over ``num_rows`` rows, greedy where no row lands (decode inputs fill ``max_batch``
+        slots): row i goes to ``slots[i]``, or to row i without ``slots``."""
+        if num_rows < self.num_rows:
             raise ValueError(f"cannot pad {self.num_rows} sampling rows down to {num_rows}.")
+        where = torch.arange(self.num_rows) if slots is None else torch.as_tensor(slots, dtype=torch.int64)
 
-        def pad(t: torch.Tensor, value: float) -> torch.Tensor:
-            return torch.cat([t, torch.full((extra,), value, dtype=t.dtype)])
+        def place(t: torch.Tensor, value: float) -> torch.Tensor:
+            out = torch.full((num_rows,), value, dtype=t.dtype)
+            out[where] = t
+            return out
 
         return DeviceSamplingParams(
-            pad(self.temperature, 0.0), pad(self.top_k, 0), pad(self.top_p, 1.0), pad(self.seeds, 0)
+            place(self.temperature, 0.0), place(self.top_k, 0), place(self.top_p, 1.0), place(self.seeds, 0)
         )
 
 

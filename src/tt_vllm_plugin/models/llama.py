@@ -425,6 +425,7 @@ class HostLlamaFamilyModel:
         enable_trace: bool = False,
         sampling_params: Any = None,
         return_all_logits: bool = False,
+        empty_slots: Sequence[int] | None = None,
     ) -> torch.Tensor:
         """Compute positions ``start_pos[i] .. prompt_lens[i] - 1`` of every row in one pass and
         return the logits of each row's last position, (B, 1, vocab) float32. With
@@ -432,6 +433,8 @@ class HostLlamaFamilyModel:
         position instead, flat (sum of new tokens, vocab), row after row.
 
         The rows' new tokens are concatenated (no padding), so linear layers run on real tokens only.
+        ``empty_slots`` (the decode slots the rows will use, for tt-metal's data parallelism) changes
+        nothing here: the host has one KV cache for every slot.
         """
         if sampling_params is not None and return_all_logits:
             raise ValueError("prefill_forward: sampling_params and return_all_logits exclude each other.")

@@ -240,13 +240,11 @@ class TTMetalModel:
         if hasattr(mesh_device, "mesh") and hasattr(mesh_device, "trace_mode"):
             mesh, trace_mode = mesh_device.mesh, mesh_device.trace_mode
             tt_data_parallel, optimizations = mesh_device.data_parallel, mesh_device.optimizations
-        if tt_data_parallel != 1:
-            # tt-metal splits decode slots and KV caches across submeshes by slot index; the runner
-            # compacts slots every step, so a request would change submesh under its KV cache.
-            raise NotImplementedError(
-                f"TT option data_parallel={tt_data_parallel} is not supported yet: the runner does not keep "
-                "requests in fixed decode slots, which tt-metal's data-parallel submeshes need. Use "
-                "data_parallel=1 (the model still shards itself over the whole mesh)."
+        if max_batch_size % tt_data_parallel:
+            # tt-metal gives each data-parallel submesh max_batch_size / data_parallel decode slots.
+            raise ValueError(
+                f"max_num_seqs={max_batch_size} does not split evenly over TT option "
+                f"data_parallel={tt_data_parallel}; use a multiple of {tt_data_parallel}."
             )
         generator = cls.generator_cls.initialize_vllm_model(
             hf_config,

@@ -19,7 +19,7 @@ from vllm.v1.worker.gpu_input_batch import InputBatch
 class PrefillInputs:
     """One batched ``prefill_forward`` call (see ``models/contract.py``)."""
 
-    rows: np.ndarray  # batch slots in this call
+    rows: np.ndarray  # batch rows in this call
     tokens: torch.Tensor  # (B, max_end) int64, each row's tokens [0, end), zero padded
     page_table: torch.Tensor  # (B, max_blocks) int32, zero padded
     prompt_lens: torch.Tensor  # (B,) int32: end of the computed range
@@ -30,7 +30,8 @@ class PrefillInputs:
 class DecodeInputs:
     """One ``decode_forward`` call, padded to ``max_batch`` slots (-1 start_pos in empty ones)."""
 
-    rows: np.ndarray  # batch slots in this call; row i of the inputs is slot rows[i]
+    rows: np.ndarray  # batch rows in this call
+    slots: np.ndarray  # decode slot of each row: rows[i] is fed in slot slots[i]
     tokens: torch.Tensor  # (max_batch, 1) int64
     start_pos: torch.Tensor  # (max_batch,) int32
     page_table: torch.Tensor  # (max_batch, max_blocks_per_request) int32, zero padded
@@ -39,16 +40,21 @@ class DecodeInputs:
 class TTInputBatch(InputBatch):
     """vLLM's persistent batch plus the contract's views of it."""
 
-    def _page_table(self, rows: np.ndarray, num_rows: int, num_blocks: int) -> torch.Tensor:
+    def _page_table(
+        self, rows: np.ndarray, num_rows: int, num_blocks: int, slots: np.ndarray | None = None
+    ) -> torch.Tensor:
+        """The block ids of ``rows`` as a (num_rows, num_blocks) table, zero padded; row i of the
+        table is ``rows[i]``, or ``rows[i]``'s slot ``slots[i]`` when given."""
         table = self.block_table[0]
         out = torch.zeros((num_rows, max(num_blocks, 1)), dtype=torch.int32)
         if len(rows) and num_blocks:
-            out[: len(rows), :num_blocks] = table.get_cpu_tensor()[rows, :num_blocks]
+            ids = table.get_cpu_tensor()[rows, :num_blocks].clone()
             # Rows keep stale ids past their own length after a slot is reused: zero them, as the
             # contract promises zero padding.
             used = torch.from_numpy(table.num_blocks_per_row[rows].astype(np.int64))
-            stale = torch.arange(num_blocks)[None, :] >= used[:, None]
-            out[: len(rows), :num_blocks][stale] = 0
+            ids[torch.arange(num_blocks)[None, :] >= used[:, None]] = 0
+            where = torch.arange(len(rows)) if slots is None else torch.from_numpy(slots)
+            out[where, :num_blocks] = ids
         return out
 
     def prefill_inputs(self, rows: np.ndarray, ends: np.ndarray) -> PrefillInputs:
@@ -67,19 +73,22 @@ class TTInputBatch(InputBatch):
             start_pos=torch.from_numpy(self.num_computed_tokens_cpu[rows].astype(np.int32)),
         )
 
-    def decode_inputs(self, rows: np.ndarray, max_batch: int) -> DecodeInputs:
-        """Inputs feeding each slot's last token at position ``num_computed``."""
+    def decode_inputs(self, rows: np.ndarray, max_batch: int, slots: np.ndarray) -> DecodeInputs:
+        """Inputs feeding each row's last token at position ``num_computed``, row i in decode slot
+        ``slots[i]`` (see ``decode_slots.py``); every other slot is empty (start_pos -1)."""
         positions = self.num_computed_tokens_cpu[rows].astype(np.int64)
+        where = torch.from_numpy(slots)
         tokens = torch.zeros((max_batch, 1), dtype=torch.int64)
-        tokens[: len(rows), 0] = torch.from_numpy(self.token_ids_cpu[rows, positions].astype(np.int64))
+        tokens[where, 0] = torch.from_numpy(self.token_ids_cpu[rows, positions].astype(np.int64))
         start_pos = torch.full((max_batch,), -1, dtype=torch.int32)
-        start_pos[: len(rows)] = torch.from_numpy(positions.astype(np.int32))
+        start_pos[where] = torch.from_numpy(positions.astype(np.int32))
         # Constant width (every block a request may ever hold), so a device trace can be replayed;
         # a model reads only the blocks its positions reach.
         num_blocks = self.block_table[0].max_num_blocks_per_req
         return DecodeInputs(
             rows=rows,
+            slots=slots,
             tokens=tokens,
             start_pos=start_pos,
-            page_table=self._page_table(rows, max_batch, num_blocks),
+            page_table=self._page_table(rows, max_batch, num_blocks, slots),
         )

@@ -40,6 +40,7 @@ from tt_vllm_plugin.models.contract import (
 from tt_vllm_plugin.models.device_sampling import device_max_top_k
 from tt_vllm_plugin.models.tt_metal import ASYNC_DECODE_HOOKS
 from tt_vllm_plugin.options import tt_options_from_vllm_config
+from tt_vllm_plugin.worker.decode_slots import DecodeSlots
 from tt_vllm_plugin.worker.fault_injection import FaultInjector
 from tt_vllm_plugin.worker.input_batch import TTInputBatch
 from tt_vllm_plugin.worker.metrics import StepMetrics
@@ -71,6 +72,7 @@ class _PendingStep:
     # Async decode: the decode call's output still on the device, and the rows it belongs to.
     unread_decode: Any = None
     decode_rows: np.ndarray | None = None
+    decode_slots: np.ndarray | None = None  # the decode slot of each of decode_rows
 
 
 class TTModelRunner:
@@ -105,7 +107,11 @@ class TTModelRunner:
         # Per-step figures (the worker swaps in the ones /metrics exports) and the fault test hook.
         self.metrics = StepMetrics("tt", "unexported")
         self.fault_injector = FaultInjector.from_env()
-        self.prefill_batching = tt_options_from_vllm_config(vllm_config).prefill_batching
+        options = tt_options_from_vllm_config(vllm_config)
+        self.prefill_batching = options.prefill_batching
+        # tt-metal's data-parallel submeshes each own a fixed share of the decode slots.
+        self.data_parallel = options.data_parallel
+        self.decode_slots = DecodeSlots(self.max_num_reqs)
         self.async_decode = False  # set from the model's capabilities in load_model
 
     # ---- start-up -------------------------------------------------------------------------------
@@ -215,12 +221,13 @@ class TTModelRunner:
                         prompt_logprobs[req_id] = done
             else:
                 logits[prefill_rows] = _as_logits(out, len(prefill_rows), self.vocab_size)
+        decode_slots = self.decode_slots.of(batch.req_ids[row] for row in decode_rows)
         if len(decode_rows):
-            inputs = batch.decode_inputs(decode_rows, self.max_num_reqs)
+            inputs = batch.decode_inputs(decode_rows, self.max_num_reqs, decode_slots)
             extra = {}
             if device_params is not None:
-                rows = torch.from_numpy(decode_rows)
-                extra = {"sampling_params": device_params.select(rows).padded(self.max_num_reqs)}
+                rows = device_params.select(torch.from_numpy(decode_rows))
+                extra = {"sampling_params": rows.padded(self.max_num_reqs, torch.from_numpy(decode_slots))}
             if self.async_decode:
                 extra["read_from_device"] = False
             with self.metrics.model_call("decode", len(decode_rows)):
@@ -228,7 +235,7 @@ class TTModelRunner:
                     inputs.tokens, inputs.start_pos, inputs.page_table, self.kv_cache, **extra
                 )
             if not self.async_decode:
-                self._store_decode_output(out, decode_rows, logits, sampled)
+                self._store_decode_output(out, decode_rows, decode_slots, logits, sampled)
 
         self._pending = _PendingStep(
             scheduler_output,
@@ -238,30 +245,41 @@ class TTModelRunner:
             sampled=sampled,
             unread_decode=out if len(decode_rows) and self.async_decode else None,
             decode_rows=decode_rows,
+            decode_slots=decode_slots,
         )
         # The engine calls sample_tokens next, with the grammar bitmask if any; with async decode the
         # device is still decoding while vLLM builds that bitmask.
         return None
 
     def _store_decode_output(
-        self, out: torch.Tensor, rows: np.ndarray, logits: torch.Tensor, sampled: torch.Tensor | None
+        self,
+        out: torch.Tensor,
+        rows: np.ndarray,
+        slots: np.ndarray,
+        logits: torch.Tensor,
+        sampled: torch.Tensor | None,
     ) -> None:
-        """Put a decode call's host output (logits, or token ids if sampled on device) in step order."""
+        """Put a decode call's host output (logits, or token ids if sampled on device; one per slot)
+        in step order: row ``rows[i]`` was decoded in slot ``slots[i]``."""
+        where = torch.from_numpy(slots)
         if sampled is not None:
-            sampled[rows] = out.reshape(-1)[: len(rows)].cpu()
+            sampled[rows] = out.reshape(-1)[where].cpu()
         else:
-            logits[rows] = _as_logits(out, len(rows), self.vocab_size)
+            logits[rows] = _slot_logits(out, where, self.vocab_size)
 
     def _read_async_decode(self, pending: _PendingStep) -> None:
         """Wait for an async decode's output and store it (``supports_async_decode``, contract.py)."""
-        assert self.tt_model is not None and pending.decode_rows is not None
+        assert self.tt_model is not None
+        assert pending.decode_rows is not None and pending.decode_slots is not None
         with self.metrics.model_wait():
             host = self.tt_model.read_decode_output(pending.unread_decode)
             out = self.tt_model.process_decode_output_host(host, is_tokens=pending.sampled is not None)
         if isinstance(out, tuple):  # some generators return (result, extra such as logprobs)
             out = out[0]
         pending.unread_decode = None
-        self._store_decode_output(out, pending.decode_rows, pending.logits, pending.sampled)
+        self._store_decode_output(
+            out, pending.decode_rows, pending.decode_slots, pending.logits, pending.sampled
+        )
 
     def _prefill_forward(self, rows: np.ndarray, ends: np.ndarray, extra: dict[str, Any]) -> torch.Tensor:
         """One ``prefill_forward`` for all ``rows``, or with the ``prefill_batching`` option off one per
@@ -280,6 +298,12 @@ class TTModelRunner:
         self, batch: TTInputBatch, rows: np.ndarray, ends: np.ndarray, extra: dict[str, Any]
     ) -> torch.Tensor:
         inputs = batch.prefill_inputs(rows, ends)
+        if self.data_parallel > 1:
+            # Which decode slot (and so which data-parallel submesh, with its KV cache) each prompt fills.
+            extra = {
+                **extra,
+                "empty_slots": self.decode_slots.of(batch.req_ids[row] for row in rows).tolist(),
+            }
         out = self.tt_model.prefill_forward(
             inputs.tokens,
             inputs.page_table,
@@ -397,6 +421,12 @@ class TTModelRunner:
     def _update_states(self, scheduler_output: SchedulerOutput) -> None:
         """Bring the persistent batch in line with the scheduler (mirrors vLLM's GPU runner)."""
         batch = self._batch()
+        cached = scheduler_output.scheduled_cached_reqs
+        # A slot is kept while the request holds KV blocks: freed when it finishes or is preempted
+        # (a resumed request is recomputed from scratch, in whichever slot is free then).
+        self.decode_slots.release(scheduler_output.finished_req_ids)
+        self.decode_slots.release(scheduler_output.preempted_req_ids or ())
+        self.decode_slots.release(cached.resumed_req_ids)
         for req_id in scheduler_output.finished_req_ids:
             self.requests.pop(req_id, None)
             self.prompt_logprobs.discard(req_id)
@@ -405,7 +435,6 @@ class TTModelRunner:
         # Requests not scheduled this step (preempted, or waiting for budget) leave the batch but
         # keep their state; they come back through the resumed path.
         scheduled_ids = scheduler_output.num_scheduled_tokens.keys()
-        cached = scheduler_output.scheduled_cached_reqs
         for req_id in batch.req_id_to_index.keys() - (scheduled_ids - cached.resumed_req_ids):
             batch.remove_request(req_id)
 
@@ -468,6 +497,8 @@ class TTModelRunner:
             batch.add_request(state)
         batch.condense()
         batch.refresh_metadata()
+        for req_id in batch.req_ids:
+            self.decode_slots.assign(req_id)
 
 
 def _async_decode_usable(model: Any) -> bool:
@@ -494,4 +525,10 @@ def _for_row(extra: dict[str, Any], i: int) -> dict[str, Any]:
 def _as_logits(out: torch.Tensor, rows: int, vocab_size: int) -> torch.Tensor:
     """The contract's (B, 1, vocab) logits as (rows, vocab) float32 on the host."""
     out = out.reshape(out.shape[0], -1)[:rows, :vocab_size]
+    return out.to(device="cpu", dtype=torch.float32)
+
+
+def _slot_logits(out: torch.Tensor, slots: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """The (max_batch, 1, vocab) decode logits of ``slots``, as (len(slots), vocab) float32 on the host."""
+    out = out.reshape(out.shape[0], -1)[slots.to(out.device), :vocab_size]
     return out.to(device="cpu", dtype=torch.float32)

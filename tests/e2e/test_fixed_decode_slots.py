@@ -1,0 +1,97 @@
+"""Fixed decode slots through a real engine: a request keeps its decode slot from its prefill to its
+last token while others finish around it, and with TT option ``data_parallel`` > 1 each prefill is told
+the slot it fills (``empty_slots``, which tt-metal uses to pick the data-parallel submesh and KV cache).
+
+The host device ignores ``data_parallel`` in its math, so the runner's slot bookkeeping is what this
+shows; the engine core runs in this process so the test can watch every model call.
+"""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+pytestmark = pytest.mark.engine
+
+PROMPTS = [f"Count from {n} to {n + 20}:" for n in range(10)]
+MAX_TOKENS = [3, 17, 6, 12, 2, 15, 9, 4, 11, 7]  # uneven, so slots free up between busy ones
+MAX_NUM_SEQS = 4
+
+
+@pytest.fixture(scope="module")
+def calls(default_model_path):
+    """Every prefill and decode call's slots and first KV block per row, and the generated tokens."""
+    from vllm import LLM, SamplingParams
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        llm = LLM(
+            model=default_model_path,
+            dtype="float32",
+            max_model_len=256,
+            max_num_seqs=MAX_NUM_SEQS,
+            enable_prefix_caching=False,  # a request's first KV block then names it while it runs
+            seed=0,
+            additional_config={"tt": {"kv_cache_tokens": 4096, "data_parallel": 2}},
+        )
+        try:
+            record: list[tuple] = []
+
+            def watch(worker) -> None:
+                model = worker.model_runner.tt_model
+                prefill, decode = model.prefill_forward, model.decode_forward
+
+                def watched_prefill(tokens, page_table, *args, **kwargs):
+                    record.append(("prefill", kwargs.get("empty_slots"), page_table[:, 0].tolist()))
+                    return prefill(tokens, page_table, *args, **kwargs)
+
+                def watched_decode(tokens, start_pos, page_table, *args, **kwargs):
+                    busy = [
+                        (s, int(page_table[s, 0]), int(p)) for s, p in enumerate(start_pos.tolist()) if p >= 0
+                    ]
+                    record.append(("decode", busy))
+                    return decode(tokens, start_pos, page_table, *args, **kwargs)
+
+                model.prefill_forward, model.decode_forward = watched_prefill, watched_decode
+
+            llm.collective_rpc(watch)
+            params = [SamplingParams(temperature=0.0, max_tokens=n, ignore_eos=True) for n in MAX_TOKENS]
+            outputs = llm.generate(PROMPTS, params)
+            yield record, [list(o.outputs[0].token_ids) for o in outputs]
+        finally:
+            del llm
+            gc.collect()
+
+
+def test_every_prefill_names_its_slot_and_decode_keeps_each_request_there(calls):
+    record, tokens = calls
+    assert [len(t) for t in tokens] == MAX_TOKENS
+    slot_of_block: dict[int, int] = {}  # first KV block of a prefilled request -> its slot
+    last_pos: dict[int, tuple[int, int]] = {}  # first KV block -> (slot, position) at its last decode
+    decoded_slots: set[int] = set()
+    holes = 0
+    for call in record:
+        if call[0] == "prefill":
+            _, empty_slots, first_blocks = call
+            assert empty_slots is not None and len(empty_slots) == len(first_blocks)
+            assert all(0 <= s < MAX_NUM_SEQS for s in empty_slots)
+            for block, slot in zip(first_blocks, empty_slots, strict=True):
+                slot_of_block[block] = slot
+                last_pos.pop(block, None)  # a new request (blocks are reused once one finishes)
+            continue
+        busy = call[1]
+        slots = [s for s, _, _ in busy]
+        holes += any(s > len(busy) - 1 for s in slots)  # a free slot below a busy one
+        for slot, block, pos in busy:
+            decoded_slots.add(slot)
+            previous = last_pos.get(block)
+            if previous is not None:
+                assert previous == (slot, pos - 1), (
+                    f"request with first block {block}: {previous} -> {slot, pos}"
+                )
+            else:  # its first decode: in the slot its prefill named
+                assert slot_of_block[block] == slot
+            last_pos[block] = (slot, pos)
+    assert decoded_slots == set(range(MAX_NUM_SEQS))
+    assert holes > 0, "no step decoded with a free slot between busy ones: the test did not exercise holes"
