@@ -7,11 +7,12 @@ changes no token) goes to the host. The runner's step counters say which path ra
 
 from __future__ import annotations
 
-import gc
 import math
 
 import pytest
 import torch
+
+from tests.e2e.in_process import in_process_llm
 
 pytestmark = pytest.mark.engine
 
@@ -38,23 +39,17 @@ TV_FACTOR = 2.0
 
 @pytest.fixture(scope="module")
 def llm(default_model_path):
-    from vllm import LLM
-
     # In-process engine core, so collective_rpc can read (and in one test switch) the runner's state.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        engine = LLM(
-            model=default_model_path,
-            dtype="float32",
-            max_model_len=512,
-            max_num_seqs=32,
-            max_num_batched_tokens=MAX_BATCHED_TOKENS,
-            seed=0,
-            additional_config={"tt": {"kv_cache_tokens": 16384, "sample_on_device_mode": "all"}},
-        )
+    with in_process_llm(
+        model=default_model_path,
+        dtype="float32",
+        max_model_len=512,
+        max_num_seqs=32,
+        max_num_batched_tokens=MAX_BATCHED_TOKENS,
+        seed=0,
+        additional_config={"tt": {"kv_cache_tokens": 16384, "sample_on_device_mode": "all"}},
+    ) as engine:
         yield engine
-        del engine
-        gc.collect()
 
 
 def _steps(llm) -> dict[str, int]:

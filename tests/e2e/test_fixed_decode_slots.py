@@ -8,9 +8,9 @@ shows; the engine core runs in this process so the test can watch every model ca
 
 from __future__ import annotations
 
-import gc
-
 import pytest
+
+from tests.e2e.in_process import in_process_llm
 
 pytestmark = pytest.mark.engine
 
@@ -22,46 +22,40 @@ MAX_NUM_SEQS = 4
 @pytest.fixture(scope="module")
 def calls(default_model_path):
     """Every prefill and decode call's slots and first KV block per row, and the generated tokens."""
-    from vllm import LLM, SamplingParams
+    from vllm import SamplingParams
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        llm = LLM(
-            model=default_model_path,
-            dtype="float32",
-            max_model_len=256,
-            max_num_seqs=MAX_NUM_SEQS,
-            enable_prefix_caching=False,  # a request's first KV block then names it while it runs
-            seed=0,
-            additional_config={"tt": {"kv_cache_tokens": 4096, "data_parallel": 2}},
-        )
-        try:
-            record: list[tuple] = []
+    with in_process_llm(
+        model=default_model_path,
+        dtype="float32",
+        max_model_len=256,
+        max_num_seqs=MAX_NUM_SEQS,
+        enable_prefix_caching=False,  # a request's first KV block then names it while it runs
+        seed=0,
+        additional_config={"tt": {"kv_cache_tokens": 4096, "data_parallel": 2}},
+    ) as llm:
+        record: list[tuple] = []
 
-            def watch(worker) -> None:
-                model = worker.model_runner.tt_model
-                prefill, decode = model.prefill_forward, model.decode_forward
+        def watch(worker) -> None:
+            model = worker.model_runner.tt_model
+            prefill, decode = model.prefill_forward, model.decode_forward
 
-                def watched_prefill(tokens, page_table, *args, **kwargs):
-                    record.append(("prefill", kwargs.get("empty_slots"), page_table[:, 0].tolist()))
-                    return prefill(tokens, page_table, *args, **kwargs)
+            def watched_prefill(tokens, page_table, *args, **kwargs):
+                record.append(("prefill", kwargs.get("empty_slots"), page_table[:, 0].tolist()))
+                return prefill(tokens, page_table, *args, **kwargs)
 
-                def watched_decode(tokens, start_pos, page_table, *args, **kwargs):
-                    busy = [
-                        (s, int(page_table[s, 0]), int(p)) for s, p in enumerate(start_pos.tolist()) if p >= 0
-                    ]
-                    record.append(("decode", busy))
-                    return decode(tokens, start_pos, page_table, *args, **kwargs)
+            def watched_decode(tokens, start_pos, page_table, *args, **kwargs):
+                busy = [
+                    (s, int(page_table[s, 0]), int(p)) for s, p in enumerate(start_pos.tolist()) if p >= 0
+                ]
+                record.append(("decode", busy))
+                return decode(tokens, start_pos, page_table, *args, **kwargs)
 
-                model.prefill_forward, model.decode_forward = watched_prefill, watched_decode
+            model.prefill_forward, model.decode_forward = watched_prefill, watched_decode
 
-            llm.collective_rpc(watch)
-            params = [SamplingParams(temperature=0.0, max_tokens=n, ignore_eos=True) for n in MAX_TOKENS]
-            outputs = llm.generate(PROMPTS, params)
-            yield record, [list(o.outputs[0].token_ids) for o in outputs]
-        finally:
-            del llm
-            gc.collect()
+        llm.collective_rpc(watch)
+        params = [SamplingParams(temperature=0.0, max_tokens=n, ignore_eos=True) for n in MAX_TOKENS]
+        outputs = llm.generate(PROMPTS, params)
+        yield record, [list(o.outputs[0].token_ids) for o in outputs]
 
 
 def test_every_prefill_names_its_slot_and_decode_keeps_each_request_there(calls):

@@ -7,9 +7,9 @@ without that, "on" and "off" giving the same tokens would also pass if the optio
 
 from __future__ import annotations
 
-import gc
-
 import pytest
+
+from tests.e2e.in_process import in_process_llm
 
 pytestmark = pytest.mark.engine
 
@@ -30,10 +30,11 @@ MAX_BATCHED_TOKENS = 64
 
 def _run(model: str, prefill_batching: bool) -> tuple[list[list[int]], list[list[int]], list[int]]:
     """Greedy tokens, top prompt-logprob token ids, and the batch size of every prefill_forward call."""
-    from vllm import LLM, SamplingParams
+    from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
-    llm = LLM(
+    # In-process engine core: collective_rpc then runs its callable on the worker in this process.
+    with in_process_llm(
         model=model,
         dtype="float32",
         max_model_len=512,
@@ -42,8 +43,7 @@ def _run(model: str, prefill_batching: bool) -> tuple[list[list[int]], list[list
         enable_prefix_caching=False,  # the second generate must prefill every prompt again
         seed=0,
         additional_config={"tt": {"kv_cache_tokens": 4096, "prefill_batching": prefill_batching}},
-    )
-    try:
+    ) as llm:
         calls: list[int] = []
 
         def count_prefill_calls(worker) -> None:
@@ -70,17 +70,11 @@ def _run(model: str, prefill_batching: bool) -> tuple[list[list[int]], list[list
             for o in llm.generate(prompts, with_logprobs)
         ]
         return tokens, top_prompt_tokens, calls
-    finally:
-        del llm
-        gc.collect()
 
 
 @pytest.fixture(scope="module")
 def runs(default_model_path):
-    # In-process engine core: collective_rpc then runs its callable on the worker in this process.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        yield {on: _run(default_model_path, on) for on in (True, False)}
+    return {on: _run(default_model_path, on) for on in (True, False)}
 
 
 def test_prefill_batching_on_batches_and_off_prefills_one_request_per_call(runs):
