@@ -215,6 +215,45 @@ def test_optional_hooks_show_only_when_the_generator_has_them():
         _ = build().no_such_attribute
 
 
+class AsyncReadGeneratorDouble(GeneratorDouble):
+    """TEST DOUBLE with tt-metal's current async read: read_decode_output(tt_out, async_read) and
+    process_decode_output_host(tt_out, is_tokens)."""
+
+    model_capabilities = {"supports_async_decode": True}
+
+    def read_decode_output(self, tt_out, async_read=False):
+        return (f"host {tt_out}", ["event"]) if async_read else f"host {tt_out}"
+
+    def process_decode_output_host(self, tt_out, is_tokens=False):
+        return f"processed {tt_out}"
+
+
+class BlockingReadGeneratorDouble(GeneratorDouble):
+    """TEST DOUBLE with an older release's read: read and process in one blocking call."""
+
+    model_capabilities = {"supports_async_decode": True}
+
+    def read_decode_output(self, tt_out, unpadded_batch, is_tokens=False):
+        return f"host {tt_out}"
+
+
+def test_async_decode_is_kept_only_with_the_current_read_api(caplog):
+    model = build(AsyncReadGeneratorDouble)
+    assert model.model_capabilities["supports_async_decode"] is True
+    assert model.read_decode_output("decode", async_read=True) == ("host decode", ["event"])
+    assert model.process_decode_output_host("host decode", is_tokens=True) == "processed host decode"
+
+    with caplog.at_level("WARNING"):
+        older = build(BlockingReadGeneratorDouble)
+    assert older.model_capabilities["supports_async_decode"] is False
+    assert (
+        "BlockingReadGeneratorDouble: its read_decode_output takes no async_read (an older tt-metal "
+        "release); decoding synchronously." in caplog.text
+    )
+    # The generator class itself is left as it is.
+    assert BlockingReadGeneratorDouble.model_capabilities["supports_async_decode"] is True
+
+
 def test_kv_budget_and_warm_up_go_through_the_adapter():
     model = build(OlderGeneratorDouble, trace_mode="decode_only")
     budget = kv_token_budget(model, model_name="m", num_devices=2, max_model_len=256, max_num_seqs=8)
@@ -350,8 +389,13 @@ class SeedlessSamplingParamsStandIn:
 
 # Row 0 greedy (top-k/top-p of a greedy request do not matter), row 1 seeded top-k/top-p, row 2 a
 # temperature-only request with a top-k cut of 32.
+# Row 1's request has seed 7; the per-step seeds (11, 12, 13) are what host models sample with.
 ROWS = DeviceSamplingParams.from_lists(
-    temperature=[0.0, 0.7, 1.3], top_k=[0, 5, 32], top_p=[0.5, 0.9, 1.0], seeds=[11, 12, 13]
+    temperature=[0.0, 0.7, 1.3],
+    top_k=[0, 5, 32],
+    top_p=[0.5, 0.9, 1.0],
+    seeds=[11, 12, 13],
+    request_seeds=[None, 7, None],
 )
 
 
@@ -360,7 +404,8 @@ def test_rows_become_tt_metal_lists_with_its_greedy_convention():
     assert params.temperature == pytest.approx([0.0, 0.7, 1.3])
     assert params.top_k == [1, 5, 32]
     assert params.top_p == pytest.approx([1.0, 0.9, 1.0])
-    assert params.seed == [11, 12, 13]
+    # tt-metal gets each request's own seed (its SeedManager seeds the slot at prefill), None unseeded.
+    assert params.seed == [None, 7, None]
     assert (params.presence_penalty, params.repetition_penalty, params.enable_log_probs) == (0.0, 1.0, False)
 
 
@@ -391,7 +436,7 @@ def test_the_adapter_hands_the_generator_tt_metals_sampling_params(monkeypatch):
     model.decode_forward(TOKENS[:, :1], torch.tensor([4, 2]), TABLE, [])
     prefill, decode, host_sampled = model.generator.sampling_params
     assert isinstance(prefill, SamplingParamsStandIn) and prefill.top_k == [1, 5]
-    assert isinstance(decode, SamplingParamsStandIn) and decode.seed == [12, 13]
+    assert isinstance(decode, SamplingParamsStandIn) and decode.seed == [7, None]
     assert host_sampled is None  # a step vLLM's sampler samples passes no sampling parameters
 
 

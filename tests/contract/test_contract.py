@@ -298,8 +298,9 @@ def test_every_decode_slot_in_use(subject):
 
 
 def test_async_decode_reads_back_what_a_reading_decode_returns(subject):
-    """With ``supports_async_decode``: decode_forward(read_from_device=False), then read_decode_output and
-    process_decode_output_host, as the runner does, give the logits a reading decode gives."""
+    """With ``supports_async_decode``: decode_forward(read_from_device=False), read_decode_output(...,
+    async_read=True), the device's wait for its events, then process_decode_output_host, as the runner
+    does, give the logits a reading decode gives."""
     model = subject.model()
     if not model.model_capabilities.get(SUPPORTS_ASYNC_DECODE, False):
         pytest.skip("the model does not declare supports_async_decode")
@@ -326,7 +327,11 @@ def test_async_decode_reads_back_what_a_reading_decode_returns(subject):
             tokens[slot, 0], start_pos[slot], table_rows[slot] = token, position, blocks
         table = page_table(table_rows, blocks_for(subject.max_seq_len, subject.block_size))
         unread = model.decode_forward(tokens, start_pos, table, kv_cache, read_from_device=False)
-        out = model.process_decode_output_host(model.read_decode_output(unread), is_tokens=False)
+        read = model.read_decode_output(unread, async_read=True)
+        assert isinstance(read, tuple) and len(read) == 2, "async_read=True must return (host output, events)"
+        host, events = read
+        subject.device.wait_for_events(events)
+        out = model.process_decode_output_host(host, is_tokens=False)
         out = out[0] if isinstance(out, tuple) else out
         assert out.shape[:2] == (max_batch, 1), out.shape
         for request, (slot, n) in enumerate(zip(slots, lens, strict=True)):

@@ -1,6 +1,9 @@
 """Fixed decode slots through a real engine: a request keeps its decode slot from its prefill to its
 last token while others finish around it, and with TT option ``data_parallel`` > 1 each prefill is told
 the slot it fills (``empty_slots``, which tt-metal uses to pick the data-parallel submesh and KV cache).
+The model samples on its device (greedy), and each decode says ``reset_batch`` exactly when its slots
+hold other requests than the previous decode's (tt-metal then takes the runner's tokens instead of the
+ones it sampled itself).
 
 The host device ignores ``data_parallel`` in its math, so the runner's slot bookkeeping is what this
 shows; the engine core runs in this process so the test can watch every model call.
@@ -31,7 +34,9 @@ def calls(default_model_path):
         max_num_seqs=MAX_NUM_SEQS,
         enable_prefix_caching=False,  # a request's first KV block then names it while it runs
         seed=0,
-        additional_config={"tt": {"kv_cache_tokens": 4096, "data_parallel": 2}},
+        additional_config={
+            "tt": {"kv_cache_tokens": 4096, "data_parallel": 2, "sample_on_device_mode": "all"}
+        },
     ) as llm:
         record: list[tuple] = []
 
@@ -47,7 +52,7 @@ def calls(default_model_path):
                 busy = [
                     (s, int(page_table[s, 0]), int(p)) for s, p in enumerate(start_pos.tolist()) if p >= 0
                 ]
-                record.append(("decode", busy))
+                record.append(("decode", busy, kwargs.get("reset_batch"), kwargs.get("sampling_params")))
                 return decode(tokens, start_pos, page_table, *args, **kwargs)
 
             model.prefill_forward, model.decode_forward = watched_prefill, watched_decode
@@ -75,6 +80,7 @@ def test_every_prefill_names_its_slot_and_decode_keeps_each_request_there(calls)
                 last_pos.pop(block, None)  # a new request (blocks are reused once one finishes)
             continue
         busy = call[1]
+        assert call[3] is not None, "the step was not sampled on the device"
         slots = [s for s, _, _ in busy]
         holes += any(s > len(busy) - 1 for s in slots)  # a free slot below a busy one
         for slot, block, pos in busy:
@@ -89,3 +95,21 @@ def test_every_prefill_names_its_slot_and_decode_keeps_each_request_there(calls)
             last_pos[block] = (slot, pos)
     assert decoded_slots == set(range(MAX_NUM_SEQS))
     assert holes > 0, "no step decoded with a free slot between busy ones: the test did not exercise holes"
+
+
+def test_reset_batch_exactly_when_the_slots_hold_other_requests(calls):
+    record, _ = calls
+    prefilled: dict[int, int] = {}  # slot -> which prefill last filled it (a request's identity)
+    previous = None  # {slot: prefill} of the previous decode
+    changes = 0
+    for number, call in enumerate(record):
+        if call[0] == "prefill":
+            for slot in call[1]:
+                prefilled[slot] = number
+            continue
+        layout = {slot: prefilled[slot] for slot, _, _ in call[1]}
+        assert call[2] is (layout != previous), (previous, layout, call[2])
+        changes += layout != previous
+        previous = layout
+    decodes = sum(call[0] == "decode" for call in record)
+    assert 1 < changes < decodes, "every or no decode changed the layout: the test did not exercise both"

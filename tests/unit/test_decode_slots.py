@@ -9,7 +9,7 @@ from vllm import SamplingParams
 from vllm.v1.worker.gpu_input_batch import CachedRequestState
 
 from tt_vllm_plugin.models.device_sampling import DeviceSamplingParams
-from tt_vllm_plugin.worker.decode_slots import DecodeSlots
+from tt_vllm_plugin.worker.decode_slots import DecodeLayout, DecodeSlots
 from tt_vllm_plugin.worker.input_batch import TTInputBatch
 
 
@@ -77,3 +77,16 @@ def test_decode_inputs_put_each_row_in_its_slot():
     assert inputs.tokens[:, 0].tolist() == [0, 5, 0, 0, 7, 0]
     assert inputs.page_table[4, :2].tolist() == [0, 1] and inputs.page_table[1, :3].tolist() == [3, 4, 0]
     assert inputs.page_table[[0, 2, 3, 5]].abs().sum() == 0  # empty slots: zero page table rows
+
+
+def test_reset_batch_when_the_layout_changed_since_the_device_last_sampled():
+    layout = DecodeLayout()
+    assert layout.reset_batch([0, 1], ["a", "b"], device_sampled=True)  # the first decode
+    assert not layout.reset_batch([0, 1], ["a", "b"], device_sampled=True)  # same slots, same requests
+    assert layout.reset_batch([1], ["b"], device_sampled=True)  # "a" finished
+    assert layout.reset_batch([0, 1], ["c", "b"], device_sampled=True)  # "c" took slot 0
+    assert not layout.reset_batch([0, 1], ["c", "b"], device_sampled=True)
+    # A decode sampled by vLLM on the host leaves the device nothing to continue from.
+    layout.reset_batch([0, 1], ["c", "b"], device_sampled=False)
+    assert layout.reset_batch([0, 1], ["c", "b"], device_sampled=True)
+    assert layout.reset_batch([0, 1], ["b", "c"], device_sampled=True)  # same requests, other slots

@@ -18,6 +18,7 @@ from tests.e2e.random_models import save_random_model
 from tt_vllm_plugin.device.host import HostDevice
 from tt_vllm_plugin.models.contract import SUPPORTS_SAMPLE_ON_DEVICE, capability
 from tt_vllm_plugin.models.device_sampling import (
+    UNSEEDED,
     DeviceSamplingParams,
     filtered_logits,
     sample_on_device,
@@ -88,13 +89,16 @@ def test_greedy_rows_take_the_argmax_and_seeded_rows_repeat():
 
 def test_params_check_their_shapes_and_pad_with_greedy_rows():
     with pytest.raises(
-        ValueError, match=r"four 1-D tensors of one length .* \[\(2,\), \(2,\), \(2,\), \(3,\)\]"
+        ValueError, match=r"1-D tensors of one length .* \[\(2,\), \(2,\), \(2,\), \(3,\), \(3,\)\]"
     ):
         DeviceSamplingParams.from_lists([1.0, 1.0], [0, 0], [1.0, 1.0], [1, 2, 3])
-    params = DeviceSamplingParams.from_lists([0.5, 0.9], [3, 4], [0.9, 1.0], [11, 12]).padded(4)
-    assert params.temperature.tolist() == pytest.approx([0.5, 0.9, 0.0, 0.0])
-    assert params.top_k.tolist() == [3, 4, 0, 0] and params.seeds.tolist() == [11, 12, 0, 0]
+    params = DeviceSamplingParams.from_lists([0.5, 0.9], [3, 4], [0.9, 1.0], [11, 12], [None, 5])
+    params = params.padded(4, torch.tensor([3, 1]))
+    assert params.temperature.tolist() == pytest.approx([0.0, 0.9, 0.0, 0.5])
+    assert params.top_k.tolist() == [0, 4, 0, 3] and params.seeds.tolist() == [0, 12, 0, 11]
+    assert params.request_seeds.tolist() == [UNSEEDED, 5, UNSEEDED, UNSEEDED]
     assert params.select(torch.tensor([1])).top_k.tolist() == [4]
+    assert params.select(torch.tensor([1])).request_seeds.tolist() == [5]
     with pytest.raises(ValueError, match="rows == 2 sampling rows, got \\(3, 64\\)"):
         sample_on_device(_logits(0, rows=3), params.select(slice(0, 2)))
 

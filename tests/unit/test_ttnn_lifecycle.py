@@ -74,6 +74,9 @@ class StandInTTNN(ModuleType):
     def close_mesh_device(self, mesh: StandInMesh) -> None:
         self._record("close_mesh_device", mesh.name)
 
+    def event_synchronize(self, event: Any) -> None:
+        self._record("event_synchronize", event)
+
 
 @pytest.fixture
 def stand_in(monkeypatch) -> StandInTTNN:
@@ -196,6 +199,14 @@ def test_close_carries_on_after_a_failure_and_reports_it(stand_in):
 
 
 # ---- the worker: opens through device/ttnn.py, closes on failure and on shutdown
+
+
+def test_waiting_for_read_events_synchronizes_each_through_ttnn(stand_in):
+    device = open_ttnn_device(opts(), mesh_device="N300")
+    stand_in.calls.clear()
+    device.wait_for_events(["read-event-0", "read-event-1"])
+    device.wait_for_events([])
+    assert stand_in.calls == [("event_synchronize", "read-event-0"), ("event_synchronize", "read-event-1")]
 
 
 def _worker(options: TTOptions):

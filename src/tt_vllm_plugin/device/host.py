@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -20,6 +22,11 @@ class HostDevice:
     @property
     def name(self) -> str:
         return f"host ({self.torch_device.type}, {str(self.dtype).removeprefix('torch.')})"
+
+    def wait_for_events(self, events: Iterable[Any]) -> None:
+        """Wait for the events a host model's async read returned (``torch.cuda.Event``; none on CPU)."""
+        for event in events:
+            event.synchronize()
 
 
 def host_torch_device() -> torch.device:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -71,6 +72,13 @@ class TTNNDevice:
     @property
     def num_devices(self) -> int:
         return self.plan.num_devices
+
+    def wait_for_events(self, events: Iterable[Any]) -> None:
+        """Wait for the events a tt-metal generator's ``read_decode_output(..., async_read=True)``
+        returned (its device-to-host copies)."""
+        ttnn = _import_ttnn()
+        for event in events:
+            ttnn.event_synchronize(event)
 
     @property
     def name(self) -> str:

@@ -33,13 +33,16 @@ Conventions (all tensors on the host, in torch):
     samples on device.
 
 ``read_decode_output(out, async_read=False)`` and ``process_decode_output_host(out, is_tokens=False)``
-    (capability ``supports_async_decode``): the runner then calls ``decode_forward(...,
-    read_from_device=False)`` in vLLM's ``execute_model``, which returns at once with the device's
-    output still on the device, and reads it in ``sample_tokens``: ``process_decode_output_host(
-    read_decode_output(out), is_tokens=...)`` gives what a reading ``decode_forward`` would have
-    returned (a ``(result, extra)`` tuple is accepted too; ``extra`` is ignored). Between the two calls
-    vLLM's engine core builds the step's structured-output bitmask, so that host work overlaps the
-    device's decode.
+    (capability ``supports_async_decode``, tt-metal's current signatures): the runner calls
+    ``decode_forward(..., read_from_device=False)`` in vLLM's ``execute_model``, which returns with
+    the output still on the device, and at once ``read_decode_output(out, async_read=True)``, which
+    queues the copy to the host and returns ``(host_output, events)``. The step is finished later
+    (worker/step_output.py): the runner's device waits for the events (``wait_for_events``), then
+    ``process_decode_output_host(host_output, is_tokens=...)`` gives what a reading ``decode_forward``
+    would have returned (a ``(result, extra)`` tuple is accepted too; ``extra`` is ignored). Under
+    vLLM's async scheduling the engine core processes the previous step's output and schedules the
+    next step in between, while the device decodes. tt-metal releases whose ``read_decode_output``
+    takes ``(tt_out, unpadded_batch, is_tokens)`` instead decode synchronously (``tt_metal.py``).
 
 ``sampling_params`` (capability ``supports_sample_on_device``)
     The runner passes it only for steps whose every request needs no more than greedy / temperature /

@@ -26,6 +26,7 @@ DEVICE_MAX_TOP_K = 32
 # vLLM's threshold below which a temperature means greedy (vllm.v1.sample.sampler._SAMPLING_EPS).
 GREEDY_TEMPERATURE = 1e-5
 SEED_RANGE = 2**31  # seeds are drawn in [0, 2**31), like vLLM's CPU sampler draws its per-row seeds
+UNSEEDED = -1  # a request_seeds entry for a request without a seed
 # A model may declare how many top-k candidates its device sampler keeps (0: greedy only) under this
 # ``model_capabilities`` key, the one Tenstorrent's models use; without it, DEVICE_MAX_TOP_K applies.
 MAX_DEVICE_TOP_K_CAPABILITY = "max_device_top_k"
@@ -45,20 +46,27 @@ class DeviceSamplingParams:
     ``top_p``: (B,) float32 in (0, 1], 1 means no top-p cut.
     ``seeds``: (B,) int64 in [0, 2**31): the random stream of this row for this call. The runner
     draws it from the request's own generator when the request has a seed, so seeded requests are
-    reproducible whatever else shares the batch.
+    reproducible whatever else shares the batch. Host models sample with it.
+    ``request_seeds``: (B,) int64, the request's own ``seed``, ``UNSEEDED`` (-1) for requests without
+    one. tt-metal takes this: its SeedManager seeds a slot's random stream once, when the request is
+    prefilled into it, and advances that stream itself every decode.
     """
 
     temperature: torch.Tensor
     top_k: torch.Tensor
     top_p: torch.Tensor
     seeds: torch.Tensor
+    request_seeds: torch.Tensor | None = None  # None: no request has a seed
 
     def __post_init__(self) -> None:
-        rows = {t.shape for t in (self.temperature, self.top_k, self.top_p, self.seeds)}
+        if self.request_seeds is None:
+            object.__setattr__(self, "request_seeds", torch.full_like(self.seeds, UNSEEDED))
+        fields = (self.temperature, self.top_k, self.top_p, self.seeds, self.request_seeds)
+        rows = {t.shape for t in fields}
         if len(rows) != 1 or len(next(iter(rows))) != 1:
             raise ValueError(
-                "DeviceSamplingParams needs four 1-D tensors of one length (one entry per row), got "
-                f"shapes {[tuple(t.shape) for t in (self.temperature, self.top_k, self.top_p, self.seeds)]}."
+                "DeviceSamplingParams needs 1-D tensors of one length (one entry per row), got "
+                f"shapes {[tuple(t.shape) for t in fields]}."
             )
 
     @property
@@ -72,18 +80,27 @@ class DeviceSamplingParams:
         top_k: Sequence[int],
         top_p: Sequence[float],
         seeds: Sequence[int],
+        request_seeds: Sequence[int | None] | None = None,
     ) -> DeviceSamplingParams:
         return cls(
             temperature=torch.tensor(temperature, dtype=torch.float32),
             top_k=torch.tensor(top_k, dtype=torch.int64),
             top_p=torch.tensor(top_p, dtype=torch.float32),
             seeds=torch.tensor(seeds, dtype=torch.int64),
+            request_seeds=None
+            if request_seeds is None
+            else torch.tensor([UNSEEDED if s is None else s for s in request_seeds], dtype=torch.int64),
         )
 
     def select(self, rows: torch.Tensor | slice) -> DeviceSamplingParams:
         """The parameters of ``rows`` only (an index tensor or a slice)."""
+        assert self.request_seeds is not None
         return DeviceSamplingParams(
-            self.temperature[rows], self.top_k[rows], self.top_p[rows], self.seeds[rows]
+            self.temperature[rows],
+            self.top_k[rows],
+            self.top_p[rows],
+            self.seeds[rows],
+            self.request_seeds[rows],
         )
 
     def padded(self, num_rows: int, slots: torch.Tensor | None = None) -> DeviceSamplingParams:
@@ -98,8 +115,13 @@ class DeviceSamplingParams:
             out[where] = t
             return out
 
+        assert self.request_seeds is not None
         return DeviceSamplingParams(
-            place(self.temperature, 0.0), place(self.top_k, 0), place(self.top_p, 1.0), place(self.seeds, 0)
+            place(self.temperature, 0.0),
+            place(self.top_k, 0),
+            place(self.top_p, 1.0),
+            place(self.seeds, 0),
+            place(self.request_seeds, UNSEEDED),
         )
 
 

@@ -300,7 +300,8 @@ class HostLlamaFamilyModel:
         SUPPORTS_PROMPT_LOGPROBS: True,
         # sampling_params=DeviceSamplingParams: greedy / temperature / top-k / top-p with per-row seeds.
         SUPPORTS_SAMPLE_ON_DEVICE: True,
-        # decode_forward(read_from_device=False) + read_decode_output: on CUDA the read is the wait.
+        # decode_forward(read_from_device=False) + read_decode_output(async_read=True): on CUDA the
+        # kernels and the copy are queued; on the CPU they are done when decode_forward returns.
         SUPPORTS_ASYNC_DECODE: True,
     }
 
@@ -532,9 +533,16 @@ class HostLlamaFamilyModel:
 
     def read_decode_output(self, tt_out: torch.Tensor, async_read: bool = False) -> Any:
         """The decode output on the host; with ``async_read``, ``(tensor, events)`` as tt-metal's
-        generators return (no events here: a CPU tensor is ready, a CUDA copy is ordered on its stream)."""
-        host = tt_out.to("cpu", non_blocking=async_read)
-        return (host, []) if async_read else host
+        generators return: the copy is queued and the tensor is valid once the events are done (a
+        CUDA event recorded after the copy; none on the CPU, where the tensor is ready)."""
+        if not async_read:
+            return tt_out.to("cpu")
+        host = tt_out.to("cpu", non_blocking=True)
+        if tt_out.device.type != "cuda":
+            return host, []
+        copied = torch.cuda.Event()
+        copied.record()
+        return host, [copied]
 
     def process_decode_output_host(self, tt_out: torch.Tensor, is_tokens: bool = False) -> torch.Tensor:
         """Host tensor -> what a reading ``decode_forward`` returns (already that shape here)."""

@@ -30,12 +30,16 @@ from typing import Any, ClassVar
 
 import torch
 
-from tt_vllm_plugin.models.contract import KVCache
+from tt_vllm_plugin.log import get_logger
+from tt_vllm_plugin.models.contract import SUPPORTS_ASYNC_DECODE, KVCache
 from tt_vllm_plugin.models.device_sampling import (
     GREEDY_TEMPERATURE,
+    UNSEEDED,
     DeviceSamplingParams,
     device_max_top_k,
 )
+
+logger = get_logger(__name__)
 
 GENERATOR_MODULE = "models.tt_transformers.tt.generator_vllm"
 
@@ -124,8 +128,28 @@ def load_generator_class(target: str) -> type:
 def adapter_for(generator_cls: type) -> type[TTMetalModel]:
     """The contract class the runner uses for ``generator_cls`` (one per generator class)."""
     capabilities = dict(getattr(generator_cls, "model_capabilities", None) or {})
+    if capabilities.get(SUPPORTS_ASYNC_DECODE) and (problem := async_read_problem(generator_cls)):
+        logger.warning("%s: %s; decoding synchronously.", generator_cls.__name__, problem)
+        capabilities[SUPPORTS_ASYNC_DECODE] = False
     name = f"TTMetal{generator_cls.__name__}"
     return type(name, (TTMetalModel,), {"generator_cls": generator_cls, "model_capabilities": capabilities})
+
+
+def async_read_problem(generator_cls: type) -> str | None:
+    """Why ``generator_cls`` cannot do the runner's async decode read, or None if it can.
+
+    The runner queues the read with ``read_decode_output(out, async_read=True)`` (-> host output and
+    events) and finishes it with ``process_decode_output_host``. Older tt-metal generators read and
+    process in one blocking ``read_decode_output(tt_out, unpadded_batch, is_tokens)``.
+    """
+    read = getattr(generator_cls, "read_decode_output", None)
+    if read is None:
+        return "it declares supports_async_decode but has no read_decode_output"
+    if not accepts(read, "async_read"):
+        return "its read_decode_output takes no async_read (an older tt-metal release)"
+    if not hasattr(generator_cls, "process_decode_output_host"):
+        return "it declares supports_async_decode but has no process_decode_output_host"
+    return None
 
 
 # ------------------------------------------------------------------------------- device sampling
@@ -154,8 +178,10 @@ def to_tt_metal_sampling_params(params: DeviceSamplingParams, params_cls: type) 
     temperature of 0 means greedy; it pads the lists to its sampling batch itself. Greedy rows are sent
     as temperature 0, top-k 1, top-p 1. Random rows reach here only with 1 <= top_k <= the device's
     limit (``worker/sampling_mode.py`` sends every other request to vLLM's sampler). ``seed`` (when the
-    installed class has it) is the row's seed for this call, drawn from the request's own generator
-    for seeded requests, so a seeded request's tokens do not depend on the rest of the batch.
+    installed class has it) is each row's request seed, None for requests without one, as
+    Tenstorrent's own runner passes it: tt-metal's SeedManager seeds the slot's stream when the
+    request is prefilled into it and advances it every decode, so a seeded request's tokens depend on
+    its seed and its slot's stream only (the runner keeps a request in one slot, decode_slots.py).
     Penalties and logprobs keep the class's defaults: steps that need them never sample on the device.
     """
     accepted = inspect.signature(params_cls).parameters
@@ -172,7 +198,8 @@ def to_tt_metal_sampling_params(params: DeviceSamplingParams, params_cls: type) 
         "top_p": torch.where(greedy, 1.0, params.top_p).tolist(),
     }
     if "seed" in accepted:
-        values["seed"] = params.seeds.tolist()
+        assert params.request_seeds is not None
+        values["seed"] = [None if s == UNSEEDED else s for s in params.request_seeds.tolist()]
     return params_cls(**values)
 
 

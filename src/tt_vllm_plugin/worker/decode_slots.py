@@ -55,3 +55,25 @@ class DecodeSlots:
     def of(self, req_ids: Iterable[str]) -> np.ndarray:
         """The slots of ``req_ids`` (each must hold one), as an int64 array."""
         return np.fromiter((self._slot_of[req_id] for req_id in req_ids), dtype=np.int64)
+
+
+class DecodeLayout:
+    """Whether a device-sampled decode must tell the model its batch changed (``reset_batch``).
+
+    A tt-metal generator that samples on its device feeds the tokens it sampled straight into its next
+    decode (its traced inputs stay on the device) unless told ``reset_batch``; it then takes the
+    runner's tokens and positions and re-aligns each slot's random stream. Tenstorrent's own runner
+    sets it whenever the decode batch's layout changed since the previous decode. Here that is: the
+    (slot -> request) map differs from the last device-sampled decode's, or the last decode was
+    sampled by vLLM on the host (the device then has no tokens of its own to continue from).
+    """
+
+    def __init__(self) -> None:
+        self._last_device_sampled: dict[int, str] | None = None
+
+    def reset_batch(self, slots: Iterable[int], req_ids: Iterable[str], device_sampled: bool) -> bool:
+        """Record this decode's layout; True if it differs from what the device last sampled."""
+        layout = dict(zip((int(slot) for slot in slots), req_ids, strict=True))
+        changed = layout != self._last_device_sampled
+        self._last_device_sampled = layout if device_sampled else None
+        return changed

@@ -120,11 +120,22 @@ class FaultInjector:
         raise InjectedFault(message)
 
 
+_last_recorded: list[BaseException] = []  # the last error written, so one failure is one line
+
+
 def record_engine_failure(error: BaseException | str) -> None:
-    """Tell whoever started the server (tt-serve) why the engine failed, when it asked to know."""
+    """Tell whoever started the server (tt-serve) why the engine failed, when it asked to know.
+
+    The same exception can pass here twice (a step's output is finished by StepOutput, which records
+    its error, inside the worker's execute_model, which records what it raises); it is written once.
+    """
     path = os.environ.get(FAILURE_FILE_ENV)
     if not path:
         return
+    if isinstance(error, BaseException):
+        if _last_recorded and _last_recorded[0] is error:
+            return
+        _last_recorded[:] = [error]
     text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
     try:
         with open(path, "a") as out:

@@ -6,8 +6,15 @@ honouring ``num_computed_tokens`` for cached prefixes and chunks) and one decode
 every request's logits with vLLM's own ``Sampler`` and return a ``ModelRunnerOutput``.
 
 The runner knows nothing about the device: only the contract and the model's declared capabilities.
-Sampled tokens are written into the batch in the same step, so the next step's inputs never wait on
-the scheduler; that is what makes vLLM's async scheduling safe here.
+Sampled tokens are written into the batch before the next step's inputs are built, so those inputs
+never wait on the scheduler; that is what makes vLLM's async scheduling safe here.
+
+A step ends in ``sample_tokens``, which returns a :class:`StepOutput` finished on first demand: by
+vLLM's engine core when it pops the step from its batch queue, or by the next ``execute_model``,
+whichever comes first. With async decode (``supports_async_decode``) the decode's output is still on
+the device then, its read already queued behind it, so under vLLM's async scheduling the engine
+core's host work (processing the previous step's output, scheduling the next step) runs while the
+device decodes.
 """
 
 from __future__ import annotations
@@ -22,7 +29,12 @@ import torch
 from vllm.config import VllmConfig
 from vllm.sampling_params import SamplingType
 from vllm.v1.core.sched.output import GrammarOutput, SchedulerOutput
-from vllm.v1.outputs import EMPTY_MODEL_RUNNER_OUTPUT, LogprobsTensors, ModelRunnerOutput
+from vllm.v1.outputs import (
+    EMPTY_MODEL_RUNNER_OUTPUT,
+    AsyncModelRunnerOutput,
+    LogprobsTensors,
+    ModelRunnerOutput,
+)
 from vllm.v1.sample.logits_processor import build_logitsprocs
 from vllm.v1.sample.sampler import Sampler
 from vllm.v1.structured_output.utils import apply_grammar_bitmask
@@ -40,7 +52,7 @@ from tt_vllm_plugin.models.contract import (
 from tt_vllm_plugin.models.device_sampling import device_max_top_k
 from tt_vllm_plugin.models.tt_metal import ASYNC_DECODE_HOOKS
 from tt_vllm_plugin.options import tt_options_from_vllm_config
-from tt_vllm_plugin.worker.decode_slots import DecodeSlots
+from tt_vllm_plugin.worker.decode_slots import DecodeLayout, DecodeSlots
 from tt_vllm_plugin.worker.fault_injection import FaultInjector
 from tt_vllm_plugin.worker.input_batch import TTInputBatch
 from tt_vllm_plugin.worker.metrics import StepMetrics
@@ -53,6 +65,7 @@ from tt_vllm_plugin.worker.sampling_mode import (
     sampling_options,
     use_vllm_cpu_sampling_kernel,
 )
+from tt_vllm_plugin.worker.step_output import StepOutput
 
 logger = get_logger(__name__)
 
@@ -69,8 +82,9 @@ class _PendingStep:
     prompt_logprobs: dict[str, LogprobsTensors | None]
     # Token ids (num_reqs,) when the model sampled on its device; vLLM's sampler is skipped then.
     sampled: torch.Tensor | None = None
-    # Async decode: the decode call's output still on the device, and the rows it belongs to.
-    unread_decode: Any = None
+    # Async decode: the decode's output with its read under way (host output, events to wait for)
+    # and the rows it belongs to.
+    decode_read: tuple[Any, list[Any]] | None = None
     decode_rows: np.ndarray | None = None
     decode_slots: np.ndarray | None = None  # the decode slot of each of decode_rows
 
@@ -104,6 +118,8 @@ class TTModelRunner:
         self.sampling_steps: dict[str, int] = {path.value: 0 for path in SamplingPath}
         self.prompt_logprobs = PromptLogprobs(self.vocab_size, self.model_config.logprobs_mode)
         self._pending: _PendingStep | None = None
+        # The last step's output until it is finished (see StepOutput).
+        self._unfinished: StepOutput | None = None
         # Per-step figures (the worker swaps in the ones /metrics exports) and the fault test hook.
         self.metrics = StepMetrics("tt", "unexported")
         self.fault_injector = FaultInjector.from_env()
@@ -112,6 +128,7 @@ class TTModelRunner:
         # tt-metal's data-parallel submeshes each own a fixed share of the decode slots.
         self.data_parallel = options.data_parallel
         self.decode_slots = DecodeSlots(self.max_num_reqs)
+        self.decode_layout = DecodeLayout()
         self.async_decode = False  # set from the model's capabilities in load_model
 
     # ---- start-up -------------------------------------------------------------------------------
@@ -171,6 +188,8 @@ class TTModelRunner:
     # ---- per step -------------------------------------------------------------------------------
 
     def execute_model(self, scheduler_output: SchedulerOutput) -> ModelRunnerOutput | None:
+        # This step's inputs include the previous step's sampled tokens.
+        self._finish_previous_step()
         self._update_states(scheduler_output)
         batch = self._batch()
         if scheduler_output.total_num_scheduled_tokens == 0 or batch.num_reqs == 0:
@@ -189,7 +208,10 @@ class TTModelRunner:
         decode_rows = np.flatnonzero(is_decode)
         prefill_rows = np.flatnonzero(~is_decode)
         on_device = self._sampling_path(batch, has_prefill=len(prefill_rows) > 0) is SamplingPath.DEVICE
-        device_params = device_sampling_params(batch, num_reqs, ends < known) if on_device else None
+        device_params = None
+        if on_device:
+            seeds = [self.requests[req_id].sampling_params.seed for req_id in batch.req_ids]
+            device_params = device_sampling_params(batch, num_reqs, ends < known, seeds)
         sampled = torch.zeros(num_reqs, dtype=torch.int64) if on_device else None
 
         self.fault_injector.before_model_step()  # TT_VLLM_FAULT_INJECT: fails here, like a model error
@@ -222,18 +244,27 @@ class TTModelRunner:
             else:
                 logits[prefill_rows] = _as_logits(out, len(prefill_rows), self.vocab_size)
         decode_slots = self.decode_slots.of(batch.req_ids[row] for row in decode_rows)
+        decode_read = None
         if len(decode_rows):
             inputs = batch.decode_inputs(decode_rows, self.max_num_reqs, decode_slots)
             extra = {}
+            reset_batch = self.decode_layout.reset_batch(
+                decode_slots, (batch.req_ids[row] for row in decode_rows), device_params is not None
+            )
             if device_params is not None:
                 rows = device_params.select(torch.from_numpy(decode_rows))
-                extra = {"sampling_params": rows.padded(self.max_num_reqs, torch.from_numpy(decode_slots))}
+                extra = {
+                    "sampling_params": rows.padded(self.max_num_reqs, torch.from_numpy(decode_slots)),
+                    "reset_batch": reset_batch,
+                }
             if self.async_decode:
                 extra["read_from_device"] = False
             with self.metrics.model_call("decode", len(decode_rows)):
                 out = self.tt_model.decode_forward(
                     inputs.tokens, inputs.start_pos, inputs.page_table, self.kv_cache, **extra
                 )
+                if self.async_decode:
+                    decode_read = self._start_decode_read(out)
             if not self.async_decode:
                 self._store_decode_output(out, decode_rows, decode_slots, logits, sampled)
 
@@ -243,12 +274,11 @@ class TTModelRunner:
             partial_rows=np.flatnonzero(ends < known),
             prompt_logprobs=prompt_logprobs,
             sampled=sampled,
-            unread_decode=out if len(decode_rows) and self.async_decode else None,
+            decode_read=decode_read,
             decode_rows=decode_rows,
             decode_slots=decode_slots,
         )
-        # The engine calls sample_tokens next, with the grammar bitmask if any; with async decode the
-        # device is still decoding while vLLM builds that bitmask.
+        # The engine calls sample_tokens next, with the grammar bitmask if any.
         return None
 
     def _store_decode_output(
@@ -267,16 +297,30 @@ class TTModelRunner:
         else:
             logits[rows] = _slot_logits(out, where, self.vocab_size)
 
-    def _read_async_decode(self, pending: _PendingStep) -> None:
-        """Wait for an async decode's output and store it (``supports_async_decode``, contract.py)."""
+    def _start_decode_read(self, out: Any) -> tuple[Any, list[Any]]:
+        """Queue the read of an async decode's output behind it on the device; returns the host
+        output (not ready yet) and the device events that say when it is."""
         assert self.tt_model is not None
+        read = self.tt_model.read_decode_output(out, async_read=True)
+        if not (isinstance(read, tuple) and len(read) == 2):
+            raise TypeError(
+                f"{type(self.tt_model).__name__}.read_decode_output(out, async_read=True) returned "
+                f"{type(read).__name__}; the contract wants a (host output, events) pair."
+            )
+        host, events = read
+        return host, list(events or ())
+
+    def _finish_decode_read(self, pending: _PendingStep) -> None:
+        """Wait for an async decode's output and store it (``supports_async_decode``, contract.py)."""
+        assert self.tt_model is not None and pending.decode_read is not None
         assert pending.decode_rows is not None and pending.decode_slots is not None
+        host, events = pending.decode_read
         with self.metrics.model_wait():
-            host = self.tt_model.read_decode_output(pending.unread_decode)
+            self.mesh_device.wait_for_events(events)
             out = self.tt_model.process_decode_output_host(host, is_tokens=pending.sampled is not None)
         if isinstance(out, tuple):  # some generators return (result, extra such as logprobs)
             out = out[0]
-        pending.unread_decode = None
+        pending.decode_read = None
         self._store_decode_output(
             out, pending.decode_rows, pending.decode_slots, pending.logits, pending.sampled
         )
@@ -316,15 +360,28 @@ class TTModelRunner:
         # all-position logits have no padding and no per-request rows.
         return out if extra.get("return_all_logits") else out[: len(rows)]
 
-    def sample_tokens(self, grammar_output: GrammarOutput | None) -> ModelRunnerOutput:
+    def sample_tokens(
+        self, grammar_output: GrammarOutput | None
+    ) -> ModelRunnerOutput | AsyncModelRunnerOutput:
         if self._pending is None:
             return EMPTY_MODEL_RUNNER_OUTPUT
         pending, self._pending = self._pending, None
-        if pending.unread_decode is not None:
-            self._read_async_decode(pending)
+        path = SamplingPath.DEVICE if pending.sampled is not None else SamplingPath.HOST
+        self.sampling_steps[path.value] += 1
+        self._unfinished = StepOutput(lambda: self._finish_step(pending, grammar_output))
+        return self._unfinished
+
+    def _finish_previous_step(self) -> None:
+        step, self._unfinished = self._unfinished, None
+        if step is not None:
+            step.get_output()  # a no-op if vLLM already asked for it
+
+    def _finish_step(self, pending: _PendingStep, grammar_output: GrammarOutput | None) -> ModelRunnerOutput:
+        """Wait for the device's output if it is still coming, sample, record the sampled tokens."""
+        if pending.decode_read is not None:
+            self._finish_decode_read(pending)
         if pending.sampled is not None:
             return self._device_sampled_output(pending, grammar_output)
-        self.sampling_steps[SamplingPath.HOST.value] += 1
         batch = self._batch()
         logits = pending.logits
         if grammar_output is not None:
@@ -385,7 +442,6 @@ class TTModelRunner:
         if grammar_output is not None:  # the path rule sends every structured-output step to the host
             raise RuntimeError("a grammar bitmask arrived for a step the device sampled; this is a bug.")
         assert pending.sampled is not None
-        self.sampling_steps[SamplingPath.DEVICE.value] += 1
         batch = self._batch()
         sampled_token_ids: list[list[int]] = [[token] for token in pending.sampled.tolist()]
         for row in pending.partial_rows:

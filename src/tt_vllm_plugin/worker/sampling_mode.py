@@ -12,7 +12,7 @@ request gets exactly vLLM's results.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ from tt_vllm_plugin.models.device_sampling import (
     DEVICE_MAX_TOP_K,
     GREEDY_TEMPERATURE,
     SEED_RANGE,
+    UNSEEDED,
     DeviceSamplingParams,
 )
 from tt_vllm_plugin.models.host_linear import vllm_cpu_kernels_available
@@ -139,13 +140,18 @@ def sampling_options(vllm_config: Any) -> SamplingOptions:
     return SamplingOptions(options.sample_on_device_mode, options.always_compat_sampling)
 
 
-def device_sampling_params(batch: InputBatch, num_reqs: int, discarded: np.ndarray) -> DeviceSamplingParams:
+def device_sampling_params(
+    batch: InputBatch,
+    num_reqs: int,
+    discarded: np.ndarray,
+    request_seeds: Sequence[int | None],
+) -> DeviceSamplingParams:
     """The device sampler's per-row parameters for the first ``num_reqs`` slots of ``batch``.
 
     A seeded request's seed for this step is drawn from its own generator (as vLLM's CPU sampler draws
     its per-row seeds), so its tokens do not depend on the rest of the batch; ``discarded`` rows (a
     prompt chunk whose token is thrown away) leave their generator untouched. Other rows draw from
-    the process RNG.
+    the process RNG. ``request_seeds``: each row's request ``seed`` (None without one), for tt-metal.
     """
     seeds = torch.randint(0, SEED_RANGE, (num_reqs,), dtype=torch.int64)
     for row, generator in batch.generators.items():
@@ -158,4 +164,5 @@ def device_sampling_params(batch: InputBatch, num_reqs: int, discarded: np.ndarr
         top_k=top_k,
         top_p=torch.from_numpy(batch.top_p_cpu[:num_reqs].astype(np.float32)),
         seeds=seeds,
+        request_seeds=torch.tensor([UNSEEDED if s is None else s for s in request_seeds], dtype=torch.int64),
     )
