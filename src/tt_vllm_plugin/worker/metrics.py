@@ -137,7 +137,7 @@ class StepMetrics:
         )
         self.decode_wait_seconds = histogram(
             "tt_vllm_decode_wait_seconds",
-            "With async decode: the wait for a decode's output after the step's other host work.",
+            "With async decode: the wait for a decode's output when its step is finished.",
             _MODEL_SECONDS,
         )
         self.prefill_rows = histogram("tt_vllm_prefill_rows", "Requests prefilled in a step.", _ROWS)
@@ -231,7 +231,7 @@ class StepMetrics:
 
     @contextmanager
     def model_wait(self) -> Iterator[None]:
-        """Time the wait for an async decode's output (read in ``sample_tokens``): model time too."""
+        """Time the wait for an async decode's output (when its step is finished): model time too."""
         start = time.perf_counter()
         yield
         elapsed = time.perf_counter() - start

@@ -558,7 +558,7 @@ class TTModelRunner:
 
 
 def _async_decode_usable(model: Any) -> bool:
-    """Whether to read decode outputs in ``sample_tokens`` (the model declares it and has the reads)."""
+    """Whether to read decode outputs when the step is finished (the model declares it and has the reads)."""
     if not capability(model, SUPPORTS_ASYNC_DECODE):
         return False
     missing = [hook for hook in ASYNC_DECODE_HOOKS if not hasattr(model, hook)]
