@@ -56,11 +56,9 @@ class DeviceSamplingParams:
     top_k: torch.Tensor
     top_p: torch.Tensor
     seeds: torch.Tensor
-    request_seeds: torch.Tensor | None = None  # None: no request has a seed
+    request_seeds: torch.Tensor
 
     def __post_init__(self) -> None:
-        if self.request_seeds is None:
-            object.__setattr__(self, "request_seeds", torch.full_like(self.seeds, UNSEEDED))
         fields = (self.temperature, self.top_k, self.top_p, self.seeds, self.request_seeds)
         rows = {t.shape for t in fields}
         if len(rows) != 1 or len(next(iter(rows))) != 1:
@@ -82,19 +80,18 @@ class DeviceSamplingParams:
         seeds: Sequence[int],
         request_seeds: Sequence[int | None] | None = None,
     ) -> DeviceSamplingParams:
+        if request_seeds is None:  # no request has a seed
+            request_seeds = [None] * len(seeds)
         return cls(
             temperature=torch.tensor(temperature, dtype=torch.float32),
             top_k=torch.tensor(top_k, dtype=torch.int64),
             top_p=torch.tensor(top_p, dtype=torch.float32),
             seeds=torch.tensor(seeds, dtype=torch.int64),
-            request_seeds=None
-            if request_seeds is None
-            else torch.tensor([UNSEEDED if s is None else s for s in request_seeds], dtype=torch.int64),
+            request_seeds=request_seed_tensor(request_seeds),
         )
 
     def select(self, rows: torch.Tensor | slice) -> DeviceSamplingParams:
         """The parameters of ``rows`` only (an index tensor or a slice)."""
-        assert self.request_seeds is not None
         return DeviceSamplingParams(
             self.temperature[rows],
             self.top_k[rows],
@@ -115,7 +112,6 @@ class DeviceSamplingParams:
             out[where] = t
             return out
 
-        assert self.request_seeds is not None
         return DeviceSamplingParams(
             place(self.temperature, 0.0),
             place(self.top_k, 0),
@@ -123,6 +119,11 @@ class DeviceSamplingParams:
             place(self.seeds, 0),
             place(self.request_seeds, UNSEEDED),
         )
+
+
+def request_seed_tensor(seeds: Sequence[int | None]) -> torch.Tensor:
+    """Requests' own seeds as ``request_seeds`` entries: ``UNSEEDED`` for None."""
+    return torch.tensor([UNSEEDED if seed is None else seed for seed in seeds], dtype=torch.int64)
 
 
 def filtered_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:

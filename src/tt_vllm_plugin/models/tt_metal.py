@@ -198,7 +198,6 @@ def to_tt_metal_sampling_params(params: DeviceSamplingParams, params_cls: type) 
         "top_p": torch.where(greedy, 1.0, params.top_p).tolist(),
     }
     if "seed" in accepted:
-        assert params.request_seeds is not None
         values["seed"] = [None if s == UNSEEDED else s for s in params.request_seeds.tolist()]
     return params_cls(**values)
 

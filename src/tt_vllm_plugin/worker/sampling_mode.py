@@ -26,8 +26,8 @@ from tt_vllm_plugin.models.device_sampling import (
     DEVICE_MAX_TOP_K,
     GREEDY_TEMPERATURE,
     SEED_RANGE,
-    UNSEEDED,
     DeviceSamplingParams,
+    request_seed_tensor,
 )
 from tt_vllm_plugin.models.host_linear import vllm_cpu_kernels_available
 from tt_vllm_plugin.options import tt_options_from_vllm_config
@@ -164,5 +164,5 @@ def device_sampling_params(
         top_k=top_k,
         top_p=torch.from_numpy(batch.top_p_cpu[:num_reqs].astype(np.float32)),
         seeds=seeds,
-        request_seeds=torch.tensor([UNSEEDED if s is None else s for s in request_seeds], dtype=torch.int64),
+        request_seeds=request_seed_tensor(request_seeds),
     )
