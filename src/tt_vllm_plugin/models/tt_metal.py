@@ -135,19 +135,20 @@ def adapter_for(generator_cls: type) -> type[TTMetalModel]:
     return type(name, (TTMetalModel,), {"generator_cls": generator_cls, "model_capabilities": capabilities})
 
 
-def async_read_problem(generator_cls: type) -> str | None:
-    """Why ``generator_cls`` cannot do the runner's async decode read, or None if it can.
+def async_read_problem(model: Any) -> str | None:
+    """Why ``model`` (a model or generator class, or an instance) cannot do the runner's async decode
+    read, or None if it can.
 
     The runner queues the read with ``read_decode_output(out, async_read=True)`` (-> host output and
     events) and finishes it with ``process_decode_output_host``. Older tt-metal generators read and
     process in one blocking ``read_decode_output(tt_out, unpadded_batch, is_tokens)``.
     """
-    read = getattr(generator_cls, "read_decode_output", None)
+    read = getattr(model, "read_decode_output", None)
     if read is None:
         return "it declares supports_async_decode but has no read_decode_output"
     if not accepts(read, "async_read"):
         return "its read_decode_output takes no async_read (an older tt-metal release)"
-    if not hasattr(generator_cls, "process_decode_output_host"):
+    if not hasattr(model, "process_decode_output_host"):
         return "it declares supports_async_decode but has no process_decode_output_host"
     return None
 

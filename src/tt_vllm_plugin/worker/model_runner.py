@@ -50,7 +50,7 @@ from tt_vllm_plugin.models.contract import (
     capability,
 )
 from tt_vllm_plugin.models.device_sampling import device_max_top_k
-from tt_vllm_plugin.models.tt_metal import ASYNC_DECODE_HOOKS
+from tt_vllm_plugin.models.tt_metal import async_read_problem
 from tt_vllm_plugin.options import tt_options_from_vllm_config
 from tt_vllm_plugin.worker.decode_slots import DecodeLayout, DecodeSlots
 from tt_vllm_plugin.worker.fault_injection import FaultInjector
@@ -243,14 +243,14 @@ class TTModelRunner:
                         prompt_logprobs[req_id] = done
             else:
                 logits[prefill_rows] = _as_logits(out, len(prefill_rows), self.vocab_size)
-        decode_slots = self.decode_slots.of(batch.req_ids[row] for row in decode_rows)
+        decode_req_ids = [batch.req_ids[row] for row in decode_rows]
+        decode_slots = self.decode_slots.of(decode_req_ids)
         decode_read = None
         if len(decode_rows):
             inputs = batch.decode_inputs(decode_rows, self.max_num_reqs, decode_slots)
             extra = {}
-            reset_batch = self.decode_layout.reset_batch(
-                decode_slots, (batch.req_ids[row] for row in decode_rows), device_params is not None
-            )
+            device_sampled = device_params is not None
+            reset_batch = self.decode_layout.reset_batch(decode_slots, decode_req_ids, device_sampled)
             if device_params is not None:
                 rows = device_params.select(torch.from_numpy(decode_rows))
                 extra = {
@@ -561,13 +561,9 @@ def _async_decode_usable(model: Any) -> bool:
     """Whether to read decode outputs when the step is finished (the model declares it and has the reads)."""
     if not capability(model, SUPPORTS_ASYNC_DECODE):
         return False
-    missing = [hook for hook in ASYNC_DECODE_HOOKS if not hasattr(model, hook)]
-    if missing:
-        logger.warning(
-            "%s declares supports_async_decode but has no %s; decoding synchronously.",
-            type(model).__name__,
-            " or ".join(missing),
-        )
+    problem = async_read_problem(model)
+    if problem is not None:
+        logger.warning("%s: %s; decoding synchronously.", type(model).__name__, problem)
         return False
     return True
 
