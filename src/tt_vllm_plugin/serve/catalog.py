@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
+
+from tt_vllm_plugin.pycompat import StrEnum
 
 PLATFORM_PLUGINS_GROUP = (
     "vllm.platform_plugins"  # vllm.plugins.PLATFORM_PLUGINS_GROUP, without importing vLLM

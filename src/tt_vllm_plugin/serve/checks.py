@@ -14,8 +14,8 @@ import importlib.util
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 
+from tt_vllm_plugin.pycompat import StrEnum
 from tt_vllm_plugin.serve import narrowing as narrowing_mod
 from tt_vllm_plugin.serve.catalog import PLATFORM_PLUGINS_GROUP, Backend, HardwareNeed
 from tt_vllm_plugin.serve.errors import ExitCode, ServeError

@@ -162,7 +162,7 @@ def _parse_file(path: Path) -> Any:
     except OSError as error:
         raise ServeError(f"{path}: cannot read the config file: {error.strerror}", ExitCode.CONFIG) from None
     if suffix == ".toml":
-        import tomllib
+        from tt_vllm_plugin.pycompat import tomllib
 
         try:
             return tomllib.loads(raw.decode("utf-8"))

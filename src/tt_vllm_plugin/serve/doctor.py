@@ -12,8 +12,8 @@ import sys
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 
+from tt_vllm_plugin.pycompat import StrEnum
 from tt_vllm_plugin.serve import narrowing
 from tt_vllm_plugin.serve.catalog import OUR_DISTRIBUTION, builtin_backends
 from tt_vllm_plugin.serve.checks import CheckContext, Status, find_distribution, run_checks

@@ -167,7 +167,12 @@ def api_server_module() -> str:
 
 
 def _die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM if tt-serve dies without forwarding (e.g. SIGKILL)."""
+    """In the child, before exec: a process group of its own, and SIGTERM if tt-serve dies without
+    forwarding (e.g. SIGKILL).
+
+    The group is set here rather than with Popen(process_group=0), which Python 3.10 lacks.
+    """
+    os.setpgid(0, 0)
     try:
         import ctypes
 
@@ -206,7 +211,7 @@ def run(plan: LaunchPlan, policy: RestartPolicy | None = None) -> int:
                     ATTEMPT_ENV: str(restarts + 1),
                     FAILURE_FILE_ENV: str(failure_file),
                 }
-                child = subprocess.Popen(plan.argv, env=env, process_group=0, preexec_fn=_die_with_parent)
+                child = subprocess.Popen(plan.argv, env=env, preexec_fn=_die_with_parent)
                 if stop_requested:  # a signal came while the child was being started
                     child.terminate()
                 status = child.wait()

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 
+from tt_vllm_plugin.pycompat import StrEnum
 from tt_vllm_plugin.serve.catalog import Backend, Catalog
 from tt_vllm_plugin.serve.config import ModelEntry, ServerConfig
 from tt_vllm_plugin.serve.errors import ExitCode, ServeError

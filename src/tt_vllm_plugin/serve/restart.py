@@ -13,7 +13,8 @@ N times, waiting 1, 2, 4 ... s (capped at 30 s) in between.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
+
+from tt_vllm_plugin.pycompat import StrEnum
 
 ATTEMPT_ENV = "TT_SERVE_ATTEMPT"  # 1 for the first server, 2 for the first restart, ...
 FAILURE_FILE_ENV = "TT_VLLM_ENGINE_FAILURE_FILE"  # where the plugin's worker writes why its engine failed

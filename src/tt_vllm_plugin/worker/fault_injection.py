@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from enum import StrEnum
 
 from tt_vllm_plugin.log import get_logger
+from tt_vllm_plugin.pycompat import StrEnum
 
 FAULT_ENV = "TT_VLLM_FAULT_INJECT"
 ATTEMPT_ENV = "TT_SERVE_ATTEMPT"

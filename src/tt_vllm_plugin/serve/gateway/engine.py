@@ -181,8 +181,7 @@ class Engine:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                process_group=0,
-                preexec_fn=_die_with_parent,
+                preexec_fn=_die_with_parent,  # also its own process group
             )
         self.started_at = time.time()
         deadline = time.monotonic() + timeout
