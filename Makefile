@@ -8,7 +8,14 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 COMMA := ,
 
-.PHONY: setup model chromium serve test test-fast lint bench-setup clean-venv
+# A second venv built the way a Tenstorrent host builds vLLM: 0.25.1 from source, VLLM_TARGET_DEVICE=empty
+# (no vllm._C), the plugin without its host extra (tests/vllm025/build_env.sh). `make test` runs
+# VLLM025_TESTS there after the main suite.
+VENV025 ?= .venv-vllm025
+STAMP025 := $(VENV025)/.tt-vllm-installed
+VLLM025_TESTS := tests/vllm025 tests/contract tests/unit/test_compat.py tests/unit/test_version_and_options.py
+
+.PHONY: setup model chromium serve test test-fast lint bench-setup clean-venv vllm025 test-vllm025 clean-vllm025
 
 setup: $(STAMP)
 
@@ -40,8 +47,9 @@ chromium:
 	command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
 		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation; }
 
-test: model chromium
+test: model chromium vllm025
 	$(PY) -m pytest -q -ra
+	$(MAKE) --no-print-directory test-vllm025
 
 test-fast: model
 	$(PY) -m pytest -q -ra -m "not engine and not server"
@@ -55,3 +63,17 @@ lint: setup
 
 clean-venv:
 	rm -rf $(VENV)
+
+vllm025: $(STAMP025)
+
+# Rebuilt from scratch only when its vLLM is not built yet; a pyproject change reinstalls the plugin.
+$(STAMP025): tests/vllm025/build_env.sh pyproject.toml
+	bash tests/vllm025/build_env.sh $(VENV025) $(PYTHON)
+	touch $(STAMP025)
+
+# The embedded model is prepared by the main venv (model); the subset reads the converted folder.
+test-vllm025: model vllm025
+	$(VENV025)/bin/python -m pytest -q -ra $(VLLM025_TESTS)
+
+clean-vllm025:
+	rm -rf $(VENV025)

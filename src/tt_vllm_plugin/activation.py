@@ -10,19 +10,14 @@ from __future__ import annotations
 
 import os
 
+from tt_vllm_plugin import envs
+from tt_vllm_plugin.device.choice import DeviceChoice
 from tt_vllm_plugin.log import get_logger
-from tt_vllm_plugin.pycompat import StrEnum
 
-DEVICE_ENV = "TT_VLLM_DEVICE"
+DEVICE_ENV = envs.TT_VLLM_DEVICE.name
 PLATFORM_QUALNAME = "tt_vllm_plugin.platform.TTPlatform"
 
 logger = get_logger(__name__)
-
-
-class DeviceChoice(StrEnum):
-    AUTO = "auto"
-    HOST = "host"
-    TTNN = "ttnn"
 
 
 class DeviceSelectionError(RuntimeError):

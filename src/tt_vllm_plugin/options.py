@@ -14,29 +14,39 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, get_args
 
-from tt_vllm_plugin.activation import DeviceChoice
+from tt_vllm_plugin.device.choice import DeviceChoice
 from tt_vllm_plugin.log import get_logger
 
 TraceMode = Literal["all", "decode_only", "none"]
 SampleOnDeviceMode = Literal["all", "decode_only"]
 Optimizations = Literal["performance", "accuracy"]
+# The allowed values of the options that name a ttnn enum member, each table the one place it is written.
+# They are exactly the members of ttnn 0.81.1 (ttnn cannot be imported here); tests/unit/
+# test_ttnn_wheel_names.py reads the real wheel and fails when a table and the wheel's enum disagree.
+# ttnn.DispatchCoreAxis members ROW and COL, written lower-case here (device/mesh.py upper-cases them).
 DispatchCoreAxis = Literal["row", "col"]
-# ttnn.FabricConfig member names across recent tt-metal releases (tt-metal's nanobind fabric bindings).
-# Which of them the installed ttnn has is checked again when the mesh opens (device/ttnn.py).
+# ttnn.FabricConfig members, in ttnn's order. Which of them the installed ttnn has is checked again when
+# the mesh opens (device/ttnn.py), so an older tt-metal without one gets a clear error.
 FabricConfigName = Literal[
     "DISABLED",
     "FABRIC_1D",
     "FABRIC_1D_RING",
     "FABRIC_1D_NEIGHBOR_EXCHANGE",
     "FABRIC_2D",
-    "FABRIC_2D_DYNAMIC",
+    "FABRIC_2D_TORUS_XY",
     "FABRIC_2D_TORUS_X",
     "FABRIC_2D_TORUS_Y",
-    "FABRIC_2D_TORUS_XY",
     "CUSTOM",
 ]
-# ttnn.FabricReliabilityMode members; DYNAMIC_RECONFIG exists too but tt-metal marks it unsupported.
+# ttnn.FabricReliabilityMode members but DYNAMIC_RECONFIG, which ttnn documents as "[Unsupported]
+# Placeholder for dynamic (runtime) reconfiguration": accepting it would only move the refusal onto the card.
 FabricReliabilityModeName = Literal["STRICT_INIT", "RELAXED_INIT"]
+# option -> the ttnn enum whose member ``value.upper()`` it names (for device/ttnn.py and the wheel test).
+TTNN_ENUM_OPTIONS: dict[str, str] = {
+    "dispatch_core_axis": "DispatchCoreAxis",
+    "fabric_config": "FabricConfig",
+    "fabric_reliability_mode": "FabricReliabilityMode",
+}
 
 ADDITIONAL_CONFIG_KEY = "tt"
 ADDITIONAL_CONFIG_SOURCE = f'--additional-config "{ADDITIONAL_CONFIG_KEY}"'

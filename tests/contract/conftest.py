@@ -29,6 +29,7 @@ from tests.contract.helpers import pcc
 from tests.e2e.random_models import architecture_configs, save_random_model
 from tt_vllm_plugin.activation import DeviceChoice
 from tt_vllm_plugin.device.host import HostDevice
+from tt_vllm_plugin.device.mesh import kv_heads_per_device
 from tt_vllm_plugin.models import registry, tt_metal
 from tt_vllm_plugin.options import TTOptions
 
@@ -139,7 +140,9 @@ class Subject:
         heads = int(config.num_attention_heads)
         kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
         head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
-        shape = (num_blocks, kv_heads, self.block_size, head_dim)
+        # Per device, as the runner allocates it (tt-metal replicates the shape on every device).
+        per_device = kv_heads_per_device(kv_heads, getattr(self.device, "devices_per_submesh", 1))
+        shape = (num_blocks, per_device, self.block_size, head_dim)
         # The runner passes the model dtype; tt-metal converts to its own KV dtype on the device.
         dtype = getattr(self.device, "dtype", torch.bfloat16)
         return self.model().allocate_kv_cache(shape, dtype, self.num_layers)

@@ -43,8 +43,19 @@ class GeneratorDouble:
         self.empty_slots: list[Any] = []  # what each prefill call got as empty_slots
 
     @classmethod
-    def initialize_vllm_model(cls, *args: Any, **kwargs: Any) -> GeneratorDouble:
-        return cls(args, kwargs)
+    def initialize_vllm_model(
+        cls,
+        hf_config,
+        mesh_device,
+        max_batch_size,
+        max_seq_len,
+        n_layers=None,
+        tt_data_parallel=1,
+        optimizations="performance",
+    ) -> GeneratorDouble:
+        # tt-metal's generator_vllm.py classes name these (no **kwargs); see tt_metal_doubles.py.
+        kwargs = {"n_layers": n_layers, "tt_data_parallel": tt_data_parallel, "optimizations": optimizations}
+        return cls((hf_config, mesh_device, max_batch_size, max_seq_len), kwargs)
 
     def prefill_forward(self, *args: Any, **kwargs: Any) -> str:
         return self.prefill_forward_text(*args, **kwargs)
@@ -259,8 +270,10 @@ def test_kv_budget_and_warm_up_go_through_the_adapter():
     budget = kv_token_budget(model, model_name="m", num_devices=2, max_model_len=256, max_num_seqs=8)
     assert budget == 2048
     assert warm_up(model, kv_cache=[], trace=trace_flags("decode_only"), max_batch_size=8, num_blocks=4)
+    # Two phases, as Tenstorrent's warmup_model: everything untraced, then what is traced, traced.
     assert model.generator.calls == [
         ("warmup_prefill", {"enable_trace": False, "sample": False}),
+        ("warmup_decode", {"enable_trace": False, "max_batch_size": 8}),
         ("warmup_decode", {"enable_trace": True, "max_batch_size": 8}),
     ]
     host_like = object()
@@ -275,25 +288,34 @@ class GreedyOnlyDouble:
 
 
 @pytest.mark.parametrize(
-    ("model", "sample_on_device", "expected"),
+    ("model", "mode", "expected"),
     [
-        (GeneratorDouble((), {}), False, (False, False)),
-        (GeneratorDouble((), {}), True, (True, True)),
-        (GreedyOnlyDouble(), True, (True, False)),
+        (GeneratorDouble((), {}), None, (False, False)),
+        (GeneratorDouble((), {}), "all", (True, True)),
+        (
+            GeneratorDouble((), {}),
+            "decode_only",
+            (False, False),
+        ),  # prefill samples on the device only for "all"
+        (GreedyOnlyDouble(), "all", (True, False)),
     ],
 )
-def test_warm_up_prepares_device_sampling_when_the_runner_may_ask_for_it(model, sample_on_device, expected):
+def test_warm_up_prepares_device_sampling_when_the_runner_may_ask_for_it(model, mode, expected):
     recorded: dict[str, Any] = {}
-    model.warmup_model_prefill = lambda **kwargs: recorded.update(kwargs)  # takes every argument
+
+    def prefill(kv_cache, enable_trace, can_sample_on_device, non_greedy_decoding_on_device):  # generator.py
+        recorded.update(can=can_sample_on_device, non_greedy=non_greedy_decoding_on_device)
+
+    model.warmup_model_prefill = prefill
     warm_up(
         model,
         kv_cache=[],
         trace=trace_flags("none"),
         max_batch_size=8,
         num_blocks=4,
-        sample_on_device=sample_on_device,
+        sample_on_device_mode=mode,
     )
-    assert (recorded["can_sample_on_device"], recorded["non_greedy_decoding_on_device"]) == expected
+    assert (recorded["can"], recorded["non_greedy"]) == expected
 
 
 def test_a_budget_below_one_token_is_an_error():

@@ -59,6 +59,8 @@ def test_backends_table(tt_serve) -> None:
         "yes",
         "0.1.0",
         "yes",
+        "==0.25.1",  # the plugin's range: 0.25.1 or 0.32.x (tt_vllm_plugin.version_check)
+        "or",
         "<0.33,>=0.32.0",
         "yes",
         "not",
@@ -70,6 +72,8 @@ def test_backends_table(tt_serve) -> None:
         "yes",
         "0.1.0",
         "yes",
+        "==0.25.1",  # the plugin's range: 0.25.1 or 0.32.x (tt_vllm_plugin.version_check)
+        "or",
         "<0.33,>=0.32.0",
         "yes",
         HARDWARE,

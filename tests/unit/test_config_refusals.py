@@ -1,8 +1,9 @@
 """Features the tt platform refuses before the engine starts, each with a message naming the option.
 
 Real engine configs (vLLM's EngineArgs, the embedded model) go through the platform's config check;
-encoder-decoder and multimodal need such a checkpoint, so those two rows give ``_reject_unsupported``
-a config object with just the fields it reads.
+encoder-decoder and multimodal need such a checkpoint, so those two rows give ``reject_unsupported``
+a config object with just the fields it reads; so does prefix caching with data_parallel > 1, which
+only the ttnn device acts on.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from tt_vllm_plugin.platform import UnsupportedConfiguration, _reject_unsupported
+from tt_vllm_plugin.activation import DeviceChoice
+from tt_vllm_plugin.options import TTOptions
+from tt_vllm_plugin.refusals import UnsupportedConfiguration, reject_unsupported, reject_unsupported_caching
+from tt_vllm_plugin.worker.unhandled_work import UnhandledSchedulerWork, check_no_unhandled_work
 
 PREFIX = "Not supported on the tt platform: "
 
@@ -25,6 +29,27 @@ PREFIX = "Not supported on the tt platform: "
         ),
         ({"enable_lora": True}, "LoRA adapters: remove --enable-lora."),
         ({"runner": "pooling"}, "the 'pooling' runner: only text generation is supported."),
+        # Started before, and then the first embeddings prompt killed the engine core.
+        (
+            {"enable_prompt_embeds": True},
+            "prompt embeddings (the TT models take token ids): remove --enable-prompt-embeds.",
+        ),
+        # Accepted and silently ignored before.
+        (
+            {"kv_transfer_config": {"kv_connector": "ExampleConnector", "kv_role": "kv_both"}},
+            "KV transfer (disaggregated prefill, KV offloading): remove --kv-transfer-config.",
+        ),
+        (
+            {"kv_cache_dtype": "fp8"},
+            "--kv-cache-dtype fp8 (the KV cache is kept in the model's dtype, float32; tt-metal picks its "
+            "own device format): remove --kv-cache-dtype or pass auto.",
+        ),
+        (
+            {"kv_cache_dtype": "fp8", "enable_prompt_embeds": True},
+            "prompt embeddings (the TT models take token ids): remove --enable-prompt-embeds; "
+            "--kv-cache-dtype fp8 (the KV cache is kept in the model's dtype, float32; tt-metal picks its "
+            "own device format): remove --kv-cache-dtype or pass auto.",
+        ),
     ],
 )
 def test_refused_through_vllms_own_config(default_model_path, engine_args, message):
@@ -44,6 +69,7 @@ def _config(**model_fields) -> SimpleNamespace:
         speculative_config=None,
         lora_config=None,
         model_config=SimpleNamespace(**model),
+        cache_config=SimpleNamespace(cache_dtype="auto", enable_prefix_caching=True),
     )
 
 
@@ -60,9 +86,74 @@ def _config(**model_fields) -> SimpleNamespace:
 )
 def test_refused_model_kinds(model_fields, message):
     with pytest.raises(UnsupportedConfiguration) as error:
-        _reject_unsupported(_config(**model_fields))
+        reject_unsupported(_config(**model_fields))
     assert str(error.value) == PREFIX + message
 
 
 def test_a_plain_generation_config_passes():
-    _reject_unsupported(_config())
+    reject_unsupported(_config())
+
+
+def test_the_kv_cache_dtype_may_name_the_models_own_dtype(default_model_path):
+    from vllm.engine.arg_utils import EngineArgs
+
+    args = EngineArgs(
+        model=default_model_path, max_model_len=256, dtype="bfloat16", kv_cache_dtype="bfloat16"
+    )
+    assert args.create_engine_config().cache_config.cache_dtype == "bfloat16"
+
+
+DP_PREFIX_CACHING = (
+    PREFIX + "prefix caching with TT option data_parallel=2 (each data-parallel submesh keeps its own KV "
+    "cache, so a cached block may be on another submesh): pass --no-enable-prefix-caching "
+    "(LLM(enable_prefix_caching=False)) or data_parallel 1."
+)
+
+
+def test_prefix_caching_across_data_parallel_submeshes_is_refused_on_ttnn():
+    with pytest.raises(UnsupportedConfiguration) as error:
+        reject_unsupported_caching(_config(), DeviceChoice.TTNN, TTOptions(data_parallel=2))
+    assert str(error.value) == DP_PREFIX_CACHING
+
+
+@pytest.mark.parametrize(
+    ("device", "data_parallel", "prefix_caching"),
+    [
+        (DeviceChoice.TTNN, 1, True),  # one submesh, one KV pool
+        (DeviceChoice.TTNN, 2, False),  # turned off by the user (or by the model's capabilities)
+        (DeviceChoice.HOST, 2, True),  # the host device ignores data_parallel: one KV cache
+    ],
+)
+def test_prefix_caching_is_fine_with_one_kv_pool(device, data_parallel, prefix_caching):
+    config = _config()
+    config.cache_config.enable_prefix_caching = prefix_caching
+    reject_unsupported_caching(config, device, TTOptions(data_parallel=data_parallel))
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            {"new_block_ids_to_zero": [3, 4]},
+            "new_block_ids_to_zero (zero freshly allocated KV blocks: 2 given)",
+        ),
+        (
+            {"kv_cache_block_copies": [object()]},
+            "kv_cache_block_copies (copy KV blocks (copy-on-write for partial prefix-cache hits): 1 given)",
+        ),
+    ],
+)
+def test_scheduler_work_the_runner_does_not_do_is_an_error(fields, message):
+    step = SimpleNamespace(new_block_ids_to_zero=None, kv_cache_block_copies=None)
+    for name, value in fields.items():
+        setattr(step, name, value)
+    with pytest.raises(UnhandledSchedulerWork) as error:
+        check_no_unhandled_work(step)
+    assert str(error.value).startswith(
+        f"The scheduler asked the TT runner for work it does not implement: {message}. "
+    )
+
+
+def test_steps_without_that_work_pass():
+    check_no_unhandled_work(SimpleNamespace(new_block_ids_to_zero=None, kv_cache_block_copies=[]))
+    check_no_unhandled_work(SimpleNamespace())  # vLLM 0.25.1's SchedulerOutput has neither field

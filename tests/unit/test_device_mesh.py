@@ -8,12 +8,14 @@ from tt_vllm_plugin.device.mesh import (
     DEFAULT_TRACE_REGION_SIZE,
     FabricPlan,
     MeshConfigError,
+    default_fabric,
     device_params,
     devices_per_submesh,
     dispatch_core_axis,
     fabric_plan,
     ignored_on_mesh,
     is_galaxy,
+    kv_heads_per_device,
     mesh_shape,
     plan_mesh,
 )
@@ -79,20 +81,25 @@ def test_is_galaxy(value, shape, galaxy):
 
 
 @pytest.mark.parametrize(
-    ("values", "num_devices", "galaxy", "plan"),
+    ("values", "num_devices", "default", "plan"),
     [
-        ({}, 1, False, None),  # one chip: no links, no fabric
-        ({"fabric_config": "FABRIC_2D"}, 1, False, None),  # ... whatever was asked
-        ({}, 2, False, FabricPlan("FABRIC_1D", "STRICT_INIT")),
-        ({}, 8, False, FabricPlan("FABRIC_1D", "STRICT_INIT")),
-        ({}, 32, True, FabricPlan("FABRIC_1D_RING", "STRICT_INIT")),
-        ({"fabric_config": "FABRIC_2D"}, 32, True, FabricPlan("FABRIC_2D", "STRICT_INIT")),
-        ({"fabric_reliability_mode": "RELAXED_INIT"}, 8, False, FabricPlan("FABRIC_1D", "RELAXED_INIT")),
-        ({"fabric_config": "DISABLED"}, 8, False, None),
+        ({}, 1, "FABRIC_1D", None),  # one chip: no links, no fabric
+        ({"fabric_config": "FABRIC_2D"}, 1, "FABRIC_1D", None),  # ... whatever was asked
+        ({}, 2, "FABRIC_1D", FabricPlan("FABRIC_1D", "STRICT_INIT")),
+        ({}, 8, "FABRIC_1D", FabricPlan("FABRIC_1D", "STRICT_INIT")),
+        ({}, 32, "FABRIC_1D_RING", FabricPlan("FABRIC_1D_RING", "STRICT_INIT")),
+        ({"fabric_config": "FABRIC_2D"}, 32, "FABRIC_1D_RING", FabricPlan("FABRIC_2D", "STRICT_INIT")),
+        (
+            {"fabric_reliability_mode": "RELAXED_INIT"},
+            8,
+            "FABRIC_1D",
+            FabricPlan("FABRIC_1D", "RELAXED_INIT"),
+        ),
+        ({"fabric_config": "DISABLED"}, 8, "FABRIC_1D", None),
     ],
 )
-def test_fabric_plan(values, num_devices, galaxy, plan):
-    assert fabric_plan(opts(**values), num_devices, galaxy) == plan
+def test_fabric_plan(values, num_devices, default, plan):
+    assert fabric_plan(opts(**values), num_devices, default) == plan
 
 
 @pytest.mark.parametrize(
@@ -164,3 +171,53 @@ def test_plan_mesh_puts_it_together():
 def test_plan_mesh_checks_data_parallel_before_anything_opens():
     with pytest.raises(MeshConfigError, match="does not divide the 1x2 mesh"):
         plan_mesh(opts(data_parallel=4), "N300", 2)
+
+
+@pytest.mark.parametrize(
+    ("value", "available", "shape"),
+    [("P300x2", 4, (1, 4)), ("BH-Galaxy", 32, (8, 4)), ("bh-galaxy", 32, (8, 4))],
+)
+def test_blackhole_system_names(value, available, shape):
+    # vllm-tt-plugin e3fc849 utils/dp_discovery.py _MESH_GRID_PRESETS and worker.py tg_mesh_grid=(8, 4).
+    assert mesh_shape(value, available) == shape
+
+
+@pytest.mark.parametrize(
+    ("mesh_device", "available", "visible", "shape"),
+    [
+        ("T3K", 8, "0,1", (1, 2)),  # the listed devices win over a name covering more
+        ("N300", 8, "2,3", (1, 2)),  # the name already covers them
+        (None, 8, "0,1,2,3", (1, 4)),
+        ("T3K", 8, "", (1, 8)),  # empty: ignored
+        ("T3K", 8, None, (1, 8)),
+    ],
+)
+def test_tt_visible_devices(mesh_device, available, visible, shape):
+    # vllm-tt-plugin e3fc849 worker.py _resolve_mesh_grid.
+    assert mesh_shape(mesh_device, available, visible) == shape
+
+
+@pytest.mark.parametrize(
+    ("cluster_type", "mesh_device", "shape", "fabric"),
+    [
+        ("BLACKHOLE_GALAXY", "BH-Galaxy", (8, 4), "FABRIC_2D_TORUS_XY"),
+        ("GALAXY", "TG", (8, 4), "FABRIC_1D_RING"),
+        ("T3K", "T3K", (1, 8), "FABRIC_1D"),
+        ("P150_X8", "(2,4)", (2, 4), "FABRIC_1D"),
+        (None, "BH-Galaxy", (8, 4), "FABRIC_2D_TORUS_XY"),  # no cluster type: by name
+        (None, "TG", (8, 4), "FABRIC_1D_RING"),
+        (None, "T3K", (1, 8), "FABRIC_1D"),
+    ],
+)
+def test_default_fabric_by_cluster_type(cluster_type, mesh_device, shape, fabric):
+    # vllm-tt-plugin e3fc849 worker.py get_fabric_config.
+    assert default_fabric(cluster_type, mesh_device, shape) == fabric
+
+
+@pytest.mark.parametrize(
+    ("kv_heads", "devices", "per_device"),
+    [(8, 1, 8), (8, 2, 4), (8, 8, 1), (4, 8, 1), (1, 32, 1), (32, 8, 4), (8, 4, 2)],
+)
+def test_kv_heads_per_device(kv_heads, devices, per_device):
+    # vllm-tt-plugin e3fc849 model_runner.py _kv_cache_shape: heads // min(devices per submesh, heads).
+    assert kv_heads_per_device(kv_heads, devices) == per_device

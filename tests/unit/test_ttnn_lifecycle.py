@@ -275,3 +275,74 @@ def test_ttnn_device_module_is_the_only_one_importing_ttnn():
         str(p.relative_to(src)) for p in src.rglob("*.py") if imports_ttnn.search(p.read_text())
     )
     assert importers == ["device/ttnn.py"]
+
+
+def _with_cluster(stand_in: StandInTTNN, cluster_type: str) -> None:
+    """ttnn.cluster.get_cluster_type() answering ``cluster_type`` (a ttnn.cluster.ClusterType name)."""
+
+    def get_cluster_type() -> SimpleNamespace:
+        stand_in._record("get_cluster_type")
+        return SimpleNamespace(name=cluster_type)
+
+    stand_in.cluster = SimpleNamespace(get_cluster_type=get_cluster_type)
+
+
+@pytest.mark.parametrize(
+    ("cluster_type", "mesh_device", "count", "fabric"),
+    [
+        ("BLACKHOLE_GALAXY", "BH-Galaxy", 32, "FABRIC_2D_TORUS_XY"),
+        ("GALAXY", "TG", 32, "FABRIC_1D_RING"),
+        ("T3K", "T3K", 8, "FABRIC_1D"),
+        ("GALAXY", "T3K", 8, "FABRIC_1D_RING"),  # the cluster decides, not the mesh's size (Tenstorrent's)
+    ],
+)
+def test_fabric_default_comes_from_the_cluster_type(stand_in, cluster_type, mesh_device, count, fabric):
+    stand_in.num_devices = count
+    stand_in.FabricConfig = enum.Enum(
+        "FabricConfig", ["DISABLED", "FABRIC_1D", "FABRIC_1D_RING", "FABRIC_2D_TORUS_XY"]
+    )
+    _with_cluster(stand_in, cluster_type)
+    open_ttnn_device(opts(), mesh_device)
+    assert stand_in.calls[:3] == [
+        ("get_num_devices",),
+        ("get_cluster_type",),
+        ("set_fabric_config", fabric, "STRICT_INIT"),
+    ]
+
+
+def test_cluster_type_is_not_asked_when_fabric_is_given_or_one_device(stand_in):
+    _with_cluster(stand_in, "GALAXY")
+    open_ttnn_device(opts(fabric_config="FABRIC_1D"), "T3K")
+    stand_in.num_devices = 1
+    open_ttnn_device(opts(), "N150")
+    assert ("get_cluster_type",) not in stand_in.calls
+
+
+def test_tt_visible_devices_narrows_the_mesh(stand_in, monkeypatch):
+    monkeypatch.setenv("TT_VISIBLE_DEVICES", "4,5")
+    device = open_ttnn_device(opts(), "T3K")  # names the whole system, this process sees two chips
+    assert device.plan.shape == (1, 2)
+
+
+def test_a_mesh_with_submeshes_is_quiesced_before_it_is_closed(stand_in):
+    device = open_ttnn_device(opts(), "T3K")
+    stand_in.mesh.quiesce_devices = lambda: stand_in._record("quiesce_devices")
+    stand_in.calls.clear()
+    close_ttnn_device(device)
+    assert stand_in.calls == [
+        (
+            "quiesce_devices",
+        ),  # MeshDevice.quiesce_devices: "Call before closing a mesh that has carved submeshes"
+        ("close_mesh_device", "submesh0"),
+        ("close_mesh_device", "submesh1"),
+        ("close_mesh_device", "mesh"),
+        ("set_fabric_config", "DISABLED", None),
+    ]
+
+
+def test_a_mesh_without_submeshes_is_not_quiesced(stand_in):
+    stand_in.mesh.submeshes = []
+    device = open_ttnn_device(opts(), "T3K")
+    stand_in.mesh.quiesce_devices = lambda: stand_in._record("quiesce_devices")
+    close_ttnn_device(device)
+    assert ("quiesce_devices",) not in stand_in.calls

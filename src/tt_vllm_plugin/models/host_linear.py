@@ -15,43 +15,19 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
+from tt_vllm_plugin.compat import has_vllm_cpu_op, vllm_cpu_kernels_available
+
 Backend = Literal["onednn", "sgl", "torch"]
 
 # oneDNN primitive cache entries per weight (one per distinct batch size M); vLLM uses 32 too.
 _ONEDNN_PRIMITIVE_CACHE = 32
 
-_kernels_loaded: bool | None = None
-
-
-def vllm_cpu_kernels_available() -> bool:
-    """Whether vLLM's CPU GEMM ops are loaded (loading them the first time).
-
-    The tt platform's ``import_kernels`` loads nothing (the ttnn path uses no vLLM ops), so the
-    library is loaded here, by vLLM's CPU platform, which picks the build (AVX2 / AVX-512 / ...) this
-    CPU can run.
-    """
-    global _kernels_loaded
-    if _kernels_loaded is None:
-        try:
-            from vllm.platforms.cpu import CpuPlatform
-
-            CpuPlatform.import_kernels()
-            _kernels_loaded = _has_op("create_onednn_mm_handler") and _has_op("onednn_mm")
-        except Exception:  # any vLLM without a CPU build: plain torch is the answer, not an error
-            _kernels_loaded = False
-    return _kernels_loaded
-
-
-def _has_op(name: str) -> bool:
-    try:
-        return hasattr(torch.ops._C, name)
-    except Exception:
-        return False
+# Whether vLLM's CPU kernels are loaded (vllm._C) is decided once per process, in tt_vllm_plugin.compat.
 
 
 def _sgl_fits(weight: torch.Tensor) -> bool:
     """vLLM's own rule for its small-GEMM (AMX) kernel."""
-    if not _has_op("convert_weight_packed"):
+    if not has_vllm_cpu_op("convert_weight_packed"):
         return False
     try:
         from vllm.model_executor.layers.utils import check_cpu_sgl_kernel

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from tt_vllm_plugin.models.host_linear import vllm_cpu_kernels_available
+from tt_vllm_plugin.compat import has_vllm_cpu_op
 
 _FUSED_OPS = ("silu_and_mul", "fused_add_rms_norm", "rms_norm", "rotary_embedding")
 
@@ -29,9 +29,7 @@ RotateFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tens
 
 def fused_kernels_available(device: torch.device) -> bool:
     """Whether vLLM's fused CPU kernels can run on ``device``."""
-    if device.type != "cpu" or not vllm_cpu_kernels_available():
-        return False
-    return all(hasattr(torch.ops._C, op) for op in _FUSED_OPS)
+    return device.type == "cpu" and all(has_vllm_cpu_op(op) for op in _FUSED_OPS)
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
+from tt_vllm_plugin import envs
 from tt_vllm_plugin.pycompat import StrEnum
 
 PLATFORM_PLUGINS_GROUP = (
@@ -65,7 +66,7 @@ def builtin_backends() -> dict[str, Backend]:
             vllm=ours,
             hardware=HardwareNeed.NONE,
             install="pip install tt-vllm-plugin (or, in a checkout of this project: pip install -e .)",
-            env={"TT_VLLM_DEVICE": "host"},
+            env={envs.TT_VLLM_DEVICE.name: "host"},
             description="this plugin on the host device (PyTorch CPU); no Tenstorrent card needed",
         ),
         "metal": Backend(
@@ -75,7 +76,7 @@ def builtin_backends() -> dict[str, Backend]:
             vllm=ours,
             hardware=HardwareNeed.TENSTORRENT,
             install="pip install tt-vllm-plugin, plus ttnn from a tt-metal build or release for your card",
-            env={"TT_VLLM_DEVICE": "ttnn"},
+            env={envs.TT_VLLM_DEVICE.name: "ttnn"},
             description="this plugin on Tenstorrent hardware through ttnn (tt-metal models)",
         ),
         "forge": Backend(

@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from tt_vllm_plugin import envs
 from tt_vllm_plugin.pycompat import StrEnum
 from tt_vllm_plugin.serve import narrowing as narrowing_mod
 from tt_vllm_plugin.serve.catalog import PLATFORM_PLUGINS_GROUP, Backend, HardwareNeed
@@ -206,7 +207,7 @@ def _hardware(backend: Backend, ctx: CheckContext) -> CheckResult:
             "machine with a Tenstorrent card and its kernel driver (tt-kmd) loaded, or use --backend host "
             "to run on the host device.",
         )
-    if backend.env.get("TT_VLLM_DEVICE") == "ttnn" and not hw.ttnn_installed:
+    if backend.env.get(envs.TT_VLLM_DEVICE.name) == "ttnn" and not hw.ttnn_installed:
         return _failed(
             "hardware",
             ExitCode.HARDWARE_MISSING,

@@ -28,27 +28,27 @@ the file and the key, because a silently ignored key in a deployment file costs 
 from __future__ import annotations
 
 import fnmatch
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tt_vllm_plugin import envs
 from tt_vllm_plugin.serve.catalog import Backend, Catalog, HardwareNeed
+from tt_vllm_plugin.serve.config_reader import ConfigReader, args_from_mapping, key_path, kind
 from tt_vllm_plugin.serve.errors import ExitCode, ServeError
 
 if TYPE_CHECKING:
     from tt_vllm_plugin.serve.gateway.settings import GatewaySettings
 
-CONFIG_ENV = "TT_SERVE_CONFIG"
+CONFIG_ENV = envs.TT_SERVE_CONFIG.name
 
 _TOP_KEYS = {"models", "backends", "trust", "gateway"}
 _MODEL_KEYS = {"backend", "vllm_args", "tt", "env"}
 _BACKEND_KEYS = {"distribution", "entry_point", "vllm", "hardware", "install", "env", "description"}
 _TRUST_KEYS = {"allow", "pins"}
 _PIN_KEYS = {"version", "record_sha256"}
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,7 +61,7 @@ class ModelEntry:
 
     @property
     def key(self) -> str:
-        return _key("models", self.pattern)
+        return key_path("models", self.pattern)
 
 
 @dataclass(frozen=True)
@@ -102,59 +102,6 @@ class ServerConfig:
         return None
 
 
-def _key(prefix: str, *parts: str) -> str:
-    """``prefix`` (already a key path) extended by raw names, quoted as TOML quotes them."""
-    return ".".join([prefix, *(p if _BARE_KEY.match(p) else json.dumps(p) for p in parts)])
-
-
-class _Reader:
-    """Validation helpers that put the file and the key into every message."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def fail(self, key: str, problem: str) -> ServeError:
-        return ServeError(f"{self.path}: {key}: {problem}", ExitCode.CONFIG)
-
-    def table(self, value: Any, key: str, allowed: set[str] | None = None) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(key or "(top level)", f"must be a table/mapping, got {_kind(value)}")
-        if allowed is not None:
-            unknown = sorted(set(value) - allowed)
-            if unknown:
-                raise self.fail(
-                    _key(key, unknown[0]) if key else unknown[0],
-                    f"unknown key; allowed keys here: {', '.join(sorted(allowed))}",
-                )
-        return value
-
-    def string(self, value: Any, key: str) -> str:
-        if not isinstance(value, str) or not value:
-            raise self.fail(key, f"must be a non-empty string, got {_kind(value)}")
-        return value
-
-    def string_map(self, value: Any, key: str) -> dict[str, str]:
-        table = self.table(value, key)
-        for name, item in table.items():
-            if not isinstance(item, str):
-                raise self.fail(_key(key, name), f"must be a string, got {_kind(item)}")
-        return dict(table)
-
-    def specifier(self, value: Any, key: str) -> str:
-        from packaging.specifiers import InvalidSpecifier, SpecifierSet
-
-        text = self.string(value, key)
-        try:
-            SpecifierSet(text)
-        except InvalidSpecifier:
-            raise self.fail(key, f"{text!r} is not a version specifier (e.g. '>=0.32,<0.33')") from None
-        return text
-
-
-def _kind(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}"
-
-
 def _parse_file(path: Path) -> Any:
     suffix = path.suffix.lower()
     try:
@@ -181,97 +128,79 @@ def _parse_file(path: Path) -> Any:
     )
 
 
-def args_from_mapping(values: Mapping[str, Any]) -> list[str]:
-    """``{max-model-len: 2048, enforce-eager: true, x: false}`` -> vLLM command-line arguments."""
-    args: list[str] = []
-    for name, value in values.items():
-        flag = name if name.startswith("-") else f"--{name}"
-        if value is True:
-            args.append(flag)
-        elif value is False:
-            args.append("--no-" + flag.lstrip("-"))  # vLLM's boolean flags take --no-<name>
-        elif isinstance(value, list):
-            args += [flag, *(str(v) for v in value)]
-        elif isinstance(value, dict):
-            args += [flag, json.dumps(value)]
-        elif value is not None:
-            args += [flag, str(value)]
-    return args
-
-
-def _model_entry(reader: _Reader, pattern: str, value: Any) -> ModelEntry:
-    key = _key("models", pattern)
+def _model_entry(reader: ConfigReader, pattern: str, value: Any) -> ModelEntry:
+    key = key_path("models", pattern)
     table = reader.table(value, key, _MODEL_KEYS)
-    backend = reader.string(table["backend"], _key(key, "backend")) if "backend" in table else None
+    backend = reader.string(table["backend"], key_path(key, "backend")) if "backend" in table else None
     args: list[str] = []
     if "vllm_args" in table:
         raw = table["vllm_args"]
-        args_key = _key(key, "vllm_args")
+        args_key = key_path(key, "vllm_args")
         if isinstance(raw, list):
             for i, item in enumerate(raw):
                 if not isinstance(item, str | int | float) or isinstance(item, bool):
-                    raise reader.fail(f"{args_key}[{i}]", f"must be a string, got {_kind(item)}")
+                    raise reader.fail(f"{args_key}[{i}]", f"must be a string, got {kind(item)}")
             args = [str(item) for item in raw]
         elif isinstance(raw, dict):
             args = args_from_mapping(raw)
         else:
-            raise reader.fail(args_key, f"must be a list of arguments or a table, got {_kind(raw)}")
-    tt = reader.table(table.get("tt", {}), _key(key, "tt"))
-    env = reader.string_map(table.get("env", {}), _key(key, "env"))
+            raise reader.fail(args_key, f"must be a list of arguments or a table, got {kind(raw)}")
+    tt = reader.table(table.get("tt", {}), key_path(key, "tt"))
+    env = reader.string_map(table.get("env", {}), key_path(key, "env"))
     return ModelEntry(pattern, backend, tuple(args), dict(tt), env)
 
 
-def _backend(reader: _Reader, name: str, value: Any, origin: str) -> Backend:
-    key = _key("backends", name)
+def _backend(reader: ConfigReader, name: str, value: Any, origin: str) -> Backend:
+    key = key_path("backends", name)
     table = reader.table(value, key, _BACKEND_KEYS)
     for required in ("distribution", "hardware"):
         if required not in table:
-            raise reader.fail(_key(key, required), "is required")
-    hardware = reader.string(table["hardware"], _key(key, "hardware"))
+            raise reader.fail(key_path(key, required), "is required")
+    hardware = reader.string(table["hardware"], key_path(key, "hardware"))
     try:
         need = HardwareNeed(hardware)
     except ValueError:
         choices = ", ".join(repr(h.value) for h in HardwareNeed)
-        raise reader.fail(_key(key, "hardware"), f"must be one of {choices}, got {hardware!r}") from None
-    distribution = reader.string(table["distribution"], _key(key, "distribution"))
+        raise reader.fail(key_path(key, "hardware"), f"must be one of {choices}, got {hardware!r}") from None
+    distribution = reader.string(table["distribution"], key_path(key, "distribution"))
     return Backend(
         name=name,
         distribution=distribution,
-        entry_point=reader.string(table.get("entry_point", "tt"), _key(key, "entry_point")),
-        vllm=reader.specifier(table["vllm"], _key(key, "vllm")) if "vllm" in table else None,
+        entry_point=reader.string(table.get("entry_point", "tt"), key_path(key, "entry_point")),
+        vllm=reader.specifier(table["vllm"], key_path(key, "vllm")) if "vllm" in table else None,
         hardware=need,
-        install=reader.string(table.get("install", f"pip install {distribution}"), _key(key, "install")),
-        env=reader.string_map(table.get("env", {}), _key(key, "env")),
+        install=reader.string(table.get("install", f"pip install {distribution}"), key_path(key, "install")),
+        env=reader.string_map(table.get("env", {}), key_path(key, "env")),
         description=str(table.get("description", "")),
         origin=origin,
     )
 
 
-def _trust(reader: _Reader, value: Any) -> TrustSettings:
+def _trust(reader: ConfigReader, value: Any) -> TrustSettings:
     table = reader.table(value, "trust", _TRUST_KEYS)
     allow = None
     if "allow" in table:
         raw = table["allow"]
         if not isinstance(raw, list):
-            raise reader.fail("trust.allow", f"must be a list of distribution names, got {_kind(raw)}")
+            raise reader.fail("trust.allow", f"must be a list of distribution names, got {kind(raw)}")
         allow = tuple(reader.string(item, f"trust.allow[{i}]") for i, item in enumerate(raw))
     pins: dict[str, Pin] = {}
     for dist, pin_value in reader.table(table.get("pins", {}), "trust.pins").items():
-        key = _key("trust", "pins", dist)
+        key = key_path("trust", "pins", dist)
         pin = reader.table(pin_value, key, _PIN_KEYS)
-        version = reader.specifier(pin["version"], _key(key, "version")) if "version" in pin else None
+        version = reader.specifier(pin["version"], key_path(key, "version")) if "version" in pin else None
         digest = None
         if "record_sha256" in pin:
-            digest = reader.string(pin["record_sha256"], _key(key, "record_sha256")).lower()
+            digest = reader.string(pin["record_sha256"], key_path(key, "record_sha256")).lower()
             if not re.fullmatch(r"[0-9a-f]{64}", digest):
-                raise reader.fail(_key(key, "record_sha256"), "must be 64 hexadecimal digits (a SHA-256)")
+                raise reader.fail(key_path(key, "record_sha256"), "must be 64 hexadecimal digits (a SHA-256)")
         pins[dist] = Pin(version, digest)
     return TrustSettings(allow, pins)
 
 
 def load_config(path: str | Path) -> ServerConfig:
     path = Path(path).expanduser()
-    reader = _Reader(path)
+    reader = ConfigReader(path)
     data = reader.table(_parse_file(path), "")
     reader.table(data, "", _TOP_KEYS)
     gateway_section = data.pop("gateway", None)  # validated by gateway/settings.py, below
@@ -295,7 +224,7 @@ def load_config(path: str | Path) -> ServerConfig:
     for entry in models:
         if entry.backend is not None and entry.backend not in catalog:
             raise reader.fail(
-                _key(entry.key, "backend"),
+                key_path(entry.key, "backend"),
                 f"{entry.backend!r} is not a known backend. Known backends: {', '.join(catalog)}",
             )
     return config

@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tt_vllm_plugin import envs
 from tt_vllm_plugin.pycompat import StrEnum
 from tt_vllm_plugin.serve import narrowing
 from tt_vllm_plugin.serve.catalog import OUR_DISTRIBUTION, builtin_backends
@@ -138,11 +139,11 @@ def diagnose(config_path: str | None, quick: bool = False) -> list[Finding]:
             f"VLLM_PLUGINS={env['VLLM_PLUGINS']!r}: vLLM loads only the plugins named "
             "there (it also drops vLLM's own general plugins unless listed)",
         )
-    if "TT_VLLM_DEVICE" in env:
+    if envs.TT_VLLM_DEVICE.name in env:
         add(
             Level.INFO,
             "environment",
-            f"TT_VLLM_DEVICE={env['TT_VLLM_DEVICE']!r} is set; tt-serve replaces it "
+            f"{envs.TT_VLLM_DEVICE}={env[envs.TT_VLLM_DEVICE.name]!r} is set; tt-serve replaces it "
             "with each backend's own value",
         )
 

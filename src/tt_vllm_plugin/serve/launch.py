@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from tt_vllm_plugin import envs
 from tt_vllm_plugin.serve.catalog import OUR_DISTRIBUTION
 from tt_vllm_plugin.serve.config import ServerConfig
 from tt_vllm_plugin.serve.errors import ExitCode, ServeError
@@ -34,8 +35,8 @@ from tt_vllm_plugin.serve.trust import normalize
 
 API_SERVER_MODULE = "vllm.entrypoints.launchers.api_server.entry"
 LEGACY_API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
-BACKEND_ENV = "TT_SERVE_BACKEND"  # informative: which backend this server runs
-DISTRIBUTION_ENV = "TT_SERVE_DISTRIBUTION"
+BACKEND_ENV = envs.TT_SERVE_BACKEND.name  # informative: which backend this server runs
+DISTRIBUTION_ENV = envs.TT_SERVE_DISTRIBUTION.name
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 _VALUE = re.compile(r"^-\d")  # "-1" is a value, not an option
 

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tt_vllm_plugin import envs
 from tt_vllm_plugin.pycompat import StrEnum
 
-ATTEMPT_ENV = "TT_SERVE_ATTEMPT"  # 1 for the first server, 2 for the first restart, ...
-FAILURE_FILE_ENV = "TT_VLLM_ENGINE_FAILURE_FILE"  # where the plugin's worker writes why its engine failed
+ATTEMPT_ENV = envs.TT_SERVE_ATTEMPT.name  # 1 for the first server, 2 for the first restart, ...
+# Where the plugin's worker writes why its engine failed.
+FAILURE_FILE_ENV = envs.TT_VLLM_ENGINE_FAILURE_FILE.name
 ENGINE_FAILED_STATUS = 1  # tt-serve's status when the server exited 0 after an engine failure
 DEFAULT_MAX_RESTARTS = 3
 

@@ -27,13 +27,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from tt_vllm_plugin import envs
 from tt_vllm_plugin.log import get_logger
 from tt_vllm_plugin.pycompat import StrEnum
 
-FAULT_ENV = "TT_VLLM_FAULT_INJECT"
-ATTEMPT_ENV = "TT_SERVE_ATTEMPT"
-# Same name as tt_vllm_plugin.serve.restart.FAILURE_FILE_ENV (tt-serve must not import the worker).
-FAILURE_FILE_ENV = "TT_VLLM_ENGINE_FAILURE_FILE"
+FAULT_ENV = envs.TT_VLLM_FAULT_INJECT.name
+ATTEMPT_ENV = envs.TT_SERVE_ATTEMPT.name
+FAILURE_FILE_ENV = envs.TT_VLLM_ENGINE_FAILURE_FILE.name
 EXIT_STATUS = 3  # mode=exit: the engine process's exit status
 
 logger = get_logger(__name__)

@@ -9,10 +9,13 @@ keeps sampling identical to vLLM's; this subclass adds the tensors the TT model 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from vllm.v1.worker.gpu_input_batch import InputBatch
+
+from tt_vllm_plugin.compat import input_batch_kwargs
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,10 @@ class DecodeInputs:
 
 class TTInputBatch(InputBatch):
     """vLLM's persistent batch plus the contract's views of it."""
+
+    def __init__(self, *, block_sizes: list[int], **kwargs: Any) -> None:
+        # Takes 0.32's arguments; what another supported vLLM also needs comes from compat.
+        super().__init__(block_sizes=block_sizes, **kwargs, **input_batch_kwargs(block_sizes))
 
     def _page_table(
         self, rows: np.ndarray, num_rows: int, num_blocks: int, slots: np.ndarray | None = None

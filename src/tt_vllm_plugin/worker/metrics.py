@@ -35,8 +35,10 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
 
-METRICS_DIR_ENV = "TT_VLLM_METRICS_DIR"
-BACKEND_ENV = "TT_SERVE_BACKEND"
+from tt_vllm_plugin import envs
+
+METRICS_DIR_ENV = envs.TT_VLLM_METRICS_DIR.name
+BACKEND_ENV = envs.TT_SERVE_BACKEND.name
 PROMETHEUS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LABELS = ("backend", "device")
 

@@ -40,6 +40,7 @@ from vllm.v1.sample.sampler import Sampler
 from vllm.v1.structured_output.utils import apply_grammar_bitmask
 from vllm.v1.worker.gpu_input_batch import CachedRequestState
 
+from tt_vllm_plugin.device.mesh import kv_heads_per_device
 from tt_vllm_plugin.log import get_logger
 from tt_vllm_plugin.models import registry
 from tt_vllm_plugin.models.contract import (
@@ -66,6 +67,7 @@ from tt_vllm_plugin.worker.sampling_mode import (
     use_vllm_cpu_sampling_kernel,
 )
 from tt_vllm_plugin.worker.step_output import StepOutput
+from tt_vllm_plugin.worker.unhandled_work import check_no_unhandled_work
 
 logger = get_logger(__name__)
 
@@ -147,7 +149,17 @@ class TTModelRunner:
         self.async_decode = _async_decode_usable(self.tt_model)
 
     def kv_cache_shape(self, num_blocks: int) -> tuple[int, int, int, int]:
-        """The contract's per-layer K/V shape: (num_blocks, num_kv_heads, block_size, head_dim)."""
+        """The contract's per-layer K/V shape, per device: (num_blocks, KV heads per device, block_size,
+        head_dim). tt-metal's allocate_vllm_kv_cache replicates the shape it gets on every device, so the
+        heads are divided over a submesh's devices as Tenstorrent's ``_kv_cache_shape`` does
+        (tenstorrent/vllm-tt-plugin e3fc849 model_runner.py); the host device is one device."""
+        logical = self.logical_kv_cache_shape(num_blocks)
+        devices = getattr(self.mesh_device, "devices_per_submesh", 1)
+        return (logical[0], kv_heads_per_device(logical[1], devices), *logical[2:])
+
+    def logical_kv_cache_shape(self, num_blocks: int) -> tuple[int, int, int, int]:
+        """The same with all of the model's KV heads: what vLLM's KV cache spec describes (Tenstorrent's
+        spec uses the model's heads too; block counts do not depend on them)."""
         return (
             num_blocks,
             self.model_config.get_total_num_kv_heads(),
@@ -342,12 +354,10 @@ class TTModelRunner:
         self, batch: TTInputBatch, rows: np.ndarray, ends: np.ndarray, extra: dict[str, Any]
     ) -> torch.Tensor:
         inputs = batch.prefill_inputs(rows, ends)
-        if self.data_parallel > 1:
-            # Which decode slot (and so which data-parallel submesh, with its KV cache) each prompt fills.
-            extra = {
-                **extra,
-                "empty_slots": self.decode_slots.of(batch.req_ids[row] for row in rows).tolist(),
-            }
+        # Always the decode slot each prompt fills, as Tenstorrent's runner does (vllm-tt-plugin 2b0c1cc):
+        # tt-metal seeds that slot's sampling state from it (default range(B), the prefill rows) and, with
+        # data_parallel > 1, picks the submesh (and KV cache) by it (generator.py prefill_forward_text).
+        extra = {**extra, "empty_slots": self.decode_slots.of(batch.req_ids[row] for row in rows).tolist()}
         out = self.tt_model.prefill_forward(
             inputs.tokens,
             inputs.page_table,
@@ -416,6 +426,11 @@ class TTModelRunner:
         )
 
     @property
+    def device_sampling_mode(self) -> str | None:
+        """``sample_on_device_mode`` when some step may be sampled by the model, else None (warm-up)."""
+        return self.sampling_options.sample_on_device_mode if self.may_sample_on_device else None
+
+    @property
     def may_sample_on_device(self) -> bool:
         """Whether any step may be sampled by the model (then its warm-up prepares device sampling)."""
         return device_sampling_enabled(
@@ -476,6 +491,7 @@ class TTModelRunner:
 
     def _update_states(self, scheduler_output: SchedulerOutput) -> None:
         """Bring the persistent batch in line with the scheduler (mirrors vLLM's GPU runner)."""
+        check_no_unhandled_work(scheduler_output)
         batch = self._batch()
         cached = scheduler_output.scheduled_cached_reqs
         # A slot is kept while the request holds KV blocks: freed when it finishes or is preempted

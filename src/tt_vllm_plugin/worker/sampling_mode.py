@@ -22,6 +22,7 @@ from vllm.sampling_params import SamplingParams
 from vllm.v1.sample.sampler import Sampler
 from vllm.v1.worker.gpu_input_batch import InputBatch
 
+from tt_vllm_plugin.compat import has_vllm_cpu_op
 from tt_vllm_plugin.models.device_sampling import (
     DEVICE_MAX_TOP_K,
     GREEDY_TEMPERATURE,
@@ -29,7 +30,6 @@ from tt_vllm_plugin.models.device_sampling import (
     DeviceSamplingParams,
     request_seed_tensor,
 )
-from tt_vllm_plugin.models.host_linear import vllm_cpu_kernels_available
 from tt_vllm_plugin.options import tt_options_from_vllm_config
 
 
@@ -116,12 +116,7 @@ def use_vllm_cpu_sampling_kernel(sampler: Sampler) -> bool:
     same seed; with the same kernel they give the same tokens.
     """
     topk_topp = sampler.topk_topp_sampler
-    if sampler.use_fp64_gumbel or not vllm_cpu_kernels_available():
-        return False
-    try:
-        if not hasattr(torch.ops._C, "fused_gumbel_argmax"):
-            return False
-    except Exception:
+    if sampler.use_fp64_gumbel or not has_vllm_cpu_op("fused_gumbel_argmax"):
         return False
     topk_topp.forward = topk_topp.forward_cpu
     return True

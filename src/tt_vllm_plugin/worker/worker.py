@@ -86,7 +86,8 @@ class TTWorker(WorkerBase):
 
     def get_kv_cache_spec(self) -> dict[str, KVCacheSpec]:
         runner = self._runner()
-        _, num_kv_heads, block_size, head_size = runner.kv_cache_shape(1)
+        # The model's KV heads (as Tenstorrent's spec); the allocation is per device (kv_cache_shape).
+        _, num_kv_heads, block_size, head_size = runner.logical_kv_cache_shape(1)
         spec = FullAttentionSpec(
             block_size=block_size,
             num_kv_heads=num_kv_heads,
@@ -159,7 +160,7 @@ class TTWorker(WorkerBase):
             trace=trace_flags(self.options.trace_mode),
             max_batch_size=runner.max_num_reqs,
             num_blocks=-(-runner.max_model_len // runner.block_size),
-            sample_on_device=runner.may_sample_on_device,
+            sample_on_device_mode=runner.device_sampling_mode,
         )
         elapsed = time.perf_counter() - start
         if ran:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 
-TOKEN_ENV = "TT_SERVE_ADMIN_TOKEN"
+from tt_vllm_plugin import envs
+
+TOKEN_ENV = envs.TT_SERVE_ADMIN_TOKEN.name
 READ_ONLY_MESSAGE = "the gateway is read-only: start it with --admin-token or TT_SERVE_ADMIN_TOKEN"
 
 

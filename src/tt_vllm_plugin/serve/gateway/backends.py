@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tt_vllm_plugin import envs
 from tt_vllm_plugin.serve.gateway.manager import GatewayError
 
 
@@ -21,7 +22,7 @@ async def backends_report(config_path: Path | None) -> dict[str, object]:
     command = [sys.executable, "-m", "tt_vllm_plugin.serve.cli", "backends", "--json"]
     if config_path is not None:
         command += ["--config", str(config_path)]
-    env = {k: v for k, v in os.environ.items() if k != "TT_SERVE_CONFIG"}
+    env = {k: v for k, v in os.environ.items() if k != envs.TT_SERVE_CONFIG.name}
     process = await asyncio.create_subprocess_exec(
         *command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
     )

@@ -17,11 +17,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from tt_vllm_plugin import envs
 from tt_vllm_plugin.serve.errors import ExitCode, ServeError
 from tt_vllm_plugin.serve.gateway.auth import TOKEN_ENV
 from tt_vllm_plugin.serve.gateway.settings import DEFAULT_PORT
 
-GATEWAY_ENV = "TT_SERVE_GATEWAY"
+GATEWAY_ENV = envs.TT_SERVE_GATEWAY.name
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 SWAP_TIMEOUT_S = 3600  # the gateway bounds the start and the drain itself
 

@@ -24,6 +24,7 @@ from typing import Literal
 
 import httpx
 
+from tt_vllm_plugin import envs
 from tt_vllm_plugin.serve.gateway.settings import ModelSpec, reserved_arg_problem, tt_additional_config
 from tt_vllm_plugin.serve.launch import _die_with_parent
 from tt_vllm_plugin.serve.models import DEFAULT_ALIAS
@@ -78,7 +79,7 @@ async def prepare(spec: ModelSpec, port: int, config_path: Path | None) -> Prepa
     if spec.backend:
         command += ["--backend", spec.backend]
     command += ["--", *engine_args(spec, port)]
-    env = {k: v for k, v in os.environ.items() if k != "TT_SERVE_CONFIG"}
+    env = {k: v for k, v in os.environ.items() if k != envs.TT_SERVE_CONFIG.name}
     env.update(spec.env)  # the checks probe the plugin under the variables the server will have
     process = await asyncio.create_subprocess_exec(
         *command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env

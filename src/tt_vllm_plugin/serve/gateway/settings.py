@@ -28,10 +28,9 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from tt_vllm_plugin.serve.config import _Reader
+from tt_vllm_plugin.serve.config_reader import ConfigReader, args_from_mapping
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -113,7 +112,7 @@ def tt_additional_config(args: Sequence[str], tt: Mapping[str, Any]) -> list[str
     return [*args[:index], "--additional-config", json.dumps(merged), *args[index + width :]]
 
 
-def _number(reader: _Reader, value: Any, key: str, integer: bool = False) -> float:
+def _number(reader: ConfigReader, value: Any, key: str, integer: bool = False) -> float:
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
         what = "a positive integer" if integer else "a positive number"
@@ -121,9 +120,7 @@ def _number(reader: _Reader, value: Any, key: str, integer: bool = False) -> flo
     return value
 
 
-def _model(reader: _Reader, index: int, value: Any) -> ModelSpec:
-    from tt_vllm_plugin.serve.config import args_from_mapping
-
+def _model(reader: ConfigReader, index: int, value: Any) -> ModelSpec:
     key = f"gateway.models[{index}]"
     table = reader.table(value, key, _MODEL_KEYS)
     for required in ("name", "model"):
@@ -156,7 +153,7 @@ def _model(reader: _Reader, index: int, value: Any) -> ModelSpec:
     )
 
 
-def parse_gateway(reader: _Reader, value: Any, known_backends: Sequence[str]) -> GatewaySettings:
+def parse_gateway(reader: ConfigReader, value: Any, known_backends: Sequence[str]) -> GatewaySettings:
     table = reader.table(value, "gateway", _GATEWAY_KEYS)
     host = reader.string(table.get("host", DEFAULT_HOST), "gateway.host")
     port = int(_number(reader, table.get("port", DEFAULT_PORT), "gateway.port", integer=True))

@@ -1,0 +1,77 @@
+"""Every environment variable the plugin and tt-serve read or set, in one registry (as vllm-spyre's
+``envs.py``): its name, its type, its default and who reads it.
+
+Modules import the names from here instead of spelling them, so a variable cannot be renamed on one
+side of a process boundary only (tt-serve sets several that the plugin's worker reads in the engine
+process). Imports nothing of the package, so anything may import it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    name: str
+    default: str | None
+    description: str
+
+    def get(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The value, stripped; the default when unset or blank."""
+        value = (os.environ if environ is None else environ).get(self.name, "").strip()
+        return value or self.default
+
+    def __str__(self) -> str:
+        return self.name
+
+
+# ---- the plugin (read in the vLLM server and engine processes) ------------------------------------
+TT_VLLM_DEVICE = EnvVar(
+    "TT_VLLM_DEVICE", "auto", "auto | host | ttnn: the device the platform runs on (activation.py)"
+)
+TT_VLLM_HOST_TORCH_DEVICE = EnvVar(
+    "TT_VLLM_HOST_TORCH_DEVICE", "cpu", "cpu | cuda: the torch device of the host device (device/host.py)"
+)
+TT_VLLM_HOST_ATTENTION = EnvVar(
+    "TT_VLLM_HOST_ATTENTION", "auto", "auto | torch: torch forces the host models' plain-torch attention"
+)
+TT_VLLM_CACHE = EnvVar(
+    "TT_VLLM_CACHE", None, "cache root for the embedded model and downloads (default ~/.cache/tt-vllm-plugin)"
+)
+TT_VLLM_METRICS_DIR = EnvVar(
+    "TT_VLLM_METRICS_DIR", None, "set by the platform: where engine processes write tt_vllm_* metrics"
+)
+TT_VLLM_FAULT_INJECT = EnvVar(
+    "TT_VLLM_FAULT_INJECT", None, 'tests only: "step=N[,mode=raise|exit][,attempt=K]" fails a model step'
+)
+TT_VLLM_ENGINE_FAILURE_FILE = EnvVar(
+    "TT_VLLM_ENGINE_FAILURE_FILE", None, "set by tt-serve: where the worker writes why its engine failed"
+)
+# ---- tt-metal and Tenstorrent's tooling (read by ttnn too) ----------------------------------------
+MESH_DEVICE = EnvVar(
+    "MESH_DEVICE", None, "the mesh to open: a system name (N300, T3K, TG, ...) or (rows, cols)"
+)
+TT_VISIBLE_DEVICES = EnvVar("TT_VISIBLE_DEVICES", None, "comma-separated chip ids this process may open")
+# ---- tt-serve (set for, or read in, the processes it starts) ---------------------------------------
+TT_SERVE_BACKEND = EnvVar(
+    "TT_SERVE_BACKEND", None, "set by tt-serve: the backend a server runs (metrics label)"
+)
+TT_SERVE_DISTRIBUTION = EnvVar(
+    "TT_SERVE_DISTRIBUTION", None, "set by tt-serve: the plugin distribution served"
+)
+TT_SERVE_ATTEMPT = EnvVar(
+    "TT_SERVE_ATTEMPT", "1", "set by tt-serve: 1 for the first server, 2 after a restart"
+)
+TT_SERVE_CONFIG = EnvVar("TT_SERVE_CONFIG", None, "the config file when --config is not given")
+TT_SERVE_GATEWAY = EnvVar("TT_SERVE_GATEWAY", None, "the gateway address for tt-serve's gateway commands")
+TT_SERVE_ADMIN_TOKEN = EnvVar(
+    "TT_SERVE_ADMIN_TOKEN", None, "the gateway's admin token (a secret: never passed to engines)"
+)
+TT_SERVE_EXIT_STDERR = EnvVar(
+    "TT_SERVE_EXIT_STDERR", None, "set by tt-serve: where a child's stderr goes after its module returned"
+)
+
+REGISTRY: tuple[EnvVar, ...] = tuple(value for value in list(globals().values()) if isinstance(value, EnvVar))

@@ -1,0 +1,102 @@
+"""vLLM features the TT runner cannot honour, refused before the engine starts.
+
+A configuration that starts and then dies on the first request (or silently does something else than
+asked) costs an operator far more than an error at start-up naming the option to change. Each rule
+here names the flag (or ``LLM(...)`` argument) to remove and why; ``TTPlatform.check_and_update_config``
+calls them, :func:`reject_unsupported` before anything is rewritten and
+:func:`reject_unsupported_caching` after prefix caching has been gated on the model's capabilities.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tt_vllm_plugin.activation import DeviceChoice
+from tt_vllm_plugin.options import TTOptions
+
+PREFIX = "Not supported on the tt platform: "
+# --kv-cache-dtype values that keep the KV cache in the model's own dtype (what the runner allocates).
+_MODEL_DTYPE_CACHE = "auto"
+
+
+class UnsupportedConfiguration(ValueError):
+    pass
+
+
+def reject_unsupported(vllm_config: Any) -> None:
+    """Refuse features the TT runner cannot honour, naming the option to change (all at once)."""
+    problems = [*_parallelism(vllm_config), *_features(vllm_config), *_model_kind(vllm_config)]
+    if problems:
+        raise UnsupportedConfiguration(PREFIX + "; ".join(problems) + ".")
+
+
+def reject_unsupported_caching(vllm_config: Any, device: DeviceChoice, options: TTOptions) -> None:
+    """Prefix caching across data-parallel submeshes: each tt-metal submesh owns its own KV pool
+    (``allocate_vllm_kv_cache`` allocates one per submesh), but vLLM's prefix cache is one pool of
+    block ids, so a request could be given cached blocks its submesh never wrote. Checked after the
+    model's capabilities have gated prefix caching (a model without it has it turned off already)."""
+    caching = bool(getattr(vllm_config.cache_config, "enable_prefix_caching", False))
+    if device is DeviceChoice.TTNN and caching and options.data_parallel > 1:
+        raise UnsupportedConfiguration(
+            f"{PREFIX}prefix caching with TT option data_parallel={options.data_parallel} (each "
+            "data-parallel submesh keeps its own KV cache, so a cached block may be on another submesh): "
+            "pass --no-enable-prefix-caching (LLM(enable_prefix_caching=False)) or data_parallel 1."
+        )
+
+
+def _parallelism(vllm_config: Any) -> list[str]:
+    parallel = vllm_config.parallel_config
+    if parallel.tensor_parallel_size > 1 or parallel.pipeline_parallel_size > 1:
+        return [
+            "tensor/pipeline parallelism through vLLM (the TT model shards itself over the mesh): "
+            "remove --tensor-parallel-size/--pipeline-parallel-size"
+        ]
+    return []
+
+
+def _features(vllm_config: Any) -> list[str]:
+    problems = []
+    if vllm_config.speculative_config is not None:
+        problems.append("speculative decoding: remove --speculative-config")
+    if vllm_config.lora_config is not None:
+        problems.append("LoRA adapters: remove --enable-lora")
+    if getattr(vllm_config, "kv_transfer_config", None) is not None:
+        # The runner neither saves nor loads KV through a connector, so a disaggregated set-up would
+        # silently recompute everything on each side.
+        problems.append("KV transfer (disaggregated prefill, KV offloading): remove --kv-transfer-config")
+    model_config = vllm_config.model_config
+    if model_config is not None and getattr(model_config, "enable_prompt_embeds", False):
+        # Tenstorrent's contract takes token ids; an embeddings prompt would kill the engine core.
+        problems.append("prompt embeddings (the TT models take token ids): remove --enable-prompt-embeds")
+    cache_dtype = str(getattr(vllm_config.cache_config, "cache_dtype", _MODEL_DTYPE_CACHE))
+    if cache_dtype != _MODEL_DTYPE_CACHE and not _is_model_dtype(cache_dtype, model_config):
+        # The runner allocates the KV cache in the model's dtype (tt-metal converts to its own device
+        # format), so any other storage type would be silently ignored.
+        problems.append(
+            f"--kv-cache-dtype {cache_dtype} (the KV cache is kept in the model's dtype, "
+            f"{_dtype_name(model_config)}; tt-metal picks its own device format): remove --kv-cache-dtype "
+            "or pass auto"
+        )
+    return problems
+
+
+def _dtype_name(model_config: Any) -> str:
+    return str(getattr(model_config, "dtype", "unknown")).removeprefix("torch.")
+
+
+def _is_model_dtype(cache_dtype: str, model_config: Any) -> bool:
+    return model_config is not None and _dtype_name(model_config) == cache_dtype
+
+
+def _model_kind(vllm_config: Any) -> list[str]:
+    model_config = vllm_config.model_config
+    if model_config is None:
+        return []
+    problems = []
+    if model_config.runner_type != "generate":
+        problems.append(f"the '{model_config.runner_type}' runner: only text generation is supported")
+    if model_config.is_encoder_decoder:
+        problems.append("encoder-decoder models")
+    if model_config.is_multimodal_model:
+        problems.append("multimodal models")
+    return problems
