@@ -26,7 +26,7 @@ class DeviceSelectionError(RuntimeError):
 
 def requested_device() -> DeviceChoice:
     """The device asked for in ``TT_VLLM_DEVICE`` (unset or empty: auto)."""
-    raw = os.environ.get(DEVICE_ENV, "").strip().lower() or DeviceChoice.AUTO.value
+    raw = envs.TT_VLLM_DEVICE.get().lower()
     try:
         return DeviceChoice(raw)
     except ValueError:

@@ -20,6 +20,8 @@ Differences that need code here (source paths are inside the ``vllm`` package of
    elementwise and sampling kernels); an ``empty`` 0.25.1 build has no ``vllm._C`` at all. The host
    models and the sampler pick their path once per process from :func:`vllm_cpu_kernels_available`
    and :func:`has_vllm_cpu_op`.
+4. ``SchedulerOutput`` (``v1/core/sched/output.py``): ``new_block_ids_to_zero`` is in both,
+   ``kv_cache_block_copies`` only in 0.32. See :func:`scheduler_output_field`.
 
 Differences read and found to need no code (so nobody looks for them again):
 
@@ -168,3 +170,11 @@ def _vllm_version() -> str:
 
     found = installed_vllm()
     return found.version if found is not None else "(not installed)"
+
+
+# ---- 4. SchedulerOutput fields of one release only ---------------------------------------------
+
+
+def scheduler_output_field(scheduler_output: Any, name: str) -> Any:
+    """``scheduler_output.<name>``, or None where this vLLM's ``SchedulerOutput`` has no such field."""
+    return getattr(scheduler_output, name, None)

@@ -19,10 +19,10 @@ class EnvVar:
     default: str | None
     description: str
 
-    def get(self, environ: Mapping[str, str] | None = None) -> str | None:
-        """The value, stripped; the default when unset or blank."""
+    def get(self, environ: Mapping[str, str] | None = None) -> str:
+        """The value, stripped; the default when unset or blank ("" for a variable without one)."""
         value = (os.environ if environ is None else environ).get(self.name, "").strip()
-        return value or self.default
+        return value or self.default or ""
 
     def __str__(self) -> str:
         return self.name

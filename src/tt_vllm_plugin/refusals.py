@@ -15,7 +15,8 @@ from tt_vllm_plugin.activation import DeviceChoice
 from tt_vllm_plugin.options import TTOptions
 
 PREFIX = "Not supported on the tt platform: "
-# --kv-cache-dtype values that keep the KV cache in the model's own dtype (what the runner allocates).
+# The --kv-cache-dtype that keeps the KV cache in the model's own dtype (what the runner allocates); the
+# model's dtype spelled out (e.g. float32) is accepted too.
 _MODEL_DTYPE_CACHE = "auto"
 
 
@@ -35,7 +36,7 @@ def reject_unsupported_caching(vllm_config: Any, device: DeviceChoice, options: 
     (``allocate_vllm_kv_cache`` allocates one per submesh), but vLLM's prefix cache is one pool of
     block ids, so a request could be given cached blocks its submesh never wrote. Checked after the
     model's capabilities have gated prefix caching (a model without it has it turned off already)."""
-    caching = bool(getattr(vllm_config.cache_config, "enable_prefix_caching", False))
+    caching = vllm_config.cache_config.enable_prefix_caching
     if device is DeviceChoice.TTNN and caching and options.data_parallel > 1:
         raise UnsupportedConfiguration(
             f"{PREFIX}prefix caching with TT option data_parallel={options.data_parallel} (each "
@@ -60,16 +61,16 @@ def _features(vllm_config: Any) -> list[str]:
         problems.append("speculative decoding: remove --speculative-config")
     if vllm_config.lora_config is not None:
         problems.append("LoRA adapters: remove --enable-lora")
-    if getattr(vllm_config, "kv_transfer_config", None) is not None:
+    if vllm_config.kv_transfer_config is not None:
         # The runner neither saves nor loads KV through a connector, so a disaggregated set-up would
         # silently recompute everything on each side.
         problems.append("KV transfer (disaggregated prefill, KV offloading): remove --kv-transfer-config")
     model_config = vllm_config.model_config
-    if model_config is not None and getattr(model_config, "enable_prompt_embeds", False):
+    if model_config is not None and model_config.enable_prompt_embeds:
         # Tenstorrent's contract takes token ids; an embeddings prompt would kill the engine core.
         problems.append("prompt embeddings (the TT models take token ids): remove --enable-prompt-embeds")
-    cache_dtype = str(getattr(vllm_config.cache_config, "cache_dtype", _MODEL_DTYPE_CACHE))
-    if cache_dtype != _MODEL_DTYPE_CACHE and not _is_model_dtype(cache_dtype, model_config):
+    cache_dtype = str(vllm_config.cache_config.cache_dtype)
+    if cache_dtype != _MODEL_DTYPE_CACHE and cache_dtype != _dtype_name(model_config):
         # The runner allocates the KV cache in the model's dtype (tt-metal converts to its own device
         # format), so any other storage type would be silently ignored.
         problems.append(
@@ -81,11 +82,8 @@ def _features(vllm_config: Any) -> list[str]:
 
 
 def _dtype_name(model_config: Any) -> str:
-    return str(getattr(model_config, "dtype", "unknown")).removeprefix("torch.")
-
-
-def _is_model_dtype(cache_dtype: str, model_config: Any) -> bool:
-    return model_config is not None and _dtype_name(model_config) == cache_dtype
+    """``torch.float32`` -> ``float32``, the spelling --kv-cache-dtype uses."""
+    return "unknown" if model_config is None else str(model_config.dtype).removeprefix("torch.")
 
 
 def _model_kind(vllm_config: Any) -> list[str]:

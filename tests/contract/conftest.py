@@ -141,7 +141,7 @@ class Subject:
         kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
         head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
         # Per device, as the runner allocates it (tt-metal replicates the shape on every device).
-        per_device = kv_heads_per_device(kv_heads, getattr(self.device, "devices_per_submesh", 1))
+        per_device = kv_heads_per_device(kv_heads, self.device.devices_per_submesh)
         shape = (num_blocks, per_device, self.block_size, head_dim)
         # The runner passes the model dtype; tt-metal converts to its own KV dtype on the device.
         dtype = getattr(self.device, "dtype", torch.bfloat16)

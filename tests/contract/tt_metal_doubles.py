@@ -80,6 +80,23 @@ def _written_slots(start_pos) -> list[int]:
     return [slot for slot, pos in enumerate(torch.as_tensor(start_pos).tolist()) if pos != -1]
 
 
+def _build(cls, mesh_device, max_batch_size: int, tt_data_parallel: int):
+    """What both releases' ``initialize_vllm_model`` build: one model (and its args) per submesh."""
+    args = [SimpleNamespace(max_batch_size=max_batch_size // tt_data_parallel, vocab_size=VOCAB)]
+    return cls([f"submesh {i}" for i in range(tt_data_parallel)], args * tt_data_parallel, mesh_device)
+
+
+class _VllmKVCache:
+    """``allocate_kv_cache`` as every generator_vllm.py class has it (same in both releases)."""
+
+    @property
+    def cache_path(self):
+        return "cache"
+
+    def allocate_kv_cache(self, *args, **kwargs):
+        return allocate_vllm_kv_cache(*args, **kwargs, dp_model=self.model, tt_cache_path=self.cache_path)
+
+
 class _Recording:
     def _record(self, name: str, **arguments: Any) -> None:
         self.calls.append((name, arguments))
@@ -229,7 +246,7 @@ class CurrentGenerator(_Recording):
         return values, log_probs
 
 
-class CurrentLlama(CurrentGenerator):
+class CurrentLlama(_VllmKVCache, CurrentGenerator):
     """``generator_vllm.LlamaForCausalLM`` @ 2a43729e (capabilities of the newest stored version)."""
 
     model_capabilities = {
@@ -257,10 +274,7 @@ class CurrentLlama(CurrentGenerator):
     ):
         if optimizations not in (None, "performance", "accuracy"):  # DecodersPrecision.from_string
             raise ValueError(f"unknown optimizations {optimizations!r}")
-        args = [SimpleNamespace(max_batch_size=max_batch_size // tt_data_parallel, vocab_size=VOCAB)]
-        generator = cls(
-            [f"submesh {i}" for i in range(tt_data_parallel)], args * tt_data_parallel, mesh_device
-        )
+        generator = _build(cls, mesh_device, max_batch_size, tt_data_parallel)
         generator.init = {
             "args": (hf_config, mesh_device, max_batch_size, max_seq_len),
             "n_layers": n_layers,
@@ -269,18 +283,11 @@ class CurrentLlama(CurrentGenerator):
         }
         return generator
 
-    @property
-    def cache_path(self):
-        return "cache"
-
     def prefill_forward(self, *args, **kwargs):
         return super().prefill_forward_text(*args, **kwargs)
 
     def decode_forward(self, *args, **kwargs):
         return super().decode_forward(*args, **kwargs)
-
-    def allocate_kv_cache(self, *args, **kwargs):
-        return allocate_vllm_kv_cache(*args, **kwargs, dp_model=self.model, tt_cache_path=self.cache_path)
 
 
 class AssertsNoOptimizations(CurrentLlama):
@@ -394,32 +401,22 @@ class OlderGenerator(_Recording):
         return torch.cat([out.value for out in tt_out])[:unpadded_batch]
 
 
-class OlderLlama(OlderGenerator):
+class OlderLlama(_VllmKVCache, OlderGenerator):
     """``generator_vllm.LlamaForCausalLM`` @ 4d4a0629 (no model_capabilities there)."""
 
     @classmethod
     def initialize_vllm_model(
         cls, hf_config, mesh_device, max_batch_size, max_seq_len=131072, n_layers=None, tt_data_parallel=1
     ):
-        args = [SimpleNamespace(max_batch_size=max_batch_size // tt_data_parallel, vocab_size=VOCAB)]
-        generator = cls(
-            [f"submesh {i}" for i in range(tt_data_parallel)], args * tt_data_parallel, mesh_device
-        )
+        generator = _build(cls, mesh_device, max_batch_size, tt_data_parallel)
         generator.init = {"n_layers": n_layers, "tt_data_parallel": tt_data_parallel}
         return generator
-
-    @property
-    def cache_path(self):
-        return "cache"
 
     def prefill_forward(self, *args, **kwargs):
         return super().prefill_forward_text(*args, **kwargs)
 
     def decode_forward(self, *args, **kwargs):
         return super().decode_forward_text(*args, **kwargs)
-
-    def allocate_kv_cache(self, *args, **kwargs):
-        return allocate_vllm_kv_cache(*args, **kwargs, dp_model=self.model, tt_cache_path=self.cache_path)
 
 
 class VisionOnlyInit(OlderLlama):

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import get_args, get_type_hints
 
-from tests.ttnn_names.wheel import Found, Missing, WheelNames
+from tests.ttnn_names.wheel import Found, Missing, WheelNames, attribute_chain
 
 MESH_DEVICE_CLASS = "ttnn.MeshDevice"
 _MESH_NAME = re.compile(r"(?:^|_)(?:sub)?mesh\Z")
@@ -243,17 +243,6 @@ def _string_constants(trees: dict[str, ast.Module], package: str) -> dict[str, d
     return result
 
 
-def _chain(node: ast.AST) -> list[str] | None:
-    parts: list[str] = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if not isinstance(node, ast.Name):
-        return None
-    parts.append(node.id)
-    return parts[::-1]
-
-
 class _FileWalker:
     def __init__(
         self,
@@ -313,7 +302,7 @@ class _FileWalker:
         return f"{self.rel}:{getattr(node, 'lineno', '?')}"
 
     def ttnn_chain(self, node: ast.AST) -> str | None:
-        parts = _chain(node)
+        parts = attribute_chain(node)
         if parts is None or parts[0] not in self.ttnn_names:
             return None
         return ".".join(["ttnn", *parts[1:]])
@@ -336,7 +325,7 @@ class _FileWalker:
             return node.value
         if isinstance(node, ast.Name):
             return self.strings.get(node.id)
-        parts = _chain(node)
+        parts = attribute_chain(node)
         if parts and len(parts) == 2 and parts[0] in self.module_aliases:
             return self.all_strings.get(self.module_aliases[parts[0]], {}).get(parts[1])
         return None

@@ -109,7 +109,8 @@ class _PyModule:
     extra_attrs: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _dotted(node: ast.AST) -> str | None:
+def attribute_chain(node: ast.AST) -> list[str] | None:
+    """``a.b.c`` -> ``["a", "b", "c"]``; None unless the expression is names and attributes only."""
     parts: list[str] = []
     while isinstance(node, ast.Attribute):
         parts.append(node.attr)
@@ -117,7 +118,12 @@ def _dotted(node: ast.AST) -> str | None:
     if not isinstance(node, ast.Name):
         return None
     parts.append(node.id)
-    return ".".join(reversed(parts))
+    return parts[::-1]
+
+
+def _dotted(node: ast.AST) -> str | None:
+    chain = attribute_chain(node)
+    return None if chain is None else ".".join(chain)
 
 
 def _parse_module(name: str, is_package: bool, source: bytes) -> _PyModule:

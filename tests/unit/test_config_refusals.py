@@ -62,12 +62,19 @@ def test_refused_through_vllms_own_config(default_model_path, engine_args, messa
 
 
 def _config(**model_fields) -> SimpleNamespace:
-    model = dict(runner_type="generate", is_encoder_decoder=False, is_multimodal_model=False)
+    model = dict(
+        runner_type="generate",
+        is_encoder_decoder=False,
+        is_multimodal_model=False,
+        enable_prompt_embeds=False,
+        dtype="torch.float32",
+    )
     model.update(model_fields)
     return SimpleNamespace(
         parallel_config=SimpleNamespace(tensor_parallel_size=1, pipeline_parallel_size=1),
         speculative_config=None,
         lora_config=None,
+        kv_transfer_config=None,
         model_config=SimpleNamespace(**model),
         cache_config=SimpleNamespace(cache_dtype="auto", enable_prefix_caching=True),
     )
@@ -156,4 +163,4 @@ def test_scheduler_work_the_runner_does_not_do_is_an_error(fields, message):
 
 def test_steps_without_that_work_pass():
     check_no_unhandled_work(SimpleNamespace(new_block_ids_to_zero=None, kv_cache_block_copies=[]))
-    check_no_unhandled_work(SimpleNamespace())  # vLLM 0.25.1's SchedulerOutput has neither field
+    check_no_unhandled_work(SimpleNamespace(new_block_ids_to_zero=None))  # 0.25.1: no block copies

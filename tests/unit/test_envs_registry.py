@@ -36,4 +36,4 @@ def test_get_reads_stripped_values_with_defaults():
     assert envs.TT_VLLM_DEVICE.get({}) == "auto"
     assert envs.TT_VLLM_DEVICE.get({"TT_VLLM_DEVICE": "  host "}) == "host"
     assert envs.TT_VLLM_DEVICE.get({"TT_VLLM_DEVICE": " "}) == "auto"
-    assert envs.MESH_DEVICE.get({}) is None
+    assert envs.MESH_DEVICE.get({}) == ""

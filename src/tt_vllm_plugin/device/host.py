@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -20,6 +19,9 @@ class HostDevice:
 
     torch_device: torch.device
     dtype: torch.dtype
+    # One device, one KV cache: what the runner asks of any device (TTNNDevice has the mesh's).
+    num_devices: ClassVar[int] = 1
+    devices_per_submesh: ClassVar[int] = 1
 
     @property
     def name(self) -> str:
@@ -33,7 +35,7 @@ class HostDevice:
 
 def host_torch_device() -> torch.device:
     """The torch device the host device computes on, from ``TT_VLLM_HOST_TORCH_DEVICE`` (default cpu)."""
-    wanted = os.environ.get(HOST_TORCH_DEVICE_ENV, "cpu").strip().lower() or "cpu"
+    wanted = envs.TT_VLLM_HOST_TORCH_DEVICE.get().lower()
     if wanted not in ("cpu", "cuda"):
         raise ValueError(f"{HOST_TORCH_DEVICE_ENV}={wanted!r} is not supported; use 'cpu' or 'cuda'.")
     if wanted == "cuda" and not torch.cuda.is_available():

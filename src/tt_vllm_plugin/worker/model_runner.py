@@ -154,8 +154,8 @@ class TTModelRunner:
         heads are divided over a submesh's devices as Tenstorrent's ``_kv_cache_shape`` does
         (tenstorrent/vllm-tt-plugin e3fc849 model_runner.py); the host device is one device."""
         logical = self.logical_kv_cache_shape(num_blocks)
-        devices = getattr(self.mesh_device, "devices_per_submesh", 1)
-        return (logical[0], kv_heads_per_device(logical[1], devices), *logical[2:])
+        heads = kv_heads_per_device(logical[1], self.mesh_device.devices_per_submesh)
+        return (logical[0], heads, *logical[2:])
 
     def logical_kv_cache_shape(self, num_blocks: int) -> tuple[int, int, int, int]:
         """The same with all of the model's KV heads: what vLLM's KV cache spec describes (Tenstorrent's

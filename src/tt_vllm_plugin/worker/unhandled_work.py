@@ -6,13 +6,15 @@ fills them only for KV layouts the TT runner never builds: zeroing for Mamba lay
 caches (``KVCacheConfig.needs_kv_cache_zeroing``), copies for partial prefix-cache hits, which need
 Mamba "align" hashing (``KVCacheCoordinator.enable_partial_hash_hits``). The tt platform asks for one
 full-attention cache in the model's dtype, so both stay None. Should a future vLLM fill them for that
-layout too, ignoring them would read stale KV blocks: a wrong answer with no error. vLLM 0.25.1's
-``SchedulerOutput`` has neither field (hence ``getattr``).
+layout too, ignoring them would read stale KV blocks: a wrong answer with no error. vLLM 0.25.1 has
+only ``new_block_ids_to_zero`` (see ``compat.scheduler_output_field``).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from tt_vllm_plugin.compat import scheduler_output_field
 
 UNHANDLED_FIELDS = {
     "new_block_ids_to_zero": "zero freshly allocated KV blocks",
@@ -29,7 +31,7 @@ def check_no_unhandled_work(scheduler_output: Any) -> None:
     asked = [
         f"{name} ({what}: {len(value)} given)"
         for name, what in UNHANDLED_FIELDS.items()
-        if (value := getattr(scheduler_output, name, None))
+        if (value := scheduler_output_field(scheduler_output, name))
     ]
     if asked:
         raise UnhandledSchedulerWork(

@@ -116,7 +116,7 @@ class TTWorker(WorkerBase):
         model_budget = kv_token_budget(
             runner.tt_model,
             model_name=self.model_config.model,
-            num_devices=getattr(runner.mesh_device, "num_devices", 1),
+            num_devices=runner.mesh_device.num_devices,
             tt_data_parallel=self.options.data_parallel,
             max_model_len=self.model_config.max_model_len,
             max_num_seqs=runner.max_num_reqs,
