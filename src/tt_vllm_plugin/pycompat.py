@@ -24,12 +24,8 @@ class StrEnumBackport(str, Enum):
 
 if sys.version_info >= (3, 11):
     from enum import StrEnum  # novermin (3.11+ branch)
-
-    import tomllib  # novermin (3.11+ branch)
 else:
-    import tomli as tomllib  # the backport the pyproject's marker installs on 3.10
-
     StrEnum = StrEnumBackport
 
 
-__all__ = ["StrEnum", "StrEnumBackport", "tomllib"]
+__all__ = ["StrEnum", "StrEnumBackport"]

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from tests.gateway.conftest import MODEL_A, MODEL_B, TT_SERVE, GatewayHandle, gateway_env
-from tt_vllm_plugin.serve.gateway.auth import READ_ONLY_MESSAGE
+from tt_serve.gateway.auth import READ_ONLY_MESSAGE
 
 pytestmark = [pytest.mark.engine, pytest.mark.server]
 WRITES = [
@@ -244,7 +244,7 @@ def test_console_files_are_served(read_only_gateway: GatewayHandle) -> None:
     base = read_only_gateway.base_url
     page = requests.get(f"{base}/ui", timeout=10)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    static = Path(__file__).resolve().parents[2] / "src/tt_vllm_plugin/serve/gateway/static"
+    static = Path(__file__).resolve().parents[2] / "tt-serve/src/tt_serve/gateway/static"
     assert page.text == (static / "index.html").read_text()
     script = requests.get(f"{base}/ui/static/console.js", timeout=10)
     assert script.status_code == 200 and script.text == (static / "console.js").read_text()

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tt_vllm_plugin.serve.config import load_config
-from tt_vllm_plugin.serve.errors import ExitCode, ServeError
-from tt_vllm_plugin.serve.gateway.auth import READ_ONLY_MESSAGE, check_admin
-from tt_vllm_plugin.serve.gateway.metrics import (
+from tt_serve.config import load_config
+from tt_serve.errors import ExitCode, ServeError
+from tt_serve.gateway.auth import READ_ONLY_MESSAGE, check_admin
+from tt_serve.gateway.metrics import (
     SERIES,
     MetricsRing,
     Snapshot,
@@ -20,7 +20,7 @@ from tt_vllm_plugin.serve.gateway.metrics import (
     parse_metrics,
     sample,
 )
-from tt_vllm_plugin.serve.gateway.settings import ModelSpec, tt_additional_config
+from tt_serve.gateway.settings import ModelSpec, tt_additional_config
 
 DATA = Path(__file__).parent / "data"
 
@@ -239,7 +239,7 @@ def test_ring_keeps_the_last_samples_as_columns() -> None:
 
 # ---- tt-serve swap / gateway-status, without a gateway ---------------------------------------------
 def test_swap_cli_needs_something_to_swap(capsys: pytest.CaptureFixture[str]) -> None:
-    from tt_vllm_plugin.serve.cli import main
+    from tt_serve.cli import main
 
     assert main(["swap", "smol-a", "--gateway", "http://127.0.0.1:9"]) == ExitCode.USAGE
     assert capsys.readouterr().err.strip() == (
@@ -249,7 +249,7 @@ def test_swap_cli_needs_something_to_swap(capsys: pytest.CaptureFixture[str]) ->
 
 def test_swap_cli_says_when_the_gateway_is_unreachable(capsys: pytest.CaptureFixture[str]) -> None:
     from tests.e2e.server import free_port
-    from tt_vllm_plugin.serve.cli import main
+    from tt_serve.cli import main
 
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     assert main(["swap", "smol-a", "--gateway", url, "--", "--max-num-seqs", "2"]) == ExitCode.PROBLEMS
@@ -259,7 +259,7 @@ def test_swap_cli_says_when_the_gateway_is_unreachable(capsys: pytest.CaptureFix
 
 
 def test_other_commands_still_refuse_a_tail(capsys: pytest.CaptureFixture[str]) -> None:
-    from tt_vllm_plugin.serve.cli import main
+    from tt_serve.cli import main
 
     with pytest.raises(SystemExit) as caught:
         main(["backends", "--", "--x"])

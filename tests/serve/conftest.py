@@ -80,13 +80,14 @@ def ours_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """TT_VLLM_CACHE for tt-serve runs: placeholders are written here, not in the user's cache."""
+    """TT_SERVE_CACHE (and TT_VLLM_CACHE) for tt-serve runs: placeholders go here, not in the user's cache."""
     return tmp_path_factory.mktemp("tt-vllm-cache")
 
 
 def clean_env(cache: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
     env["TT_VLLM_CACHE"] = str(cache)
+    env["TT_SERVE_CACHE"] = str(cache / "tt-serve")
     env.update(extra or {})
     return env
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tt_vllm_plugin.serve.errors import ExitCode
-from tt_vllm_plugin.serve.hardware import detect
+from tt_serve.errors import ExitCode
+from tt_serve.hardware import detect
 
 FORGE_SIM = """
 [backends.forge-sim]

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tt_vllm_plugin.serve.catalog import HardwareNeed
-from tt_vllm_plugin.serve.config import args_from_mapping, load_config
-from tt_vllm_plugin.serve.errors import ExitCode, ServeError
+from tt_serve.catalog import HardwareNeed
+from tt_serve.config import args_from_mapping, load_config
+from tt_serve.errors import ExitCode, ServeError
 
 TOML = """
 [models."smollm2-135m-instruct"]

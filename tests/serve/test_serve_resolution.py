@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tt_vllm_plugin.serve.checks import find_distribution
-from tt_vllm_plugin.serve.config import ServerConfig, load_config
-from tt_vllm_plugin.serve.errors import ExitCode, ServeError
-from tt_vllm_plugin.serve.hardware import HardwareReport, detect
-from tt_vllm_plugin.serve.models import ModelRef, locate_model
-from tt_vllm_plugin.serve.resolve import Resolution, Source, resolve
+from tt_serve.checks import find_distribution
+from tt_serve.config import ServerConfig, load_config
+from tt_serve.errors import ExitCode, ServeError
+from tt_serve.hardware import HardwareReport, detect
+from tt_serve.models import ModelRef, locate_model
+from tt_serve.resolve import Resolution, Source, resolve
 
 
 def _installed(distribution: str) -> bool:

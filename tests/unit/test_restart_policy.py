@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tt_vllm_plugin.serve import restart
-from tt_vllm_plugin.serve.restart import Action, Decision, RestartMode, RestartPolicy
+from tt_serve import restart
+from tt_serve.restart import Action, Decision, RestartMode, RestartPolicy
 from tt_vllm_plugin.worker import fault_injection
 
 ON_FAILURE = RestartPolicy(RestartMode.ON_FAILURE, max_restarts=3)

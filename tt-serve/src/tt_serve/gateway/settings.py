@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tt_vllm_plugin.serve.config_reader import ConfigReader, args_from_mapping
+from tt_serve.config_reader import ConfigReader, args_from_mapping
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from tt_vllm_plugin.serve.catalog import Catalog
-from tt_vllm_plugin.serve.config import Pin, ServerConfig
+from tt_serve.catalog import Catalog
+from tt_serve.config import Pin, ServerConfig
 
 # Written by the installer and different per install, so they are left out of the fingerprint.
 _INSTALL_SPECIFIC = {"INSTALLER", "REQUESTED", "direct_url.json", "RECORD"}

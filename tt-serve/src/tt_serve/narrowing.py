@@ -40,8 +40,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tt_vllm_plugin.serve.catalog import PLATFORM_PLUGINS_GROUP
-from tt_vllm_plugin.serve.trust import normalize
+from tt_serve import envs
+from tt_serve.catalog import PLATFORM_PLUGINS_GROUP
+from tt_serve.trust import normalize
 
 PLACEHOLDER_VERSION = "0+hidden.by.tt.serve"
 _COMPLETE = ".complete"
@@ -101,9 +102,12 @@ def plan(distribution: str) -> Narrowing:
 
 
 def _cache_root() -> Path:
-    from tt_vllm_plugin.models.default import cache_root
-
-    return cache_root()
+    """``$TT_SERVE_CACHE``, else ``$XDG_CACHE_HOME/tt-serve`` (``~/.cache/tt-serve``)."""
+    configured = envs.TT_SERVE_CACHE.get()
+    if configured:
+        return Path(configured).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "tt-serve"
 
 
 def _placeholder_dir(hidden: Sequence[Provider]) -> Path:

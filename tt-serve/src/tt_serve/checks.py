@@ -15,14 +15,14 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from tt_vllm_plugin import envs
-from tt_vllm_plugin.pycompat import StrEnum
-from tt_vllm_plugin.serve import narrowing as narrowing_mod
-from tt_vllm_plugin.serve.catalog import PLATFORM_PLUGINS_GROUP, Backend, HardwareNeed
-from tt_vllm_plugin.serve.errors import ExitCode, ServeError
-from tt_vllm_plugin.serve.hardware import HardwareReport, detect
-from tt_vllm_plugin.serve.trust import TrustPolicy, TrustVerdict, assess, normalize
-from tt_vllm_plugin.serve.versions import installed_vllm, required_vllm, version_in
+from tt_serve import envs
+from tt_serve import narrowing as narrowing_mod
+from tt_serve.catalog import PLATFORM_PLUGINS_GROUP, Backend, HardwareNeed
+from tt_serve.errors import ExitCode, ServeError
+from tt_serve.hardware import HardwareReport, detect
+from tt_serve.pycompat import StrEnum
+from tt_serve.trust import TrustPolicy, TrustVerdict, assess, normalize
+from tt_serve.versions import installed_vllm, required_vllm, version_in
 
 
 class Status(StrEnum):

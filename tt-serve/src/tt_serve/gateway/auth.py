@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 
-from tt_vllm_plugin import envs
+from tt_serve import envs
 
 TOKEN_ENV = envs.TT_SERVE_ADMIN_TOKEN.name
 READ_ONLY_MESSAGE = "the gateway is read-only: start it with --admin-token or TT_SERVE_ADMIN_TOKEN"

@@ -17,8 +17,8 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
-from tt_vllm_plugin.serve.gateway.engine import Lease
-from tt_vllm_plugin.serve.gateway.manager import Manager
+from tt_serve.gateway.engine import Lease
+from tt_serve.gateway.manager import Manager
 
 ENGINE_HEADER = "x-tt-serve-engine"  # "<name>/<generation>/<pid>": which engine answered
 # Hop-by-hop (RFC 9110 7.6.1) or recomputed by the server that sends the message on.

@@ -24,10 +24,10 @@ from typing import Literal
 
 import httpx
 
-from tt_vllm_plugin import envs
-from tt_vllm_plugin.serve.gateway.settings import ModelSpec, reserved_arg_problem, tt_additional_config
-from tt_vllm_plugin.serve.launch import _die_with_parent
-from tt_vllm_plugin.serve.models import DEFAULT_ALIAS
+from tt_serve import envs
+from tt_serve.gateway.settings import ModelSpec, reserved_arg_problem, tt_additional_config
+from tt_serve.launch import _die_with_parent
+from tt_serve.models import DEFAULT_ALIAS
 
 State = Literal["starting", "serving", "draining", "stopped", "failed"]
 LOG_TAIL_CHARS = 3000
@@ -73,7 +73,7 @@ def engine_args(spec: ModelSpec, port: int) -> list[str]:
 
 async def prepare(spec: ModelSpec, port: int, config_path: Path | None) -> Prepared:
     """Resolve and check the backend, build the command: ``tt-serve serve --dry-run --json``."""
-    command = [sys.executable, "-m", "tt_vllm_plugin.serve.cli", "serve", spec.model, "--dry-run", "--json"]
+    command = [sys.executable, "-m", "tt_serve.cli", "serve", spec.model, "--dry-run", "--json"]
     if config_path is not None:
         command += ["--config", str(config_path)]
     if spec.backend:

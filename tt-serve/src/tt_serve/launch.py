@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from tt_vllm_plugin import envs
-from tt_vllm_plugin.serve.catalog import OUR_DISTRIBUTION
-from tt_vllm_plugin.serve.config import ServerConfig
-from tt_vllm_plugin.serve.errors import ExitCode, ServeError
-from tt_vllm_plugin.serve.narrowing import Narrowing
-from tt_vllm_plugin.serve.resolve import Resolution
-from tt_vllm_plugin.serve.restart import ATTEMPT_ENV, FAILURE_FILE_ENV, Action, RestartPolicy
-from tt_vllm_plugin.serve.trust import normalize
+from tt_serve import envs
+from tt_serve.catalog import OUR_DISTRIBUTION
+from tt_serve.config import ServerConfig
+from tt_serve.errors import ExitCode, ServeError
+from tt_serve.narrowing import Narrowing
+from tt_serve.resolve import Resolution
+from tt_serve.restart import ATTEMPT_ENV, FAILURE_FILE_ENV, Action, RestartPolicy
+from tt_serve.trust import normalize
 
 API_SERVER_MODULE = "vllm.entrypoints.launchers.api_server.entry"
 LEGACY_API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"

@@ -12,10 +12,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from tt_vllm_plugin.serve.gateway.auth import check_admin
-from tt_vllm_plugin.serve.gateway.manager import GatewayError, Manager
-from tt_vllm_plugin.serve.gateway.proxy import forward, list_models, openai_error
-from tt_vllm_plugin.serve.gateway.settings import ModelSpec, check_name, reserved_arg_problem
+from tt_serve.gateway.auth import check_admin
+from tt_serve.gateway.manager import GatewayError, Manager
+from tt_serve.gateway.proxy import forward, list_models, openai_error
+from tt_serve.gateway.settings import ModelSpec, check_name, reserved_arg_problem
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -105,7 +105,7 @@ def create_app(manager: Manager, admin_token: str | None) -> FastAPI:
 
     @app.get("/admin/api/backends")
     async def backends() -> dict[str, object]:
-        from tt_vllm_plugin.serve.gateway.backends import backends_report
+        from tt_serve.gateway.backends import backends_report
 
         return await backends_report(manager.config_path)
 

@@ -25,12 +25,12 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from tt_vllm_plugin.serve.config import CONFIG_ENV, ServerConfig, load_config
-from tt_vllm_plugin.serve.errors import ExitCode, ServeError
-from tt_vllm_plugin.serve.restart import DEFAULT_MAX_RESTARTS, RestartMode, RestartPolicy
+from tt_serve.config import CONFIG_ENV, ServerConfig, load_config
+from tt_serve.errors import ExitCode, ServeError
+from tt_serve.restart import DEFAULT_MAX_RESTARTS, RestartMode, RestartPolicy
 
 if TYPE_CHECKING:  # the heavier modules are imported by the command that needs them
-    from tt_vllm_plugin.serve.resolve import Resolution
+    from tt_serve.resolve import Resolution
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -103,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     doctor = add("doctor", "check the whole set-up and say what to fix")
     doctor.add_argument("--quick", action="store_true", help="skip the slow probes (ttnn, platform import)")
 
-    from tt_vllm_plugin.serve.gateway.commands import add_commands
+    from tt_serve.gateway.commands import add_commands
 
     add_commands(commands, add)  # gateway, swap, gateway-status
     return parser
@@ -125,10 +125,10 @@ def _config(path: str | None) -> ServerConfig:
 
 
 def _resolution(args: argparse.Namespace, config: ServerConfig) -> Resolution:
-    from tt_vllm_plugin.serve.checks import find_distribution
-    from tt_vllm_plugin.serve.hardware import detect
-    from tt_vllm_plugin.serve.models import locate_model
-    from tt_vllm_plugin.serve.resolve import resolve
+    from tt_serve.checks import find_distribution
+    from tt_serve.hardware import detect
+    from tt_serve.models import locate_model
+    from tt_serve.resolve import resolve
 
     return resolve(
         locate_model(args.model),
@@ -158,10 +158,10 @@ def cmd_resolve(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, vllm_args: list[str]) -> int:
-    from tt_vllm_plugin.serve.checks import CheckContext, Status, run_checks
-    from tt_vllm_plugin.serve.launch import build_plan, run, server_env
-    from tt_vllm_plugin.serve.models import prepare_model
-    from tt_vllm_plugin.serve.trust import TrustPolicy
+    from tt_serve.checks import CheckContext, Status, run_checks
+    from tt_serve.launch import build_plan, run, server_env
+    from tt_serve.models import prepare_model
+    from tt_serve.trust import TrustPolicy
 
     started = time.perf_counter()
     config = _config(args.config)
@@ -223,10 +223,10 @@ def cmd_serve(args: argparse.Namespace, vllm_args: list[str]) -> int:
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
-    from tt_vllm_plugin.serve.hardware import detect
-    from tt_vllm_plugin.serve.inventory import format_table, inventory
-    from tt_vllm_plugin.serve.trust import TrustPolicy
-    from tt_vllm_plugin.serve.versions import installed_vllm
+    from tt_serve.hardware import detect
+    from tt_serve.inventory import format_table, inventory
+    from tt_serve.trust import TrustPolicy
+    from tt_serve.versions import installed_vllm
 
     config = _config(args.config)
     catalog = config.catalog()
@@ -255,7 +255,7 @@ def cmd_backends(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from tt_vllm_plugin.serve.doctor import diagnose, summary
+    from tt_serve.doctor import diagnose, summary
 
     found = diagnose(args.config, quick=args.quick)
     for finding in found:
@@ -285,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "backends":
             return int(cmd_backends(args))
         if hasattr(args, "gateway_command"):  # gateway, swap, gateway-status
-            from tt_vllm_plugin.serve.gateway.commands import run_command
+            from tt_serve.gateway.commands import run_command
 
             return run_command(args, tail if separated else None)
         return int(cmd_doctor(args))

@@ -17,10 +17,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from tt_vllm_plugin import envs
-from tt_vllm_plugin.serve.errors import ExitCode, ServeError
-from tt_vllm_plugin.serve.gateway.auth import TOKEN_ENV
-from tt_vllm_plugin.serve.gateway.settings import DEFAULT_PORT
+from tt_serve import envs
+from tt_serve.errors import ExitCode, ServeError
+from tt_serve.gateway.auth import TOKEN_ENV
+from tt_serve.gateway.settings import DEFAULT_PORT
 
 GATEWAY_ENV = envs.TT_SERVE_GATEWAY.name
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
@@ -78,7 +78,7 @@ def run_command(args: argparse.Namespace, tail: list[str] | None) -> int:
 
 
 def _cmd_gateway(args: argparse.Namespace, _tail: list[str] | None) -> int:
-    from tt_vllm_plugin.serve.gateway.server import run_gateway
+    from tt_serve.gateway.server import run_gateway
 
     return run_gateway(args.config, args.host, args.port, args.admin_token or os.environ.get(TOKEN_ENV))
 

@@ -13,19 +13,18 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tt_vllm_plugin import envs
-from tt_vllm_plugin.pycompat import StrEnum
-from tt_vllm_plugin.serve import narrowing
-from tt_vllm_plugin.serve.catalog import OUR_DISTRIBUTION, builtin_backends
-from tt_vllm_plugin.serve.checks import CheckContext, Status, find_distribution, run_checks
-from tt_vllm_plugin.serve.config import CONFIG_ENV, ServerConfig, load_config
-from tt_vllm_plugin.serve.errors import ExitCode, ServeError
-from tt_vllm_plugin.serve.hardware import detect
-from tt_vllm_plugin.serve.launch import server_env
-from tt_vllm_plugin.serve.models import DEFAULT_ALIAS, locate_model
-from tt_vllm_plugin.serve.resolve import resolve
-from tt_vllm_plugin.serve.trust import TrustPolicy
-from tt_vllm_plugin.serve.versions import installed_vllm, version_in
+from tt_serve import envs, narrowing
+from tt_serve.catalog import OUR_DISTRIBUTION, builtin_backends
+from tt_serve.checks import CheckContext, Status, find_distribution, run_checks
+from tt_serve.config import CONFIG_ENV, ServerConfig, load_config
+from tt_serve.errors import ExitCode, ServeError
+from tt_serve.hardware import detect
+from tt_serve.launch import server_env
+from tt_serve.models import DEFAULT_ALIAS, locate_model
+from tt_serve.pycompat import StrEnum
+from tt_serve.resolve import resolve
+from tt_serve.trust import TrustPolicy
+from tt_serve.versions import installed_vllm, version_in
 
 
 class Level(StrEnum):

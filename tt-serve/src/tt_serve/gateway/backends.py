@@ -14,12 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tt_vllm_plugin import envs
-from tt_vllm_plugin.serve.gateway.manager import GatewayError
+from tt_serve import envs
+from tt_serve.gateway.manager import GatewayError
 
 
 async def backends_report(config_path: Path | None) -> dict[str, object]:
-    command = [sys.executable, "-m", "tt_vllm_plugin.serve.cli", "backends", "--json"]
+    command = [sys.executable, "-m", "tt_serve.cli", "backends", "--json"]
     if config_path is not None:
         command += ["--config", str(config_path)]
     env = {k: v for k, v in os.environ.items() if k != envs.TT_SERVE_CONFIG.name}

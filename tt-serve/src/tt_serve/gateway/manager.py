@@ -16,10 +16,10 @@ from pathlib import Path
 
 import httpx
 
-from tt_vllm_plugin.serve.gateway.engine import Engine, EngineError, prepare, prepare_model_folder
-from tt_vllm_plugin.serve.gateway.events import EventLog
-from tt_vllm_plugin.serve.gateway.metrics import MetricsRing, parse_metrics, sample
-from tt_vllm_plugin.serve.gateway.settings import GatewaySettings, ModelSpec
+from tt_serve.gateway.engine import Engine, EngineError, prepare, prepare_model_folder
+from tt_serve.gateway.events import EventLog
+from tt_serve.gateway.metrics import MetricsRing, parse_metrics, sample
+from tt_serve.gateway.settings import GatewaySettings, ModelSpec
 
 SAMPLE_INTERVAL_S = 2.0
 

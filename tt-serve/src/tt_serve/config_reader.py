@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tt_vllm_plugin.serve.errors import ExitCode, ServeError
+from tt_serve.errors import ExitCode, ServeError
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tt_vllm_plugin import envs
-from tt_vllm_plugin.pycompat import StrEnum
+from tt_serve import envs
+from tt_serve.pycompat import StrEnum
 
 ATTEMPT_ENV = envs.TT_SERVE_ATTEMPT.name  # 1 for the first server, 2 for the first restart, ...
 # Where the plugin's worker writes why its engine failed.

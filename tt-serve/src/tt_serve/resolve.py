@@ -16,12 +16,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tt_vllm_plugin.pycompat import StrEnum
-from tt_vllm_plugin.serve.catalog import Backend, Catalog
-from tt_vllm_plugin.serve.config import ModelEntry, ServerConfig
-from tt_vllm_plugin.serve.errors import ExitCode, ServeError
-from tt_vllm_plugin.serve.hardware import HardwareReport
-from tt_vllm_plugin.serve.models import MetadataError, ModelRef, metadata_places, read_backend_metadata
+from tt_serve.catalog import Backend, Catalog
+from tt_serve.config import ModelEntry, ServerConfig
+from tt_serve.errors import ExitCode, ServeError
+from tt_serve.hardware import HardwareReport
+from tt_serve.models import MetadataError, ModelRef, metadata_places, read_backend_metadata
+from tt_serve.pycompat import StrEnum
 
 
 class Source(StrEnum):

@@ -12,8 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tt_vllm_plugin.serve.config import ServerConfig, load_config
-from tt_vllm_plugin.serve.gateway.settings import GatewaySettings
+from tt_serve.config import ServerConfig, load_config
+from tt_serve.gateway.settings import GatewaySettings
 
 SHUTDOWN_GRACE_S = 10  # open streams get this long before uvicorn closes them
 
@@ -30,8 +30,8 @@ def _is_loopback(host: str) -> bool:
 def run_gateway(config_path: str | None, host: str | None, port: int | None, admin_token: str | None) -> int:
     import uvicorn
 
-    from tt_vllm_plugin.serve.gateway.app import create_app
-    from tt_vllm_plugin.serve.gateway.manager import Manager
+    from tt_serve.gateway.app import create_app
+    from tt_serve.gateway.manager import Manager
 
     config = load_config(Path(config_path).resolve()) if config_path else ServerConfig()
     settings = config.gateway or GatewaySettings()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tt_vllm_plugin.serve.catalog import Backend, Catalog, HardwareNeed
-from tt_vllm_plugin.serve.checks import find_distribution, plugin_entry_point
-from tt_vllm_plugin.serve.hardware import HardwareReport
-from tt_vllm_plugin.serve.trust import TrustPolicy, assess
-from tt_vllm_plugin.serve.versions import InstalledVllm, required_vllm, version_in
+from tt_serve.catalog import Backend, Catalog, HardwareNeed
+from tt_serve.checks import find_distribution, plugin_entry_point
+from tt_serve.hardware import HardwareReport
+from tt_serve.trust import TrustPolicy, assess
+from tt_serve.versions import InstalledVllm, required_vllm, version_in
 
 
 @dataclass(frozen=True, eq=False)

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from tt_vllm_plugin import envs
-from tt_vllm_plugin.pycompat import StrEnum
+from tt_serve import envs
+from tt_serve.pycompat import StrEnum
 
 PLATFORM_PLUGINS_GROUP = (
     "vllm.platform_plugins"  # vllm.plugins.PLATFORM_PLUGINS_GROUP, without importing vLLM

@@ -34,13 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tt_vllm_plugin import envs
-from tt_vllm_plugin.serve.catalog import Backend, Catalog, HardwareNeed
-from tt_vllm_plugin.serve.config_reader import ConfigReader, args_from_mapping, key_path, kind
-from tt_vllm_plugin.serve.errors import ExitCode, ServeError
+from tt_serve import envs
+from tt_serve.catalog import Backend, Catalog, HardwareNeed
+from tt_serve.config_reader import ConfigReader, args_from_mapping, key_path, kind
+from tt_serve.errors import ExitCode, ServeError
 
 if TYPE_CHECKING:
-    from tt_vllm_plugin.serve.gateway.settings import GatewaySettings
+    from tt_serve.gateway.settings import GatewaySettings
 
 CONFIG_ENV = envs.TT_SERVE_CONFIG.name
 
@@ -109,7 +109,7 @@ def _parse_file(path: Path) -> Any:
     except OSError as error:
         raise ServeError(f"{path}: cannot read the config file: {error.strerror}", ExitCode.CONFIG) from None
     if suffix == ".toml":
-        from tt_vllm_plugin.pycompat import tomllib
+        from tt_serve.pycompat import tomllib
 
         try:
             return tomllib.loads(raw.decode("utf-8"))
@@ -216,7 +216,7 @@ def load_config(path: str | Path) -> ServerConfig:
     trust = _trust(reader, data.get("trust", {}))
     gateway = None
     if gateway_section is not None:
-        from tt_vllm_plugin.serve.gateway.settings import parse_gateway
+        from tt_serve.gateway.settings import parse_gateway
 
         gateway = parse_gateway(reader, gateway_section, list(Catalog(backends)))
     config = ServerConfig(path, models, backends, trust, gateway)
