@@ -6,10 +6,18 @@ other's prefix must exist on the other side with the same name and default."""
 from __future__ import annotations
 
 from tt_serve import envs as serve_envs
+from tt_serve.progress import ENGINE_PHASES
 from tt_vllm_plugin import envs as plugin_envs
+from tt_vllm_plugin.worker.startup_phases import EnginePhase
 
 # What tt-serve sets for a server and the plugin reads there, or the reverse.
-SHARED = ("TT_SERVE_BACKEND", "TT_SERVE_ATTEMPT", "TT_VLLM_ENGINE_FAILURE_FILE", "TT_VLLM_DEVICE")
+SHARED = (
+    "TT_SERVE_BACKEND",
+    "TT_SERVE_ATTEMPT",
+    "TT_SERVE_STATUS_FILE",
+    "TT_VLLM_ENGINE_FAILURE_FILE",
+    "TT_VLLM_DEVICE",
+)
 
 
 def _by_name(module) -> dict:
@@ -28,3 +36,7 @@ def test_every_crossing_variable_is_listed_as_shared():
     crossing = {n for n in _by_name(plugin_envs) if n.startswith("TT_SERVE_")}
     crossing |= {n for n in _by_name(serve_envs) if n.startswith("TT_VLLM_")}
     assert crossing == set(SHARED)
+
+
+def test_the_engine_phases_the_plugin_writes_are_the_ones_tt_serve_reads():
+    assert [phase.value for phase in EnginePhase] == [phase.value for phase in ENGINE_PHASES]

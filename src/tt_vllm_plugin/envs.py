@@ -63,5 +63,8 @@ TT_SERVE_BACKEND = EnvVar(
 TT_SERVE_ATTEMPT = EnvVar(
     "TT_SERVE_ATTEMPT", "1", "set by tt-serve: 1 for the first server, 2 after a restart"
 )
+TT_SERVE_STATUS_FILE = EnvVar(
+    "TT_SERVE_STATUS_FILE", None, "set by tt-serve: where the worker appends its start-up phases"
+)
 
 REGISTRY: tuple[EnvVar, ...] = tuple(value for value in list(globals().values()) if isinstance(value, EnvVar))

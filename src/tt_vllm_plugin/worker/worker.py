@@ -27,6 +27,7 @@ from tt_vllm_plugin.options import tt_options_from_vllm_config
 from tt_vllm_plugin.worker.fault_injection import record_engine_failure
 from tt_vllm_plugin.worker.metrics import engine_metrics
 from tt_vllm_plugin.worker.model_runner import TTModelRunner
+from tt_vllm_plugin.worker.startup_phases import EnginePhase, report_phase
 
 logger = get_logger(__name__)
 
@@ -55,6 +56,7 @@ class TTWorker(WorkerBase):
     # ---- start-up -------------------------------------------------------------------------------
 
     def init_device(self) -> None:
+        report_phase(EnginePhase.OPENING_DEVICE)
         self.device_choice = resolve_device()
         tolerate_missing_accelerator()
         if self.device_choice is DeviceChoice.TTNN:
@@ -75,6 +77,7 @@ class TTWorker(WorkerBase):
             raise
 
     def load_model(self, *, load_dummy_weights: bool = False) -> None:
+        report_phase(EnginePhase.LOADING_WEIGHTS, self.model_config.model)
         self._runner().load_model()
 
     def get_model(self) -> Any:
@@ -144,6 +147,7 @@ class TTWorker(WorkerBase):
         return max(0, min(wanted, limit))
 
     def initialize_from_config(self, kv_cache_config: KVCacheConfig) -> None:
+        report_phase(EnginePhase.ALLOCATING_KV_CACHE, f"{kv_cache_config.num_blocks} blocks")
         self._runner().initialize_kv_cache(kv_cache_config.num_blocks)
         self._runner().metrics.set_num_blocks(kv_cache_config.num_blocks)
 
@@ -153,11 +157,14 @@ class TTWorker(WorkerBase):
         if not self.options.enable_model_warmup:
             return CompilationTimes(language_model=0.0, encoder=0.0)
         runner = self._runner()
+        trace = trace_flags(self.options.trace_mode)
+        traced = self.device_choice is DeviceChoice.TTNN and (trace.prefill or trace.decode)
+        report_phase(EnginePhase.WARMING_UP, "capturing traces" if traced else "")
         start = time.perf_counter()
         ran = warm_up(
             runner.tt_model,
             kv_cache=runner.kv_cache,
-            trace=trace_flags(self.options.trace_mode),
+            trace=trace,
             max_batch_size=runner.max_num_reqs,
             num_blocks=-(-runner.max_model_len // runner.block_size),
             sample_on_device_mode=runner.device_sampling_mode,

@@ -48,6 +48,9 @@ TT_SERVE_DISTRIBUTION = EnvVar(
 TT_SERVE_ATTEMPT = EnvVar(
     "TT_SERVE_ATTEMPT", "1", "set by tt-serve: 1 for the first server, 2 after a restart"
 )
+TT_SERVE_STATUS_FILE = EnvVar(
+    "TT_SERVE_STATUS_FILE", None, "set by tt-serve: where the server's start-up phases are appended"
+)
 TT_VLLM_ENGINE_FAILURE_FILE = EnvVar(
     "TT_VLLM_ENGINE_FAILURE_FILE", None, "set by tt-serve: where the worker writes why its engine failed"
 )
