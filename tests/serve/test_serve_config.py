@@ -204,3 +204,35 @@ def test_config_error_exit_status(tmp_path: Path, tt_serve) -> None:
     # TT_SERVE_CONFIG is the default for --config.
     done = tt_serve(["resolve", "m"], env={"TT_SERVE_CONFIG": str(path)})
     assert done.returncode == 3
+
+
+def test_a_catalog_backend_table_changes_only_the_keys_it_names(tmp_path: Path, monkeypatch):
+    """[backends.host] with python alone keeps everything else of host; relative paths are the file's."""
+    path = tmp_path / "conf" / "serve.toml"
+    path.parent.mkdir()
+    path.write_text(
+        '[backends.host]\npython = "../envs/host/bin/python"\n\n'
+        '[backends.metal]\npython = "$TT_TEST_HOME/python_env/bin/python"\nexclusive_device = false\n'
+    )
+    monkeypatch.setenv("TT_TEST_HOME", "/opt/tt-metal")
+    catalog = load_config(path).catalog()
+    host, metal, forge = catalog["host"], catalog["metal"], catalog["forge"]
+    assert host.python == str(tmp_path / "conf" / ".." / "envs" / "host" / "bin" / "python")
+    assert (host.distribution, host.env, host.exclusive_device) == (
+        "tt-vllm-plugin",
+        {"TT_VLLM_DEVICE": "host"},
+        False,
+    )
+    assert host.hardware is HardwareNeed.NONE and host.origin == f"built-in, changed by config file {path}"
+    assert metal.python == "/opt/tt-metal/python_env/bin/python" and metal.exclusive_device is False
+    assert metal.env == {"TT_VLLM_DEVICE": "ttnn"}
+    assert forge.exclusive_device is True and forge.python is None
+
+
+def test_exclusive_device_must_be_a_boolean(tmp_path: Path):
+    path = tmp_path / "c.toml"
+    path.write_text('[backends.host]\nexclusive_device = "yes"\n')
+    with pytest.raises(ServeError) as caught:
+        load_config(path)
+    expected = f"{path}: backends.host.exclusive_device: must be true or false, got str 'yes'"
+    assert str(caught.value) == expected

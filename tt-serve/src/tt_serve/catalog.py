@@ -43,6 +43,13 @@ class Backend:
     env: Mapping[str, str] = field(default_factory=dict)  # set for the server process
     description: str = ""
     origin: str = "built-in"  # or "config file <path>"
+    # The interpreter of the Python environment that holds the plugin (and its vLLM); None: found by
+    # looking (see environments.py). Metal and Forge plugins need different vLLMs, so a backend is a
+    # plugin in an environment of its own.
+    python: str | None = None
+    # The engine holds a device no second engine can open (a Tenstorrent card): a swap must stop the
+    # old engine before it starts the new one.
+    exclusive_device: bool = False
 
     @property
     def label(self) -> str:
@@ -78,6 +85,7 @@ def builtin_backends() -> dict[str, Backend]:
             install="pip install tt-vllm-plugin, plus ttnn from a tt-metal build or release for your card",
             env={envs.TT_VLLM_DEVICE.name: "ttnn"},
             description="this plugin on Tenstorrent hardware through ttnn (tt-metal models)",
+            exclusive_device=True,
         ),
         "forge": Backend(
             name="forge",
@@ -90,6 +98,7 @@ def builtin_backends() -> dict[str, Backend]:
                 "(Tenstorrent's package index; vllm_tt is not on PyPI)"
             ),
             description="tt-xla's plugin (TT-Forge compiler, torch-xla/PJRT); pins its own vLLM",
+            exclusive_device=True,
         ),
     }
 

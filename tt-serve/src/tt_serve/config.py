@@ -8,7 +8,11 @@ Example (TOML; the YAML form has the same keys)::
     tt = { kv_cache_tokens = 8192 }           # TT options, passed as --additional-config '{"tt": {...}}'
     env = { MESH_DEVICE = "N150" }
 
-    [backends.forge-nightly]                  # add (or override) a catalog backend
+    [backends.metal]                          # a catalog backend: only the keys given change
+    python = "/opt/tt-metal/python_env/bin/python"   # its environment's interpreter
+    exclusive_device = true                   # a swap stops the old engine before starting the new one
+
+    [backends.forge-nightly]                  # add a backend
     distribution = "vllm_tt"
     entry_point = "tt"
     vllm = "==0.26.0"                         # optional: default is the distribution's own vllm pin
@@ -28,6 +32,7 @@ the file and the key, because a silently ignored key in a deployment file costs 
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tt_serve import envs
-from tt_serve.catalog import Backend, Catalog, HardwareNeed
+from tt_serve.catalog import Backend, Catalog, HardwareNeed, builtin_backends
 from tt_serve.config_reader import ConfigReader, args_from_mapping, key_path, kind
 from tt_serve.errors import ExitCode, ServeError
 
@@ -46,7 +51,17 @@ CONFIG_ENV = envs.TT_SERVE_CONFIG.name
 
 _TOP_KEYS = {"models", "backends", "trust", "gateway"}
 _MODEL_KEYS = {"backend", "vllm_args", "tt", "env"}
-_BACKEND_KEYS = {"distribution", "entry_point", "vllm", "hardware", "install", "env", "description"}
+_BACKEND_KEYS = {
+    "distribution",
+    "entry_point",
+    "vllm",
+    "hardware",
+    "install",
+    "env",
+    "description",
+    "python",
+    "exclusive_device",
+}
 _TRUST_KEYS = {"allow", "pins"}
 _PIN_KEYS = {"version", "record_sha256"}
 
@@ -151,29 +166,62 @@ def _model_entry(reader: ConfigReader, pattern: str, value: Any) -> ModelEntry:
 
 
 def _backend(reader: ConfigReader, name: str, value: Any, origin: str) -> Backend:
+    """A new backend, or a catalog backend with the keys the table gives changed (the rest kept)."""
     key = key_path("backends", name)
     table = reader.table(value, key, _BACKEND_KEYS)
-    for required in ("distribution", "hardware"):
-        if required not in table:
-            raise reader.fail(key_path(key, required), "is required")
-    hardware = reader.string(table["hardware"], key_path(key, "hardware"))
-    try:
-        need = HardwareNeed(hardware)
-    except ValueError:
-        choices = ", ".join(repr(h.value) for h in HardwareNeed)
-        raise reader.fail(key_path(key, "hardware"), f"must be one of {choices}, got {hardware!r}") from None
-    distribution = reader.string(table["distribution"], key_path(key, "distribution"))
+    base = builtin_backends().get(name)
+    if base is None:
+        for required in ("distribution", "hardware"):
+            if required not in table:
+                raise reader.fail(key_path(key, required), "is required")
+    distribution = (
+        reader.string(table["distribution"], key_path(key, "distribution"))
+        if "distribution" in table
+        else base.distribution
+    )
+    need = base.hardware if base is not None and "hardware" not in table else None
+    if need is None:
+        hardware = reader.string(table["hardware"], key_path(key, "hardware"))
+        try:
+            need = HardwareNeed(hardware)
+        except ValueError:
+            choices = ", ".join(repr(h.value) for h in HardwareNeed)
+            raise reader.fail(
+                key_path(key, "hardware"), f"must be one of {choices}, got {hardware!r}"
+            ) from None
+    python = None
+    if "python" in table:
+        python = _interpreter_path(reader.string(table["python"], key_path(key, "python")), reader.path)
+    exclusive = base.exclusive_device if base is not None else need is HardwareNeed.TENSTORRENT
+    if "exclusive_device" in table:
+        exclusive = reader.boolean(table["exclusive_device"], key_path(key, "exclusive_device"))
     return Backend(
         name=name,
         distribution=distribution,
-        entry_point=reader.string(table.get("entry_point", "tt"), key_path(key, "entry_point")),
-        vllm=reader.specifier(table["vllm"], key_path(key, "vllm")) if "vllm" in table else None,
+        entry_point=reader.string(table["entry_point"], key_path(key, "entry_point"))
+        if "entry_point" in table
+        else (base.entry_point if base is not None else "tt"),
+        vllm=reader.specifier(table["vllm"], key_path(key, "vllm"))
+        if "vllm" in table
+        else (base.vllm if base is not None else None),
         hardware=need,
-        install=reader.string(table.get("install", f"pip install {distribution}"), key_path(key, "install")),
-        env=reader.string_map(table.get("env", {}), key_path(key, "env")),
-        description=str(table.get("description", "")),
-        origin=origin,
+        install=reader.string(table["install"], key_path(key, "install"))
+        if "install" in table
+        else (base.install if base is not None else f"pip install {distribution}"),
+        env=reader.string_map(table["env"], key_path(key, "env"))
+        if "env" in table
+        else (base.env if base is not None else {}),
+        description=str(table.get("description", base.description if base is not None else "")),
+        origin=origin if base is None else f"built-in, changed by {origin}",
+        python=python if python is not None else (base.python if base is not None else None),
+        exclusive_device=exclusive,
     )
+
+
+def _interpreter_path(text: str, config_path: Path) -> str:
+    """``~`` and ``$VARIABLES`` expanded; a relative path is relative to the config file's folder."""
+    path = Path(os.path.expandvars(text)).expanduser()
+    return str(path if path.is_absolute() else (config_path.parent / path).absolute())
 
 
 def _trust(reader: ConfigReader, value: Any) -> TrustSettings:

@@ -48,6 +48,11 @@ class ConfigReader:
             raise self.fail(key, f"must be a non-empty string, got {kind(value)}")
         return value
 
+    def boolean(self, value: Any, key: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(key, f"must be true or false, got {kind(value)}")
+        return value
+
     def string_map(self, value: Any, key: str) -> dict[str, str]:
         table = self.table(value, key)
         for name, item in table.items():
