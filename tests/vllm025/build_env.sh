@@ -77,6 +77,10 @@ record_versions "$VENV/tt-versions-before.json"
 # The plugin with its own dependencies and no `host` extra: nothing here may replace vLLM or torch
 # (tests/vllm025/test_environment.py compares the two records).
 "${PIP[@]}" -e "$REPO"
+# The STAND-IN for tt-xla's Forge plugin (distribution vllm_tt, serving through this plugin's host
+# device; tests/fixtures/forge_standin): tt-serve's `forge` backend in a second environment. Not
+# editable, so its RECORD covers its files like a real install's.
+"${PIP[@]}" --no-deps --no-build-isolation "$REPO/tests/fixtures/forge_standin"
 record_versions "$VENV/tt-versions-after.json"
 # The test tools (the tests check the versions again, after these too).
 "${PIP[@]}" -c "$VENV/constraints.txt" pytest openai requests

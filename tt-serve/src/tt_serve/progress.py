@@ -39,7 +39,7 @@ LABELS = {
     Phase.OPENING_DEVICE: "opening the device",
     Phase.LOADING_WEIGHTS: "loading weights",
     Phase.ALLOCATING_KV_CACHE: "allocating the KV cache",
-    Phase.WARMING_UP: "warming up (compiling kernels, capturing traces)",
+    Phase.WARMING_UP: "warming up",
     Phase.READY: "ready",
     Phase.STOPPED: "stopped",
 }

@@ -5,7 +5,7 @@
 3. the model's own metadata (``tt_serve.backend``, see ``models.py``);
 4. hardware detection, consulted only when none of the above decides. It never picks a backend whose
    plugin is not installed: with a Tenstorrent card, ``metal`` (needs ttnn) then ``forge``; without
-   one, ``host``.
+   one, ``host``. "Installed" means installed in the backend's own Python environment.
 
 All sources are read (cheaply) even after one decides, so a conflict is visible in the steps and in
 the reason instead of being silently ignored.
@@ -83,7 +83,7 @@ def resolve(
     config: ServerConfig,
     catalog: Catalog,
     hardware: Callable[[], HardwareReport],
-    is_installed: Callable[[str], bool],
+    is_installed: Callable[[Backend], bool],
 ) -> Resolution:
     asks: list[Step] = [_cli_step(cli_backend, catalog)]
     entry = config.match(model.name) if config.path else None
@@ -159,9 +159,10 @@ def _metadata_step(model: ModelRef, catalog: Catalog) -> tuple[Step, str | None]
     return Step(Source.METADATA, f"{found.file} asks for {found.backend!r}", found.backend), None
 
 
-def _hardware_step(hw: HardwareReport, catalog: Catalog, is_installed: Callable[[str], bool]) -> Step:
+def _hardware_step(hw: HardwareReport, catalog: Catalog, is_installed: Callable[[Backend], bool]) -> Step:
     def installed(name: str) -> bool:
-        return name in catalog and is_installed(catalog[name].distribution)
+        """In the backend's own Python environment (see environments.py)."""
+        return name in catalog and is_installed(catalog[name])
 
     if hw.present:
         seen = f"Tenstorrent hardware detected ({hw.describe()})"

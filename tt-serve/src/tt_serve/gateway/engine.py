@@ -27,7 +27,6 @@ import httpx
 from tt_serve import envs
 from tt_serve.gateway.settings import ModelSpec, reserved_arg_problem, tt_additional_config
 from tt_serve.launch import _die_with_parent
-from tt_serve.models import DEFAULT_ALIAS
 
 State = Literal["starting", "serving", "draining", "stopped", "failed"]
 LOG_TAIL_CHARS = 3000
@@ -51,6 +50,7 @@ class Prepared:
     argv: tuple[str, ...]
     env_changes: Mapping[str, str]
     warnings: tuple[str, ...]
+    prepare_model: tuple[str, ...] | None  # prepares the embedded model in the backend's environment
 
 
 def free_port() -> int:
@@ -103,15 +103,17 @@ async def prepare(spec: ModelSpec, port: int, config_path: Path | None) -> Prepa
         argv=tuple(data["command"]),
         env_changes=dict(data["env"]),
         warnings=warnings,
+        prepare_model=tuple(data["prepare_model"]) if data.get("prepare_model") else None,
     )
 
 
-async def prepare_model_folder(spec: ModelSpec, target: str) -> None:
-    """The embedded model's alias needs its folder converted once (as ``tt-serve serve`` does first)."""
-    if spec.model != DEFAULT_ALIAS or (Path(target) / "config.json").is_file():
+async def prepare_model_folder(prepared: Prepared) -> None:
+    """The embedded model's alias needs its folder converted once (as ``tt-serve serve`` does first), by
+    the backend's own environment (the command comes from ``serve --dry-run --json``)."""
+    if prepared.prepare_model is None or (Path(prepared.model_target) / "config.json").is_file():
         return
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tt_vllm_plugin.models.default", stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        *prepared.prepare_model, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     _, err = await process.communicate()
     if process.returncode != 0:

@@ -104,7 +104,7 @@ class Manager:
         )
         self._all.add(engine)
         try:
-            await prepare_model_folder(engine.spec, prepared.model_target)
+            await prepare_model_folder(prepared)
             await engine.start(prepared, self.settings.start_timeout_s, self.client)
         except EngineError as error:
             engine.state, engine.last_error = "failed", error.message
