@@ -63,7 +63,7 @@ test: model chromium vllm025
 	$(PY) -m pytest -q -ra
 	$(MAKE) --no-print-directory test-vllm025
 
-test-fast: model
+test-fast: model vllm025
 	$(PY) -m pytest -q -ra -m "not engine and not server"
 
 # What the benchmarks need beyond the tests (matplotlib for serve_sweep's plots).

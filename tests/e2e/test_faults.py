@@ -152,3 +152,75 @@ def test_tt_serve_restarts_a_failed_server_which_then_serves(tmp_path):
     ) in text
     assert text.count("restarting in") == 1
     assert "giving up" not in text
+
+
+def _engine_core(api_server_pid: int) -> int:
+    """The engine core process vLLM's API server started (its process title is VLLM::EngineCore)."""
+    import psutil
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for child in psutil.Process(api_server_pid).children(recursive=True):
+            try:
+                if "EngineCore" in child.name() or "EngineCore" in " ".join(child.cmdline()):
+                    return child.pid
+            except psutil.NoSuchProcess:
+                continue
+        time.sleep(0.5)
+    raise AssertionError(f"no engine core under the API server {api_server_pid}")
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _api_server(tt_serve_pid: int) -> int:
+    import psutil
+
+    (child,) = psutil.Process(tt_serve_pid).children()
+    return child.pid
+
+
+def test_tt_serve_restarts_after_real_sigkills_of_engine_core_and_api_server(tmp_path):
+    """What the OOM killer does: SIGKILL the engine core (vLLM's API server then exits 0 and nobody
+    reports anything), then SIGKILL the API server itself. Both times tt-serve serves again after its
+    back-off with no manual step: any exit it did not ask for is a failure."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "tt-serve.log"
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
+    command = [TT_SERVE, "serve", SERVED_NAME, "--backend", "host", "--restart", "on-failure"]
+    command += ["--max-restarts", "3", "--port", str(port), *SMALL]
+    with open(log, "w") as out:
+        tt_serve = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+    try:
+        _wait_healthy(base_url, tt_serve, log)
+        first_api_server = _api_server(tt_serve.pid)
+        os.kill(_engine_core(first_api_server), signal.SIGKILL)
+        _wait_for(
+            log,
+            "tt-serve: server exited with status 0 although nobody asked it to stop; restarting in 1 s "
+            "(attempt 1 of 3)",
+            120,
+        )
+        _wait_healthy(base_url, tt_serve, log)
+        assert _complete(base_url, "The capital of France is", max_tokens=3).json()["choices"][0]["text"] == (
+            " Paris.\n"
+        )
+        second_api_server = _api_server(tt_serve.pid)
+        assert second_api_server != first_api_server
+        second_engine_core = _engine_core(second_api_server)
+        os.kill(second_api_server, signal.SIGKILL)
+        _wait_for(log, "tt-serve: server exited with status 137; restarting in 2 s (attempt 2 of 3)", 60)
+        _wait_healthy(base_url, tt_serve, log)
+        # The orphaned engine core of the killed API server was swept before the new server started.
+        assert not _alive(second_engine_core)
+        assert _complete(base_url, "The capital of France is", max_tokens=3).status_code == 200
+    finally:
+        status = _stop(tt_serve)
+    assert status == 0, log.read_text(errors="replace")[-6000:]

@@ -127,3 +127,16 @@ def make_env(cache_dir: Path) -> Callable[..., dict[str, str]]:
         return clean_env(cache_dir, extra)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def general_hook_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test fixture that registers only a vllm.general_plugins entry point, installed in a folder."""
+    work = tmp_path_factory.mktemp("general-hook")
+    source = work / "src"
+    shutil.copytree(
+        REPO / "tests" / "fixtures" / "general_plugin",
+        source,
+        ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"),
+    )
+    return _pip_target(source, work / "site")

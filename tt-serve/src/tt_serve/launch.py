@@ -205,6 +205,15 @@ def _die_with_parent() -> None:
         pass
 
 
+def _sweep_group(group: int) -> None:
+    """SIGKILL what is left of the server's process group once its leader is gone: an engine core whose
+    API server was killed must not hold memory (or, on a card, the device) while a new server starts."""
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def run(plan: LaunchPlan, policy: RestartPolicy | None = None) -> int:
     """Start the server, forward signals to it, return its exit status (128+N when killed by signal N).
 
@@ -244,6 +253,7 @@ def run(plan: LaunchPlan, policy: RestartPolicy | None = None) -> int:
                     child.terminate()
                 status = child.wait()
                 watch.stop()
+                _sweep_group(child.pid)
                 failure = failure_file.read_text().strip() if failure_file.exists() else None
             status = 128 - status if status < 0 else status
             if failure:
