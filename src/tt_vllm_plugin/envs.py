@@ -48,6 +48,9 @@ TT_VLLM_METRICS_DIR = EnvVar(
 TT_VLLM_FAULT_INJECT = EnvVar(
     "TT_VLLM_FAULT_INJECT", None, 'tests only: "step=N[,mode=raise|exit][,attempt=K]" fails a model step'
 )
+TT_VLLM_EXIT_REPORTS = EnvVar(
+    "TT_VLLM_EXIT_REPORTS", "hide", "hide | show: Triton's nanobind leak report at exit (quiet_exit.py)"
+)
 TT_VLLM_ENGINE_FAILURE_FILE = EnvVar(
     "TT_VLLM_ENGINE_FAILURE_FILE", None, "set by tt-serve: where the worker writes why its engine failed"
 )
