@@ -201,7 +201,7 @@ class TTWorker(WorkerBase):
             record_engine_failure(error)
             raise
         finally:
-            runner.metrics.end_step(getattr(runner, "sampling_steps", None))
+            runner.metrics.end_step(runner.sampling_steps)
 
     def check_health(self) -> None:
         return
