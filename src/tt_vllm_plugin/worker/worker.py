@@ -63,7 +63,7 @@ class TTWorker(WorkerBase):
             device = open_host_device(self.model_config.dtype)
         try:
             logger.info("tt worker on the %s device", device.name)
-            self.model_runner = TTModelRunner(self.vllm_config, device)
+            self.model_runner = TTModelRunner(self.vllm_config, device, self.options)
             self.model_runner.metrics = engine_metrics(self.device_choice.value)
         except BaseException:
             # A mesh left open wedges the board for the next process: close it (the start-up error
