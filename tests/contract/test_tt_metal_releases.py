@@ -1,4 +1,4 @@
-"""The adapter (models/tt_metal.py) and the runner's tt-metal calls against TEST DOUBLES of two tt-metal
+"""The adapter (models/tt_metal*.py) and the runner's tt-metal calls against TEST DOUBLES of two tt-metal
 releases' generator classes (tests/contract/tt_metal_doubles.py: real signatures, shims and return
 types; no computation). Issue 17 items 1-5 and the "likely" items that concern the generator; the mesh
 items are in tests/unit/test_device_mesh.py and tests/unit/test_ttnn_lifecycle.py.
@@ -15,13 +15,9 @@ import pytest
 import torch
 
 from tests.contract import tt_metal_doubles as doubles
-from tt_vllm_plugin.models.tt_metal import (
-    accepts,
-    adapter_for,
-    forward_target,
-    trace_flags,
-    warm_up,
-)
+from tt_vllm_plugin.models.optional_hooks import trace_flags, warm_up
+from tt_vllm_plugin.models.tt_metal import adapter_for
+from tt_vllm_plugin.models.tt_metal_signatures import accepts, forward_target
 from tt_vllm_plugin.options import TTOptions
 from tt_vllm_plugin.worker.decode import finish_decode_read, start_decode_read
 from tt_vllm_plugin.worker.decode_slots import DecodeSlots

@@ -45,7 +45,8 @@ Conventions (all tensors on the host, in torch):
     would have returned (a ``(result, extra)`` tuple is accepted too; ``extra`` is ignored). Under
     vLLM's async scheduling the engine core processes the previous step's output and schedules the
     next step in between, while the device decodes. tt-metal releases whose ``read_decode_output``
-    takes ``(tt_out, unpadded_batch, is_tokens)`` instead decode synchronously (``tt_metal.py``).
+    takes ``(tt_out, unpadded_batch, is_tokens)`` instead decode synchronously
+    (``optional_hooks.async_read_problem``).
 
 ``sampling_params`` (capability ``supports_sample_on_device``)
     The runner passes it only for steps whose every request needs no more than greedy / temperature /

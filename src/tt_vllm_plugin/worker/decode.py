@@ -15,7 +15,7 @@ import torch
 
 from tt_vllm_plugin.log import get_logger
 from tt_vllm_plugin.models.contract import SUPPORTS_ASYNC_DECODE, capability
-from tt_vllm_plugin.models.tt_metal import async_read_problem
+from tt_vllm_plugin.models.optional_hooks import async_read_problem
 from tt_vllm_plugin.worker.decode_slots import DecodeLayout
 from tt_vllm_plugin.worker.metrics import StepMetrics
 from tt_vllm_plugin.worker.step_data import DecodeRead, RowOutputs, StepContext

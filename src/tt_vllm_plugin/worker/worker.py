@@ -22,7 +22,7 @@ from tt_vllm_plugin.activation import DeviceChoice, resolve_device
 from tt_vllm_plugin.device.host import open_host_device, tolerate_missing_accelerator
 from tt_vllm_plugin.device.ttnn import close_ttnn_device, open_ttnn_device
 from tt_vllm_plugin.log import get_logger
-from tt_vllm_plugin.models.tt_metal import kv_token_budget, trace_flags, warm_up
+from tt_vllm_plugin.models.optional_hooks import kv_token_budget, trace_flags, warm_up
 from tt_vllm_plugin.options import tt_options_from_vllm_config
 from tt_vllm_plugin.worker.fault_injection import record_engine_failure
 from tt_vllm_plugin.worker.metrics import engine_metrics
