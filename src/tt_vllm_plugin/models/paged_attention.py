@@ -3,12 +3,14 @@
 Cache layout per layer (the contract's): K and V each ``(num_blocks, num_kv_heads, block_size, head_dim)``.
 Token position ``p`` of a request lives in block ``page_table[p // block_size]`` at offset
 ``p % block_size``. Everything here is vectorised over tokens; the only Python loop is over the
-requests of a prefill batch, whose attention shapes differ.
+requests of a prefill batch, whose attention shapes differ. :class:`TorchBatch` is the attention
+object a forward pass builds on this path (``host_attention.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -153,3 +155,39 @@ def decode_attention(
         grouped, keys.to(q.dtype), values.to(q.dtype), attn_mask=mask, scale=scale
     )
     return out.reshape(batch, heads * head_dim)
+
+
+@dataclass(frozen=True)
+class TorchBatch:
+    """One forward pass's attention in plain torch, shared by every layer (the shape of
+    :class:`~tt_vllm_plugin.models.cpu_attention.KernelBatch`, built from the same per-pass context).
+
+    A prefill attends row by row (``prefill_attention``); a decode, one new token per row, in one
+    batched call (``decode_attention``).
+    """
+
+    page_table: torch.Tensor  # (R, max_blocks) int32
+    blocks: torch.Tensor  # (N,) cache block of each new token
+    offsets: torch.Tensor  # (N,) its offset in that block
+    positions: torch.Tensor  # (N,) its position in its request
+    starts: list[int]  # (R,) tokens of each row already cached before this pass
+    new_lens: list[int]  # (R,) new tokens of each row
+    decode: bool
+    scale: float
+
+    def attend(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        k_cache: torch.Tensor,
+        v_cache: torch.Tensor,
+    ) -> torch.Tensor:
+        """Write the new tokens' ``k``/``v`` (N, kv_heads, head_dim) into the cache, then attend
+        ``q`` (N, heads, head_dim) to each request's cached and new tokens. Returns (N, heads * head_dim)."""
+        write_kv(k_cache, v_cache, self.blocks, self.offsets, k, v)
+        if self.decode:
+            return decode_attention(q, k_cache, v_cache, self.page_table, self.positions, self.scale)
+        return prefill_attention(
+            q, k, v, k_cache, v_cache, self.page_table, self.starts, self.new_lens, self.scale
+        )
