@@ -7,7 +7,8 @@ backend that wrote it. The model therefore chooses once, when it is loaded (devi
 confirms the choice once more when it allocates its KV cache, the first moment the block size is known
 (the kernels take multiples of 16 only; any other size keeps the cache on torch for its life).
 
-Each forward pass describes where its new tokens sit in the paged cache (:class:`PassContext`) and gets
+Each forward pass describes where its new tokens sit in the paged cache
+(:class:`~tt_vllm_plugin.models.paged_attention.PassContext`) and gets
 one attention object for it from the backend (:class:`~tt_vllm_plugin.models.cpu_attention.KernelBatch`
 or :class:`~tt_vllm_plugin.models.paged_attention.TorchBatch`); every layer calls its
 ``attend(q, k, v, k_cache, v_cache)``.
@@ -20,49 +21,8 @@ from typing import Protocol
 
 import torch
 
-from tt_vllm_plugin.models.contract import KVCache
 from tt_vllm_plugin.models.cpu_attention import KernelBatch, host_attention_choice, kernel_block_size_ok
-from tt_vllm_plugin.models.paged_attention import TorchBatch, block_coordinates
-
-
-@dataclass(frozen=True)
-class PassContext:
-    """Where one forward pass's new tokens sit: rows (requests) with ``new_lens[r]`` new tokens each,
-    flat in the pass's q/k/v, row after row, ending at ``seq_lens[r]`` tokens in the cache."""
-
-    page_table: torch.Tensor  # (R, max_blocks) int32: each row's blocks
-    positions: torch.Tensor  # (N,) position of each new token in its request
-    blocks: torch.Tensor  # (N,) cache block of each new token
-    offsets: torch.Tensor  # (N,) its offset in that block
-    new_lens: list[int]
-    seq_lens: list[int]
-    block_size: int
-    cache_dtype: torch.dtype
-    decode: bool  # decode_forward's pass: one new token per row
-
-    @classmethod
-    def build(
-        cls,
-        page_table: torch.Tensor,
-        rows: torch.Tensor,
-        positions: torch.Tensor,
-        new_lens: list[int],
-        seq_lens: list[int],
-        kv_cache: KVCache,
-        decode: bool,
-    ) -> PassContext:
-        """``rows[j]``: the page-table row of new token ``j``, which sits at ``positions[j]``."""
-        k_cache = kv_cache[0][0]
-        block_size = k_cache.shape[2]
-        blocks, offsets = block_coordinates(page_table, rows, positions, block_size)
-        return cls(
-            page_table, positions, blocks, offsets, new_lens, seq_lens, block_size, k_cache.dtype, decode
-        )
-
-    @property
-    def starts(self) -> list[int]:
-        """Tokens of each row already cached before this pass."""
-        return [seq - new for seq, new in zip(self.seq_lens, self.new_lens, strict=True)]
+from tt_vllm_plugin.models.paged_attention import PassContext, TorchBatch
 
 
 class PassAttention(Protocol):
@@ -82,16 +42,7 @@ class TorchAttention:
         return self
 
     def for_pass(self, ctx: PassContext) -> PassAttention:
-        return TorchBatch(
-            page_table=ctx.page_table,
-            blocks=ctx.blocks,
-            offsets=ctx.offsets,
-            positions=ctx.positions,
-            starts=ctx.starts,
-            new_lens=ctx.new_lens,
-            decode=ctx.decode,
-            scale=self.scale,
-        )
+        return TorchBatch(ctx, self.scale)
 
 
 @dataclass(frozen=True)

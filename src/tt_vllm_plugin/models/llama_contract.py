@@ -25,9 +25,9 @@ from tt_vllm_plugin.models.contract import (
     KVCache,
 )
 from tt_vllm_plugin.models.device_sampling import sample_rows
-from tt_vllm_plugin.models.host_attention import PassContext, choose_attention
 from tt_vllm_plugin.models.llama_decoder import LlamaFamilyDecoder
-from tt_vllm_plugin.models.llama_weights import PACKED_MODULES, FamilyLayout, ModelWeights, load_model_weights
+from tt_vllm_plugin.models.llama_weights import PACKED_MODULES, FamilyLayout, load_model_weights
+from tt_vllm_plugin.models.paged_attention import PassContext
 
 
 def _as_int_list(values: torch.Tensor | Sequence[int]) -> list[int]:
@@ -49,22 +49,6 @@ class HostLlamaFamilyModel(LlamaFamilyDecoder):
     }
     # Checkpoint modules the loader packs into the decoder's qkv_proj and gate_up_proj (checkpoint.py).
     packed_modules_mapping: PackedModulesMapping = PACKED_MODULES
-
-    def __init__(
-        self,
-        config: Any,
-        weights: ModelWeights,
-        torch_device: torch.device,
-        dtype: torch.dtype,
-        max_batch_size: int,
-        max_seq_len: int,
-    ) -> None:
-        super().__init__(config, weights, torch_device, dtype, max_seq_len)
-        self.max_batch_size = max_batch_size
-        # Chosen once here, confirmed for the cache's block size in allocate_kv_cache (host_attention.py).
-        self.attention = choose_attention(
-            torch_device, dtype, self.num_heads, self.num_kv_heads, self.head_dim, self.scale
-        )
 
     # ---- construction
 
@@ -104,9 +88,9 @@ class HostLlamaFamilyModel(LlamaFamilyDecoder):
     ) -> HostLlamaFamilyModel:
         """Load the checkpoint ``hf_config`` came from onto the host device.
 
-        ``mesh_device`` is a :class:`~tt_vllm_plugin.device.host.HostDevice`. ``tt_data_parallel``
-        and ``optimizations`` are accepted for the contract; the host computes all rows at once, so
-        they change nothing observable.
+        ``mesh_device`` is a :class:`~tt_vllm_plugin.device.host.HostDevice`. ``max_batch_size``,
+        ``tt_data_parallel`` and ``optimizations`` are accepted for the contract; the host computes all
+        rows at once, so they change nothing observable.
         """
         if not isinstance(mesh_device, HostDevice):
             raise TypeError(f"{cls.__name__} runs on a HostDevice, got {type(mesh_device).__name__}.")
@@ -123,9 +107,7 @@ class HostLlamaFamilyModel(LlamaFamilyDecoder):
             mesh_device.torch_device,
             cls.packed_modules_mapping,
         )
-        return cls(
-            hf_config, weights, mesh_device.torch_device, mesh_device.dtype, max_batch_size, max_seq_len
-        )
+        return cls(hf_config, weights, mesh_device.torch_device, mesh_device.dtype, max_seq_len)
 
     # ---- contract
 

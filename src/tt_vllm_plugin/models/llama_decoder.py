@@ -4,7 +4,8 @@ Linear layers are :class:`~tt_vllm_plugin.models.host_linear.HostLinear` (vLLM's
 else ``F.linear``), with q/k/v and gate/up packed into one matrix each at load time
 (``llama_weights.py``). Between the matmuls, RMSNorm (fused with the residual add), RoPE and SwiGLU run
 on vLLM's fused CPU kernels where they exist (``host_ops.py``), which agree with transformers' float32
-numerics to about 1e-6. Attention is whatever the pass's attention object does (``host_attention.py``).
+numerics to about 1e-6. Attention runs on the backend chosen at load (``host_attention.py``), through
+the attention object each pass hands :meth:`LlamaFamilyDecoder.forward`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from tt_vllm_plugin.models.contract import KVCache
-from tt_vllm_plugin.models.host_attention import PassAttention
+from tt_vllm_plugin.models.host_attention import HostAttention, PassAttention, choose_attention
 from tt_vllm_plugin.models.host_ops import (
     HostOps,
     RotaryEmbedding,
@@ -32,7 +33,8 @@ def head_dim_of(config: Any) -> int:
 
 
 class LlamaFamilyDecoder:
-    """The decoder's math over flat tokens: the model's dimensions, weights and elementwise ops."""
+    """The decoder's math over flat tokens: the model's dimensions, weights, elementwise ops and
+    attention backend."""
 
     def __init__(
         self,
@@ -60,6 +62,10 @@ class LlamaFamilyDecoder:
             dtype,
             torch_device,
             self.ops.fused,
+        )
+        # Chosen once here, confirmed for the cache's block size when the model allocates its KV cache.
+        self.attention: HostAttention = choose_attention(
+            torch_device, dtype, self.num_heads, self.num_kv_heads, self.head_dim, self.scale
         )
 
     def forward(
