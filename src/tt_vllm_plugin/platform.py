@@ -153,7 +153,7 @@ class TTPlatform(Platform):
             model_cls = _rewrite_architecture(model_config)
             _gate_on_capabilities(vllm_config, model_cls)
             reject_unsupported_caching(vllm_config, device, options)
-            cls._model_capabilities = dict(getattr(model_cls, "model_capabilities", None) or {})
+            cls._model_capabilities = dict(model_cls.model_capabilities)
             cls._vocab_size = model_config.get_vocab_size()
 
         logger.info(
@@ -216,7 +216,7 @@ def _rewrite_architecture(model_config: Any) -> type:
 
 def _gate_on_capabilities(vllm_config: VllmConfig, model_cls: type) -> None:
     """Turn off prefix caching / chunked prefill when the model does not declare them."""
-    capabilities = getattr(model_cls, "model_capabilities", None) or {}
+    capabilities = model_cls.model_capabilities
     cache = vllm_config.cache_config
     if cache.enable_prefix_caching and not capabilities.get(SUPPORTS_PREFIX_CACHING, False):
         logger.info("Prefix caching disabled: %s does not support it", model_cls.__name__)

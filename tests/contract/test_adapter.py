@@ -1,4 +1,5 @@
-"""The tt-metal adapter and hooks (models/tt_metal.py) and the registry's ttnn side, without tt-metal.
+"""The tt-metal adapter and hooks (models/tt_metal*.py, models/optional_hooks.py) and the registry's
+ttnn side, without tt-metal.
 
 ``GeneratorDouble`` below is a TEST DOUBLE shaped like tt_transformers' generator classes (``*_text``
 methods behind ``(*args, **kwargs)`` shims, as in tt-metal's generator_vllm.py). It records what the
@@ -19,16 +20,10 @@ import torch
 from tt_vllm_plugin.activation import DeviceChoice
 from tt_vllm_plugin.models import registry, tt_metal
 from tt_vllm_plugin.models.device_sampling import DeviceSamplingParams
-from tt_vllm_plugin.models.tt_metal import (
-    TraceFlags,
-    TTMetalUnavailable,
-    adapter_for,
-    call_with_accepted,
-    kv_token_budget,
-    to_tt_metal_sampling_params,
-    trace_flags,
-    warm_up,
-)
+from tt_vllm_plugin.models.optional_hooks import TraceFlags, kv_token_budget, trace_flags, warm_up
+from tt_vllm_plugin.models.tt_metal import TTMetalUnavailable, adapter_for
+from tt_vllm_plugin.models.tt_metal_sampling import to_tt_metal_sampling_params
+from tt_vllm_plugin.models.tt_metal_signatures import call_with_accepted
 
 
 class GeneratorDouble:

@@ -23,7 +23,7 @@ from tt_vllm_plugin.models.contract import (
     SUPPORTS_SAMPLE_ON_DEVICE,
     TTModel,
 )
-from tt_vllm_plugin.models.tt_metal import (
+from tt_vllm_plugin.models.optional_hooks import (
     ASYNC_DECODE_HOOKS,
     OPTIONAL_HOOKS,
     kv_token_budget,

@@ -1,4 +1,4 @@
-"""The adapter (models/tt_metal.py) and the runner's tt-metal calls against TEST DOUBLES of two tt-metal
+"""The adapter (models/tt_metal*.py) and the runner's tt-metal calls against TEST DOUBLES of two tt-metal
 releases' generator classes (tests/contract/tt_metal_doubles.py: real signatures, shims and return
 types; no computation). Issue 17 items 1-5 and the "likely" items that concern the generator; the mesh
 items are in tests/unit/test_device_mesh.py and tests/unit/test_ttnn_lifecycle.py.
@@ -15,16 +15,15 @@ import pytest
 import torch
 
 from tests.contract import tt_metal_doubles as doubles
-from tt_vllm_plugin.models.tt_metal import (
-    accepts,
-    adapter_for,
-    forward_target,
-    trace_flags,
-    warm_up,
-)
+from tt_vllm_plugin.models.optional_hooks import trace_flags, warm_up
+from tt_vllm_plugin.models.tt_metal import adapter_for
+from tt_vllm_plugin.models.tt_metal_signatures import accepts, forward_target
 from tt_vllm_plugin.options import TTOptions
+from tt_vllm_plugin.worker.decode import finish_decode_read, start_decode_read
 from tt_vllm_plugin.worker.decode_slots import DecodeSlots
 from tt_vllm_plugin.worker.model_runner import TTModelRunner
+from tt_vllm_plugin.worker.prefill import single_prefill
+from tt_vllm_plugin.worker.step_data import RowOutputs
 
 MAX_BATCH = 8
 
@@ -137,22 +136,16 @@ def test_async_decode_reads_the_tokens_of_process_decode_output_host():
         ZEROS, start_pos, TABLE, [], read_from_device=False, sampling_params=sampling(8)
     )
     assert isinstance(device_out, list)  # unread: the device output, unchanged
-    runner = SimpleNamespace(
-        tt_model=model,
-        mesh_device=SimpleNamespace(wait_for_events=lambda events: None),
-        metrics=SimpleNamespace(model_wait=contextlib.nullcontext),
-        vocab_size=doubles.VOCAB,
-    )
-    runner._store_decode_output = lambda *a: TTModelRunner._store_decode_output(runner, *a)
+    # Rows 0 and 1 were decoded in slots 0 and 4 (slot 4 is on the second submesh).
+    read = start_decode_read(model, device_out, np.array([0, 1]), np.array([0, 4]))
     sampled = torch.zeros(2, dtype=torch.int64)
-    pending = SimpleNamespace(
-        decode_read=TTModelRunner._start_decode_read(runner, device_out),
-        decode_rows=np.array([0, 1]),
-        decode_slots=np.array([0, 4]),  # slot 4 is on the second submesh
-        sampled=sampled,
-        logits=None,
+    finish_decode_read(
+        model,
+        SimpleNamespace(wait_for_events=lambda events: None),
+        read,
+        RowOutputs(sampled, sampled_on_device=True),
+        SimpleNamespace(model_wait=contextlib.nullcontext),
     )
-    TTModelRunner._finish_decode_read(runner, pending)
     assert sampled.tolist() == [1000, 1004]
 
 
@@ -186,7 +179,7 @@ def test_sample_on_device_mode_all_end_to_end_through_the_adapter():
 
 
 def runner_prefill(model: Any, slots: DecodeSlots, req_ids: list[str], rows: list[int], extra: dict) -> Any:
-    """TTModelRunner._single_prefill, driven with only what it reads."""
+    """The runner's prefill call (worker/prefill.py single_prefill), driven with only what it reads."""
     batch = SimpleNamespace(
         req_ids=req_ids,
         prefill_inputs=lambda rows, ends: SimpleNamespace(
@@ -196,8 +189,8 @@ def runner_prefill(model: Any, slots: DecodeSlots, req_ids: list[str], rows: lis
             start_pos=torch.zeros(len(rows), dtype=torch.int32),
         ),
     )
-    runner = SimpleNamespace(tt_model=model, decode_slots=slots, kv_cache=[])
-    return TTModelRunner._single_prefill(runner, batch, np.array(rows), np.array([4] * len(rows)), extra)
+    ctx = SimpleNamespace(model=model, batch=batch, slots=slots, kv_cache=[])
+    return single_prefill(ctx, np.array(rows), np.array([4] * len(rows)), extra)
 
 
 def test_runner_sends_empty_slots_with_data_parallel_one_and_the_seed_lands_in_the_decode_slot():
@@ -360,8 +353,7 @@ def test_decode_holes_between_live_slots_are_skipped_and_state_stays_with_its_sl
     out = model.decode_forward(ZEROS, start_pos, TABLE, [], sampling_params=sampling(8))
     assert calls(model, "decode_forward")[-1]["written_slots"] == [0, 2]  # the hole writes no KV
     sampled = torch.zeros(2, dtype=torch.int64)
-    runner = SimpleNamespace(vocab_size=doubles.VOCAB)
-    TTModelRunner._store_decode_output(runner, out, np.array([0, 1]), live, None, sampled)
+    RowOutputs(sampled, sampled_on_device=True).put_decode(np.array([0, 1]), live, out)
     assert sampled.tolist() == [doubles.TOKEN_BASE + 0, doubles.TOKEN_BASE + 2]  # each row from its slot
     # A new request fills the hole and is seeded there: slot 1, not the prefill row's 0.
     slots.assign("d")

@@ -30,7 +30,7 @@ from transformers import (
 from tests.contract import helpers
 from tests.contract.helpers import BlockPool, padded_tokens, page_table
 from tt_vllm_plugin.device.host import HostDevice
-from tt_vllm_plugin.models import llama
+from tt_vllm_plugin.models import llama_decoder
 from tt_vllm_plugin.models.contract import (
     SUPPORTS_ASYNC_DECODE,
     SUPPORTS_CHUNKED_PREFILL,
@@ -195,7 +195,7 @@ def test_batched_prefill_matches_transformers(checkpoint):
 def test_plain_torch_ops_match_transformers(checkpoint, monkeypatch):
     """Without vLLM's fused CPU kernels (a CUDA host device, a vLLM without its CPU build) the
     decoder's elementwise steps run as torch ops; they must give the same logits."""
-    monkeypatch.setattr(llama, "fused_kernels_available", lambda device: False)
+    monkeypatch.setattr(llama_decoder, "fused_kernels_available", lambda device: False)
     model = checkpoint.tt_model()
     assert not model.ops.fused and not model.rope.fused
     prompts = random_prompts([6, 11], seed=5)

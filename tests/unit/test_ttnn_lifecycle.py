@@ -229,7 +229,7 @@ def on_ttnn(monkeypatch, stand_in):
 
 
 def test_worker_closes_the_mesh_when_start_up_fails_after_opening(on_ttnn, stand_in, monkeypatch):
-    def broken_runner(vllm_config, mesh_device):
+    def broken_runner(vllm_config, mesh_device, options):
         raise ValueError("runner could not start")
 
     monkeypatch.setattr(on_ttnn, "TTModelRunner", broken_runner)
@@ -250,7 +250,7 @@ def test_worker_hands_the_mesh_to_the_runner_and_closes_it_once_on_shutdown(on_t
     runners = []
 
     class Runner:
-        def __init__(self, vllm_config, mesh_device):
+        def __init__(self, vllm_config, mesh_device, options):
             self.mesh_device, self.kv_cache, self.tt_model = mesh_device, ["kv"], "model"
             runners.append(self)
 

@@ -8,7 +8,10 @@ Conventions (all tensors on the host, in torch):
 
 ``allocate_kv_cache(kv_cache_shape, dtype, num_layers)``
     ``kv_cache_shape = (num_blocks, num_kv_heads, block_size, head_dim)``; returns one ``[K, V]`` pair per
-    layer. Block 0 is a real block like any other (vLLM hands out block ids from 0).
+    layer. Block 0 is vLLM's null block: the KV cache manager's ``BlockPool`` takes it off the free list
+    at start-up and never gives it to a request. That is why the zero padding of every page table below
+    is safe: a padded entry names a block no request owns, so whatever a model reads from it or writes
+    to it for a padded position touches no request's tokens.
 
 ``prefill_forward(tokens, page_table, kv_cache, prompt_lens, start_pos=None, ...)``
     ``tokens``: (B, S) int64, row ``i`` holds request ``i``'s tokens from position 0 up to
@@ -42,7 +45,8 @@ Conventions (all tensors on the host, in torch):
     would have returned (a ``(result, extra)`` tuple is accepted too; ``extra`` is ignored). Under
     vLLM's async scheduling the engine core processes the previous step's output and schedules the
     next step in between, while the device decodes. tt-metal releases whose ``read_decode_output``
-    takes ``(tt_out, unpadded_batch, is_tokens)`` instead decode synchronously (``tt_metal.py``).
+    takes ``(tt_out, unpadded_batch, is_tokens)`` instead decode synchronously
+    (``optional_hooks.async_read_problem``).
 
 ``sampling_params`` (capability ``supports_sample_on_device``)
     The runner passes it only for steps whose every request needs no more than greedy / temperature /

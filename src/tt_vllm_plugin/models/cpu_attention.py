@@ -5,8 +5,8 @@ vLLM's CPU build ships the kernels its CPU platform attends with (``cpu_attn_res
 without a cached prefix, and decodes), reading K/V straight out of the paged cache through the page
 table. They take the contract's cache shape, ``(num_blocks, num_kv_heads, block_size, head_dim)``
 for K and for V, but store K inside a block in their own order, so a model that writes its cache
-with them must also read it with them: the choice is made once per model
-(:func:`vllm_cpu_attention_available`), and :mod:`~tt_vllm_plugin.models.paged_attention` (plain
+with them must also read it with them: the choice is made once per model and cache
+(``host_attention.py``), and :mod:`~tt_vllm_plugin.models.paged_attention` (plain
 torch) serves every other case (a CUDA host device, head sizes or dtypes the kernels do not take, a
 vLLM without its CPU build).
 

@@ -165,3 +165,16 @@ def sample_on_device(logits: torch.Tensor, params: DeviceSamplingParams) -> torc
         generator = torch.Generator(device=logits.device).manual_seed(int(params.seeds[row]))
         tokens[row] = torch.multinomial(probs, 1, generator=generator)[0]
     return tokens
+
+
+def sample_rows(
+    logits: torch.Tensor, params: Any, num_rows: int, rows: torch.Tensor | None = None
+) -> torch.Tensor:
+    """A host model's device sampling of ``logits`` (one per computed row) with the call's
+    ``sampling_params``: its first ``num_rows`` entries, or the entries of ``rows`` (decode slots)."""
+    if not isinstance(params, DeviceSamplingParams):
+        raise TypeError(f"sampling_params must be a DeviceSamplingParams, got {type(params).__name__}.")
+    if params.num_rows < num_rows:
+        raise ValueError(f"sampling_params has {params.num_rows} rows; this call has {num_rows}.")
+    chosen = params.select(slice(0, num_rows) if rows is None else rows.cpu())
+    return sample_on_device(logits, chosen)

@@ -3,15 +3,20 @@
 Cache layout per layer (the contract's): K and V each ``(num_blocks, num_kv_heads, block_size, head_dim)``.
 Token position ``p`` of a request lives in block ``page_table[p // block_size]`` at offset
 ``p % block_size``. Everything here is vectorised over tokens; the only Python loop is over the
-requests of a prefill batch, whose attention shapes differ.
+requests of a prefill batch, whose attention shapes differ. A forward pass says where its new tokens
+sit in the cache (:class:`PassContext`, read by both attention backends, ``host_attention.py``);
+:class:`TorchBatch` is its attention object on this path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from tt_vllm_plugin.models.contract import KVCache
 
 
 def block_coordinates(
@@ -153,3 +158,65 @@ def decode_attention(
         grouped, keys.to(q.dtype), values.to(q.dtype), attn_mask=mask, scale=scale
     )
     return out.reshape(batch, heads * head_dim)
+
+
+@dataclass(frozen=True)
+class PassContext:
+    """Where one forward pass's new tokens sit: rows (requests) with ``new_lens[r]`` new tokens each,
+    flat in the pass's q/k/v, row after row, ending at ``seq_lens[r]`` tokens in the cache."""
+
+    page_table: torch.Tensor  # (R, max_blocks) int32: each row's blocks
+    positions: torch.Tensor  # (N,) position of each new token in its request
+    blocks: torch.Tensor  # (N,) cache block of each new token
+    offsets: torch.Tensor  # (N,) its offset in that block
+    new_lens: list[int]
+    seq_lens: list[int]
+    block_size: int
+    cache_dtype: torch.dtype
+    decode: bool  # decode_forward's pass: one new token per row
+
+    @classmethod
+    def build(
+        cls,
+        page_table: torch.Tensor,
+        rows: torch.Tensor,
+        positions: torch.Tensor,
+        new_lens: list[int],
+        seq_lens: list[int],
+        kv_cache: KVCache,
+        decode: bool,
+    ) -> PassContext:
+        """``rows[j]``: the page-table row of new token ``j``, which sits at ``positions[j]``."""
+        k_cache = kv_cache[0][0]
+        block_size = k_cache.shape[2]
+        blocks, offsets = block_coordinates(page_table, rows, positions, block_size)
+        return cls(
+            page_table, positions, blocks, offsets, new_lens, seq_lens, block_size, k_cache.dtype, decode
+        )
+
+    @property
+    def starts(self) -> list[int]:
+        """Tokens of each row already cached before this pass."""
+        return [seq - new for seq, new in zip(self.seq_lens, self.new_lens, strict=True)]
+
+
+@dataclass(frozen=True)
+class TorchBatch:
+    """One forward pass's attention in plain torch, shared by every layer: the shape of
+    :class:`~tt_vllm_plugin.models.cpu_attention.KernelBatch` (same ``attend``), read from the pass's
+    :class:`PassContext`. A prefill attends row by row (:func:`prefill_attention`), a decode, one new
+    token per row, in one batched call (:func:`decode_attention`)."""
+
+    context: PassContext
+    scale: float
+
+    def attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor
+    ) -> torch.Tensor:
+        ctx = self.context
+        write_kv(k_cache, v_cache, ctx.blocks, ctx.offsets, k, v)
+        if ctx.decode:
+            return decode_attention(q, k_cache, v_cache, ctx.page_table, ctx.positions, self.scale)
+        return prefill_attention(
+            q, k, v, k_cache, v_cache, ctx.page_table, ctx.starts, ctx.new_lens, self.scale
+        )

@@ -22,7 +22,6 @@ from tt_vllm_plugin.compat import input_batch_kwargs
 class PrefillInputs:
     """One batched ``prefill_forward`` call (see ``models/contract.py``)."""
 
-    rows: np.ndarray  # batch rows in this call
     tokens: torch.Tensor  # (B, max_end) int64, each row's tokens [0, end), zero padded
     page_table: torch.Tensor  # (B, max_blocks) int32, zero padded
     prompt_lens: torch.Tensor  # (B,) int32: end of the computed range
@@ -33,8 +32,6 @@ class PrefillInputs:
 class DecodeInputs:
     """One ``decode_forward`` call, padded to ``max_batch`` slots (-1 start_pos in empty ones)."""
 
-    rows: np.ndarray  # batch rows in this call
-    slots: np.ndarray  # decode slot of each row: rows[i] is fed in slot slots[i]
     tokens: torch.Tensor  # (max_batch, 1) int64
     start_pos: torch.Tensor  # (max_batch,) int32
     page_table: torch.Tensor  # (max_batch, max_blocks_per_request) int32, zero padded
@@ -56,8 +53,9 @@ class TTInputBatch(InputBatch):
         out = torch.zeros((num_rows, max(num_blocks, 1)), dtype=torch.int32)
         if len(rows) and num_blocks:
             ids = table.get_cpu_tensor()[rows, :num_blocks].clone()
-            # Rows keep stale ids past their own length after a slot is reused: zero them, as the
-            # contract promises zero padding.
+            # Rows keep stale ids past their own length after a slot is reused, and those blocks may
+            # belong to another request by now. Zero is vLLM's null block, which no request owns, so
+            # a model that touches padded entries (tt-metal pads its prefill) harms nobody.
             used = torch.from_numpy(table.num_blocks_per_row[rows].astype(np.int64))
             ids[torch.arange(num_blocks)[None, :] >= used[:, None]] = 0
             where = torch.arange(len(rows)) if slots is None else torch.from_numpy(slots)
@@ -73,7 +71,6 @@ class TTInputBatch(InputBatch):
         block_size = self.block_table[0].block_size
         num_blocks = -(-max_end // block_size)
         return PrefillInputs(
-            rows=rows,
             tokens=tokens,
             page_table=self._page_table(rows, len(rows), num_blocks),
             prompt_lens=torch.from_numpy(ends.astype(np.int32)),
@@ -93,8 +90,6 @@ class TTInputBatch(InputBatch):
         # a model reads only the blocks its positions reach.
         num_blocks = self.block_table[0].max_num_blocks_per_req
         return DecodeInputs(
-            rows=rows,
-            slots=slots,
             tokens=tokens,
             start_pos=start_pos,
             page_table=self._page_table(rows, max_batch, num_blocks, slots),

@@ -246,20 +246,16 @@ class StepMetrics:
     def begin_sample(self) -> None:
         self._mark = time.perf_counter()
 
-    def end_step(self, sampling_totals: Mapping[str, int] | None = None) -> None:
+    def end_step(self, sampling_totals: Mapping[str, int]) -> None:
         """Close a step. ``sampling_totals``: the runner's running count of steps per sampler
-        ("device"/"host"), when it keeps one; without it every model step counts as host-sampled."""
+        ("device"/"host"); the counters advance by what it grew since the last step."""
         self._runner_seconds += time.perf_counter() - self._mark
         if not self._model_called:
             return
         self._model_called = False
         self.steps.inc()
         self.host_overhead_seconds.observe(max(0.0, self._runner_seconds - self._model_seconds))
-        if sampling_totals is None:
-            self.sampled_on["host"].inc()
-            return
         for where, total in sampling_totals.items():
-            where = getattr(where, "value", where)  # an enum member or its name
-            if where in self.sampled_on and total > self._sampling_totals.get(where, 0):
+            if total > self._sampling_totals.get(where, 0):
                 self.sampled_on[where].inc(total - self._sampling_totals.get(where, 0))
                 self._sampling_totals[where] = total

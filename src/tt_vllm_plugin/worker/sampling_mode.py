@@ -14,7 +14,6 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +29,7 @@ from tt_vllm_plugin.models.device_sampling import (
     DeviceSamplingParams,
     request_seed_tensor,
 )
-from tt_vllm_plugin.options import tt_options_from_vllm_config
+from tt_vllm_plugin.options import TTOptions
 
 
 class SamplingPath(enum.Enum):
@@ -129,10 +128,9 @@ class SamplingOptions:
     sample_on_device_mode: str | None
     always_compat_sampling: bool
 
-
-def sampling_options(vllm_config: Any) -> SamplingOptions:
-    options = tt_options_from_vllm_config(vllm_config)
-    return SamplingOptions(options.sample_on_device_mode, options.always_compat_sampling)
+    @classmethod
+    def of(cls, options: TTOptions) -> SamplingOptions:
+        return cls(options.sample_on_device_mode, options.always_compat_sampling)
 
 
 def device_sampling_params(

@@ -22,7 +22,7 @@ from tt_vllm_plugin.activation import DeviceChoice, resolve_device
 from tt_vllm_plugin.device.host import open_host_device, tolerate_missing_accelerator
 from tt_vllm_plugin.device.ttnn import close_ttnn_device, open_ttnn_device
 from tt_vllm_plugin.log import get_logger
-from tt_vllm_plugin.models.tt_metal import kv_token_budget, trace_flags, warm_up
+from tt_vllm_plugin.models.optional_hooks import kv_token_budget, trace_flags, warm_up
 from tt_vllm_plugin.options import tt_options_from_vllm_config
 from tt_vllm_plugin.worker.fault_injection import record_engine_failure
 from tt_vllm_plugin.worker.metrics import engine_metrics
@@ -65,7 +65,7 @@ class TTWorker(WorkerBase):
             device = open_host_device(self.model_config.dtype)
         try:
             logger.info("tt worker on the %s device", device.name)
-            self.model_runner = TTModelRunner(self.vllm_config, device)
+            self.model_runner = TTModelRunner(self.vllm_config, device, self.options)
             self.model_runner.metrics = engine_metrics(self.device_choice.value)
         except BaseException:
             # A mesh left open wedges the board for the next process: close it (the start-up error
@@ -208,7 +208,7 @@ class TTWorker(WorkerBase):
             record_engine_failure(error)
             raise
         finally:
-            runner.metrics.end_step(getattr(runner, "sampling_steps", None))
+            runner.metrics.end_step(runner.sampling_steps)
 
     def check_health(self) -> None:
         return
