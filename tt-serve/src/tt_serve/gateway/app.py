@@ -128,7 +128,7 @@ def create_app(manager: Manager, admin_token: str | None) -> FastAPI:
     async def backends() -> dict[str, object]:
         from tt_serve.gateway.backends import backends_report
 
-        return await backends_report(manager.config_path)
+        return await backends_report(manager.config_path, manager.settings.engine_env)
 
     @app.get("/admin/api/metrics")
     async def metrics() -> dict[str, object]:

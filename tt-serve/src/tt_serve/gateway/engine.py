@@ -133,12 +133,18 @@ async def prepare(
     )
 
 
-async def prepare_model_folder(spec: ModelSpec, target: str) -> None:
-    """The embedded model's alias needs its folder converted once (as ``tt-serve serve`` does first)."""
+async def prepare_model_folder(spec: ModelSpec, target: str, env: Mapping[str, str]) -> None:
+    """The embedded model's alias needs its folder converted once (as ``tt-serve serve`` does first);
+    ``env``: the engine's environment (the conversion is the plugin's code)."""
     if spec.model != DEFAULT_ALIAS or (Path(target) / "config.json").is_file():
         return
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tt_vllm_plugin.models.default", stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        sys.executable,
+        "-m",
+        "tt_vllm_plugin.models.default",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(env),
     )
     _, err = await process.communicate()
     if process.returncode != 0:

@@ -205,7 +205,7 @@ class Manager:
         env = {**self.settings.engine_env.apply(os.environ), **engine.spec.env, **prepared.env_changes}
         self._all.add(engine)
         try:
-            await prepare_model_folder(engine.spec, prepared.model_target)
+            await prepare_model_folder(engine.spec, prepared.model_target, env)
             await engine.start(self.settings.start_timeout_s, self.client, env, self._port_taken)
         except EngineError as error:
             self.events.error(f"generation {engine.generation} failed to start: {error.summary}", name)
