@@ -24,7 +24,7 @@ SECRET_WORDS = frozenset({"TOKEN", "KEY", "PASS", "AUTH", "COOKIE"})
 SECRET_PARTS = ("SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "APIKEY")
 # Secret although no word says so: vLLM's own log redaction treats it as one (it holds a watermark key).
 SECRET_OPTIONS = frozenset({"--watermark-config"})
-MIN_SCRUBBED_LENGTH = 4  # shorter values would blank ordinary words out of every message
+MIN_SCRUBBED_LENGTH = 6  # shorter values ("true", "none") would blank ordinary words out of messages
 _WORD_SPLIT = re.compile(r"[_\-]+")
 
 
