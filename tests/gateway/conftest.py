@@ -10,6 +10,14 @@ with different engine arguments: ``MODEL_A`` ("smol-a", max_model_len 1024) and 
 ("smol-b", max_model_len 2048). The swap tests change smol-b's engine arguments during the session, so
 only rely on smol-b's *name*; smol-a is never swapped or removed.
 
+The session gateway's environment also holds test secrets (:data:`GATEWAY_SECRETS`) and its config
+an ``engine_env_drop`` / ``engine_env_keep`` rule and a model ``env`` table, so that
+test_gateway_security.py can read what reached an engine's /proc/<pid>/environ.
+
+``start_gateway(template, token, timeout=..., extra_env=None, wait=True)`` starts another gateway from a
+TOML template (``{port}`` is filled in); with ``wait=False`` it returns as soon as the gateway answers,
+while its engines may still be starting. ``stop_gateway(handle)`` stops one before the session ends.
+
 ``read_only_gateway`` (session scope) -> :class:`GatewayHandle` for a gateway with no models and no
 admin token (``admin_token`` is None): starts in a second, no engine.
 
@@ -38,16 +46,27 @@ MODEL_B = "smol-b"
 MAX_LEN = {MODEL_A: 1024, MODEL_B: 2048}  # the per-engine marker: each engine reports its max_model_len
 START_TIMEOUT_S = 900  # two engines on a busy 2-core machine
 # Variables that change tt-serve's or vLLM's behaviour: the gateway starts from none of them.
+# PYTHONPATH passes: run from a git worktree with PYTHONPATH naming its sources, the gateway and its
+# engines run that worktree's code (tt-serve's narrowing puts its own folder first either way).
 _SCRUBBED = (
     "VLLM_PLUGINS",
     "VLLM_TARGET_DEVICE",
     "TT_VLLM_DEVICE",
     "TT_SERVE_CONFIG",
     "TT_SERVE_ADMIN_TOKEN",
-    "PYTHONPATH",
     "FAKE_VLLM_TT_FAIL",
     "VLLM_WORKER_MULTIPROC_METHOD",
 )
+
+# In the session gateway's environment: what must not reach an engine, and what must.
+GATEWAY_SECRETS = {
+    "TT_TEST_DB_PASSWORD": "pw-must-not-reach-engines",
+    "TT_TEST_SERVICE_API_KEY": "key-must-not-reach-engines",
+    "TT_TEST_SITE_URL": "http://dropped-by-engine-env-drop",  # not secret-named: dropped by the glob
+    "TT_TEST_KEPT_TOKEN": "kept-by-engine-env-keep",
+    "TT_TEST_PLAIN": "plain-value",
+}
+MODEL_ENV_SECRET = ("TT_TEST_MODEL_API_KEY", "named-in-the-model-env-table")
 
 GATEWAY_TOML = """\
 [gateway]
@@ -55,6 +74,8 @@ host = "127.0.0.1"
 port = {port}
 drain_timeout_s = 30
 start_timeout_s = 600
+engine_env_drop = ["TT_TEST_SITE_*"]
+engine_env_keep = ["HF_TOKEN", "TT_TEST_KEPT_TOKEN"]
 
 [[gateway.models]]
 name = "smol-a"
@@ -62,6 +83,7 @@ model = "smollm2-135m-instruct"
 backend = "host"
 vllm_args = ["--max-num-seqs", "4", "--max-model-len", "1024"]
 tt = {{ kv_cache_tokens = 8192 }}
+env = {{ TT_TEST_MODEL_API_KEY = "named-in-the-model-env-table" }}
 
 [[gateway.models]]
 name = "smol-b"
@@ -93,11 +115,16 @@ class GatewayHandle:
         return {"Authorization": f"Bearer {self.admin_token}"} if self.admin_token else {}
 
 
-def gateway_env(token: str | None) -> dict[str, str]:
+def gateway_env(token: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
+    env.update(extra or {})
     if token:
         env["TT_SERVE_ADMIN_TOKEN"] = token
     return env
+
+
+def stop_gateway(handle: GatewayHandle) -> None:
+    _stop(handle.process)
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -116,7 +143,13 @@ def start_gateway(tmp_path_factory: pytest.TempPathFactory):
     """``start_gateway(toml_template, token, timeout)`` -> GatewayHandle, healthy; stopped at session end."""
     started: list[subprocess.Popen] = []
 
-    def start(template: str, token: str | None, timeout: float = START_TIMEOUT_S) -> GatewayHandle:
+    def start(
+        template: str,
+        token: str | None,
+        timeout: float = START_TIMEOUT_S,
+        extra_env: dict[str, str] | None = None,
+        wait: bool = True,
+    ) -> GatewayHandle:
         work = tmp_path_factory.mktemp("gateway")
         port = free_port()
         config = work / "gateway.toml"
@@ -127,7 +160,7 @@ def start_gateway(tmp_path_factory: pytest.TempPathFactory):
                 [TT_SERVE, "gateway", "--config", str(config)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=gateway_env(token),
+                env=gateway_env(token, extra_env),
                 cwd=work,
                 start_new_session=True,  # its own group: a hung gateway and its engines die together
             )
@@ -139,7 +172,7 @@ def start_gateway(tmp_path_factory: pytest.TempPathFactory):
                 raise RuntimeError(f"gateway exited with {process.returncode}:\n{handle.log()[-6000:]}")
             try:
                 health = requests.get(f"{handle.base_url}/health", timeout=5)
-                if health.status_code == 200:
+                if health.status_code == 200 or not wait:
                     return handle
                 if "failed" in health.json()["models"].values():  # an engine could not start: say why now
                     raise RuntimeError(f"a gateway model failed to start:\n{handle.log()[-6000:]}")
@@ -156,7 +189,7 @@ def start_gateway(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def gateway(start_gateway) -> Iterator[GatewayHandle]:
-    yield start_gateway(GATEWAY_TOML, secrets.token_urlsafe(24))
+    yield start_gateway(GATEWAY_TOML, secrets.token_urlsafe(24), extra_env=GATEWAY_SECRETS)
 
 
 @pytest.fixture(scope="session")

@@ -164,6 +164,10 @@ def test_console_shows_the_gateway_and_swaps_a_model(gateway: GatewayHandle, pag
     ) as swapped:
         page.locator("#panel button[type=submit]").click()
         expect(row_b.get_by_test_id("swapping")).to_be_visible()
+        # The replacement's start-up phase, as its engine reports it, beside the model that keeps serving.
+        expect(row_b.get_by_test_id("pending-progress")).to_have_text(
+            re.compile(rf"^replacement generation {before['generation'] + 1}: .+ · \d+ s$")
+        )
         expect(page.get_by_test_id("panel-status")).to_contain_text(f"swapping {MODEL_B}…")
         expect(row_b.get_by_test_id("state")).to_have_text("serving")  # the old engine serves meanwhile
         shot(page, "swap-in-progress")

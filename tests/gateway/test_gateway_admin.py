@@ -31,9 +31,34 @@ def _model(gateway: GatewayHandle, name: str) -> dict:
     return next(m for m in _state(gateway)["models"] if m["name"] == name)
 
 
-def _complete(gateway: GatewayHandle, name: str) -> requests.Response:
+def _complete(gateway: GatewayHandle, name: str, api_key: str | None = None) -> requests.Response:
     body = {"model": name, "prompt": "Hello", "max_tokens": 4, "temperature": 0}
-    return requests.post(f"{gateway.base_url}/v1/completions", json=body, timeout=300)
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    return requests.post(f"{gateway.base_url}/v1/completions", json=body, headers=headers, timeout=300)
+
+
+def _shown_anywhere(gateway: GatewayHandle, secret: str) -> list[str]:
+    """Where ``secret`` shows: the read API (with and without the admin token), the events, the
+    gateway's own log, and tt-serve gateway-status."""
+    found = []
+    for label, headers in (("state", {}), ("state with the token", gateway.auth())):
+        text = requests.get(f"{gateway.base_url}/admin/api/state", headers=headers, timeout=10).text
+        if secret in text:
+            found.append(label)
+    if secret in requests.get(f"{gateway.base_url}/admin/api/events", timeout=10).text:
+        found.append("events")
+    if secret in gateway.log():
+        found.append("gateway log")
+    status = subprocess.run(
+        [TT_SERVE, "gateway-status", "--gateway", gateway.base_url, "--json"],
+        env=gateway_env(gateway.admin_token),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if secret in status.stdout + status.stderr:
+        found.append("gateway-status")
+    return found
 
 
 @pytest.mark.parametrize(("method", "path", "body"), WRITES)
@@ -58,7 +83,12 @@ def test_read_only_gateway_refuses_writes(
         )
         assert response.status_code == 403
         assert response.json()["error"]["message"] == READ_ONLY_MESSAGE
-    assert _state(read_only_gateway) == {"read_only": True, "models": [], "swaps_in_progress": []}
+    assert _state(read_only_gateway) == {
+        "read_only": True,
+        "log_tails_shown": False,
+        "models": [],
+        "swaps_in_progress": [],
+    }
 
 
 def test_state_describes_each_engine(gateway: GatewayHandle) -> None:
@@ -131,18 +161,23 @@ def test_swap_command_reports_a_refused_swap(gateway: GatewayHandle) -> None:
 
 
 def test_failed_engine_start_changes_nothing_and_says_why(gateway: GatewayHandle) -> None:
-    """A replacement whose vLLM server exits at start (a context longer than the model's): 502, its log."""
+    """A replacement whose vLLM server exits at start (a context longer than the model's): 502, its log;
+    its secret argument is shown nowhere, not even in the admin's error."""
     before = _model(gateway, MODEL_A)
+    secret = "sk-failed-swap-" + os.urandom(6).hex()
     response = requests.post(
         f"{gateway.base_url}/admin/api/models/{MODEL_A}/swap",
-        json={"engine_args": ["--max-num-seqs", "4", "--max-model-len", "100000"]},
+        json={"engine_args": ["--max-num-seqs", "4", "--max-model-len", "100000", "--api-key", secret]},
         headers=gateway.auth(),
         timeout=600,
     )
     assert response.status_code == 502, response.text
     message = response.json()["error"]["message"]
     assert message.startswith("the engine exited with status ")
+    assert "before it was healthy (log: " in message
     assert "100000" in message  # the tail of the engine's log names the bad value
+    assert secret not in response.text
+    assert _shown_anywhere(gateway, secret) == []
     after = _model(gateway, MODEL_A)
     assert after == before
     assert _complete(gateway, MODEL_A).status_code == 200
@@ -178,12 +213,15 @@ def test_bad_admin_requests(gateway: GatewayHandle) -> None:
 
 
 def test_add_then_remove_a_model(gateway: GatewayHandle) -> None:
+    """A model added with a secret engine argument (vLLM's --api-key): it serves, the key is never shown,
+    and the engine checks it itself (the gateway passes the client's Authorization through)."""
     auth = gateway.auth()
+    key = "sk-engine-" + os.urandom(6).hex()
     spec = {
         "name": "smol-c",
         "model": "smollm2-135m-instruct",
         "backend": "host",
-        "engine_args": ["--max-num-seqs", "2", "--max-model-len", "512"],
+        "engine_args": ["--max-num-seqs", "2", "--max-model-len", "512", "--api-key", key],
         "tt": {"kv_cache_tokens": 4096},
     }
     added = requests.post(f"{gateway.base_url}/admin/api/models", json=spec, headers=auth, timeout=900)
@@ -195,9 +233,27 @@ def test_add_then_remove_a_model(gateway: GatewayHandle) -> None:
         "host",
         1,
     )
-    listed = requests.get(f"{gateway.base_url}/v1/models", timeout=30).json()["data"]
-    assert {m["id"]: m["max_model_len"] for m in listed}["smol-c"] == 512
-    assert _complete(gateway, "smol-c").status_code == 200
+    assert entry["engine_args"] == ["--max-num-seqs", "2", "--max-model-len", "512", "--api-key", "***"]
+    assert key not in added.text
+    listed = requests.get(
+        f"{gateway.base_url}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=30
+    ).json()["data"]
+    assert {m["id"]: m.get("max_model_len") for m in listed}["smol-c"] == 512
+    assert _complete(gateway, "smol-c", api_key=key).status_code == 200
+    assert _complete(gateway, "smol-c").status_code == 401  # the engine's own check, passed through
+    assert _shown_anywhere(gateway, key) == []
+    # A swap that sends the shown "***" back keeps the real key; one with nothing to keep is refused.
+    refused = requests.post(
+        f"{gateway.base_url}/admin/api/models/smol-c/swap",
+        json={"engine_args": ["--hf-token", "***"]},
+        headers=auth,
+        timeout=30,
+    )
+    assert refused.status_code == 422
+    assert refused.json()["error"]["message"] == (
+        "--hf-token is given as '***' (the redacted value) but the model's current engine arguments have "
+        "no value to keep for it; give the real value"
+    )
 
     # An engine that dies is reported (state, /health, requests), and removing it cleans up its group.
     os.kill(entry["pid"], signal.SIGKILL)
@@ -206,7 +262,17 @@ def test_add_then_remove_a_model(gateway: GatewayHandle) -> None:
         time.sleep(0.5)
     dead = _model(gateway, "smol-c")
     assert dead["state"] == "failed" and dead["healthy"] is False
-    assert dead["last_error"].startswith("the engine exited with status -9; the end of its log")
+    assert dead["last_error"] == f"the engine exited with status -9 (log: {entry['log_path']})"
+    assert dead["log_tail"] is None  # the end of an engine's log: only with the admin token
+    with_token = next(
+        m
+        for m in requests.get(f"{gateway.base_url}/admin/api/state", headers=auth, timeout=10).json()[
+            "models"
+        ]
+        if m["name"] == "smol-c"
+    )
+    assert "Application startup complete" in with_token["log_tail"]
+    assert key not in with_token["log_tail"]
     health = requests.get(f"{gateway.base_url}/health", timeout=10)
     assert health.status_code == 503
     assert health.json() == {
@@ -215,7 +281,10 @@ def test_add_then_remove_a_model(gateway: GatewayHandle) -> None:
     }
     refused = _complete(gateway, "smol-c")
     assert refused.status_code == 503
-    assert refused.json()["error"]["message"].startswith("the model `smol-c` is failed: the engine exited")
+    assert refused.json()["error"]["message"] == (
+        f"the model `smol-c` is failed: the engine exited with status -9 (log: {entry['log_path']})"
+    )
+    assert _shown_anywhere(gateway, key) == []
 
     removed = requests.delete(f"{gateway.base_url}/admin/api/models/smol-c", headers=auth, timeout=300)
     assert removed.status_code == 200

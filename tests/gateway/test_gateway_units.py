@@ -102,10 +102,22 @@ def test_config_without_gateway_section_has_none(tmp_path: Path) -> None:
     [
         (
             "[gateway]\nprot = 1\n",
-            "gateway.prot: unknown key; allowed keys here: drain_timeout_s, host, log_dir, models, port, "
-            "start_timeout_s",
+            "gateway.prot: unknown key; allowed keys here: drain_timeout_s, engine_env_drop, "
+            "engine_env_keep, hold_requests_s, host, log_dir, models, port, start_timeout_s",
         ),
         ("[gateway]\nport = 0\n", "gateway.port: must be a positive integer, got int 0"),
+        (
+            "[gateway]\nhold_requests_s = -1\n",
+            "gateway.hold_requests_s: must be a number of seconds, 0 or more, got int -1",
+        ),
+        (
+            '[gateway]\nengine_env_keep = "HF_TOKEN"\n',
+            "gateway.engine_env_keep: must be a list of variable names or globs, got str",
+        ),
+        (
+            "[gateway]\nengine_env_drop = [1]\n",
+            "gateway.engine_env_drop[0]: must be a non-empty string, got int 1",
+        ),
         ("[gateway]\nport = 70000\n", "gateway.port: must be a TCP port (1-65535), got 70000"),
         (
             '[gateway]\ndrain_timeout_s = "5"\n',

@@ -179,7 +179,6 @@ def cmd_serve(args: argparse.Namespace, vllm_args: list[str]) -> int:
                         for r in checked.results
                     ],
                     "platform": checked.platform,
-                    "exclusive_device": resolution.backend.exclusive_device,
                     "env": dict(launch_plan.env_changes),
                     "command": list(launch_plan.argv),
                     "prepare_model": alias_command(checked) if resolution.model.alias else None,

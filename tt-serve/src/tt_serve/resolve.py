@@ -67,6 +67,8 @@ class Resolution:
             "backend": self.backend.name,
             "distribution": self.backend.distribution,
             "entry_point": self.backend.entry_point,
+            # The gateway swaps the engines of such a backend stop-then-start.
+            "exclusive_device": self.backend.exclusive_device,
             "source": self.source.value,
             "reason": self.reason,
             "steps": [

@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from tt_serve.gateway.auth import check_admin
 from tt_serve.gateway.manager import GatewayError, Manager
+from tt_serve.gateway.paths import OPENAI_POST_ROUTES, DotSegmentGuard, served_routes_text
 from tt_serve.gateway.proxy import forward, list_models, openai_error
 from tt_serve.gateway.settings import ModelSpec, check_name, reserved_arg_problem
 
@@ -69,6 +70,10 @@ def _tt(body: dict[str, Any]) -> dict[str, Any] | None:
 
 def create_app(manager: Manager, admin_token: str | None) -> FastAPI:
     read_only = not admin_token
+    manager.redactor.add(admin_token)  # e.g. pasted into an engine argument by mistake: never shown
+
+    def is_admin(request: Request) -> bool:
+        return bool(admin_token) and check_admin(admin_token, request.headers.get("authorization")) is None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -79,19 +84,33 @@ def create_app(manager: Manager, admin_token: str | None) -> FastAPI:
             await manager.close()
 
     app = FastAPI(title="tt-serve gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(DotSegmentGuard)  # before routing: no dot segment reaches a route, let alone an engine
 
     @app.exception_handler(GatewayError)
     async def gateway_error(_request: Request, error: GatewayError) -> Response:
-        return openai_error(error.status, error.message, error.kind)
+        return openai_error(error.status, manager.redactor.text(error.message), error.kind)
 
-    # ---- OpenAI front ----------------------------------------------------------------------------
+    # ---- OpenAI front: an explicit list of routes (paths.py says which, and why) -----------------
     @app.get("/v1/models")
-    async def models() -> dict[str, object]:
-        return await list_models(manager)
+    async def models(request: Request) -> dict[str, object]:
+        return await list_models(manager, request.headers.get("authorization"))
 
-    @app.post("/v1/{path:path}")
-    async def openai_post(path: str, request: Request) -> Response:
-        return await forward(manager, request, path)
+    def relay(route: str):  # noqa: ANN202 - a FastAPI endpoint
+        async def endpoint(request: Request) -> Response:
+            return await forward(manager, request, route)
+
+        return endpoint
+
+    for route in OPENAI_POST_ROUTES:
+        app.add_api_route(route, relay(route), methods=["POST"])
+
+    @app.api_route("/v1/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    async def not_served(path: str, request: Request) -> Response:
+        return openai_error(
+            404,
+            f"{request.method} /v1/{path} is not served by this gateway; it serves {served_routes_text()}",
+            "NotFoundError",
+        )
 
     @app.get("/health")
     async def health() -> Response:
@@ -100,14 +119,16 @@ def create_app(manager: Manager, admin_token: str | None) -> FastAPI:
 
     # ---- read API --------------------------------------------------------------------------------
     @app.get("/admin/api/state")
-    async def state() -> dict[str, object]:
-        return manager.state(read_only)
+    async def state(request: Request) -> dict[str, object]:
+        # Open to read (the console, monitoring): secrets are redacted everywhere; the end of a failed
+        # engine's log (which may quote prompts or values no rule recognises) only with the admin token.
+        return manager.state(read_only, with_logs=is_admin(request))
 
     @app.get("/admin/api/backends")
     async def backends() -> dict[str, object]:
         from tt_serve.gateway.backends import backends_report
 
-        return await backends_report(manager.config_path)
+        return await backends_report(manager.config_path, manager.settings.engine_env)
 
     @app.get("/admin/api/metrics")
     async def metrics() -> dict[str, object]:
@@ -137,7 +158,7 @@ def create_app(manager: Manager, admin_token: str | None) -> FastAPI:
             tt=_tt(body) or {},
         )
         engine = await manager.add(spec)
-        return JSONResponse(engine.as_dict(), status_code=201)
+        return JSONResponse(engine.as_dict(with_log=True), status_code=201)
 
     @app.delete("/admin/api/models/{name:path}")
     async def remove_model(name: str, request: Request) -> Response:
@@ -154,13 +175,15 @@ def create_app(manager: Manager, admin_token: str | None) -> FastAPI:
         unknown = sorted(set(body) - {"backend", "engine_args", "model"})
         if unknown:
             raise GatewayError(422, f"unknown key {unknown[0]!r}; a swap takes backend, engine_args, model")
-        engine = await manager.swap(
+        swapped = await manager.swap(
             name,
             backend=_optional_string(body, "backend"),
             engine_args=_engine_args(body),
             model=_optional_string(body, "model"),
         )
-        return JSONResponse(engine.as_dict())
+        entry = swapped.engine.as_dict(with_log=True)
+        entry["swap"] = {"mode": swapped.mode, "downtime_s": round(swapped.downtime_s, 2)}
+        return JSONResponse(entry)
 
     # ---- console ---------------------------------------------------------------------------------
     @app.get("/", include_in_schema=False)

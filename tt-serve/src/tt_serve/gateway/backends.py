@@ -14,15 +14,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tt_serve import envs
+from tt_serve.gateway.environment import EngineEnvRule
 from tt_serve.gateway.manager import GatewayError
 
 
-async def backends_report(config_path: Path | None) -> dict[str, object]:
+async def backends_report(config_path: Path | None, env_rule: EngineEnvRule) -> dict[str, object]:
     command = [sys.executable, "-m", "tt_serve.cli", "backends", "--json"]
     if config_path is not None:
         command += ["--config", str(config_path)]
-    env = {k: v for k, v in os.environ.items() if k != envs.TT_SERVE_CONFIG.name}
+    env = env_rule.apply(os.environ)  # the inventory probes plugins: no secret of the gateway for them
     process = await asyncio.create_subprocess_exec(
         *command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
     )

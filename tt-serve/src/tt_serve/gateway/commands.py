@@ -43,9 +43,12 @@ def add_commands(commands: Any, add: Callable[[str, str, str | None], argparse.A
 
     swap = commands.add_parser(
         "swap",
-        help="swap a gateway model's engine (backend, model or engine arguments) without downtime",
+        help="swap a gateway model's engine (backend, model or engine arguments)",
         description="Start a new engine for NAME, switch requests to it once healthy, drain and stop the "
-        "old one. If the new engine fails, nothing changes and the reason is printed.",
+        "old one (no downtime). When the old or the new backend holds an exclusive device, the old engine "
+        "drains and stops first and requests get 503 + Retry-After (or are held) until the new one serves. "
+        "If the new engine fails, the old configuration keeps (or is again) serving and the reason is "
+        "printed.",
         epilog="Everything after -- replaces the model's engine arguments (-- alone clears them); without "
         "-- they are kept.",
         allow_abbrev=False,
@@ -128,15 +131,29 @@ def _cmd_swap(args: argparse.Namespace, tail: list[str] | None) -> int:
         raise ServeError(
             f"swap refused by the gateway (HTTP {status}): {_error_message(data)}", ExitCode.PROBLEMS
         )
+    swap = data.get("swap") or {}
+    how = (
+        f"; stop-then-start (exclusive device): {swap['downtime_s']:.1f} s without a serving engine"
+        if swap.get("mode") == "stop-then-start"
+        else ""
+    )
     print(
         f"tt-serve: {data['name']} now served by generation {data['generation']} (backend {data['backend']}, "
-        f"pid {data['pid']}, engine args {data['engine_args']})"
+        f"pid {data['pid']}, engine args {data['engine_args']}){how}"
     )
     return ExitCode.OK
 
 
+def progress_line(progress: dict[str, Any]) -> str:
+    """One engine's start-up progress as gateway-status prints it."""
+    doing = f"waiting for {progress['waiting_for']}" if progress.get("waiting_for") else progress["label"]
+    in_phase = progress.get("phase_elapsed_s")
+    phase = f", {in_phase:.0f} s in this phase" if in_phase is not None else ""
+    return f"generation {progress['generation']}: {doing} ({progress['elapsed_s']:.0f} s since start{phase})"
+
+
 def _cmd_status(args: argparse.Namespace, _tail: list[str] | None) -> int:
-    status, data = _request(args, "GET", "/admin/api/state")
+    status, data = _request(args, "GET", "/admin/api/state")  # with the token (if any): log tails too
     if status != 200:
         raise ServeError(f"the gateway answered HTTP {status}: {_error_message(data)}", ExitCode.PROBLEMS)
     if args.json:
@@ -149,6 +166,10 @@ def _cmd_status(args: argparse.Namespace, _tail: list[str] | None) -> int:
             f"  {m['name']:<20} {m['state']:<9} backend {m['backend'] or '?':<6} gen {m['generation']:<3} "
             f"pid {m['pid']} port {m['port']}  {m['model']} {' '.join(m['engine_args'])}{swapping}"
         )
+        if m["state"] == "starting":
+            print(f"    loading: {progress_line(m['progress'])}")
+        if m.get("pending"):
+            print(f"    replacement: {progress_line(m['pending']['progress'])}")
         if m["last_error"]:
             print(f"    last error: {m['last_error'].splitlines()[0]}")
     return ExitCode.OK

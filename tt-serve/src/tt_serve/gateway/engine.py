@@ -4,7 +4,12 @@ Preparation runs ``tt-serve serve MODEL --dry-run --json`` in a child process: t
 checks (trust, versions, exactly-one-plugin narrowing) and ``build_plan`` that ``tt-serve serve`` runs,
 and in a process of its own because the checks import the plugin and change ``os.environ`` while they
 probe it, which must not happen inside a gateway that is serving traffic. The gateway then runs the
-plan's command with the plan's environment, on 127.0.0.1 and a free port, and waits for ``/health``.
+plan's command under the engine environment rule (``environment.py``), on 127.0.0.1 and a port picked
+just before the process starts, and waits for ``/health``.
+
+Each engine generation has a status file beside its log: the gateway records ``resolving`` and
+``starting``, the plugin's worker appends its own phases (``TT_SERVE_STATUS_FILE``), and the gateway
+records ``ready`` when ``/health`` answers 200 (``tt_serve.progress``).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -25,21 +30,32 @@ from typing import Literal
 import httpx
 
 from tt_serve import envs
+from tt_serve.gateway.environment import EngineEnvRule
+from tt_serve.gateway.secrets import Redactor, redact_args
 from tt_serve.gateway.settings import ModelSpec, reserved_arg_problem, tt_additional_config
 from tt_serve.launch import _die_with_parent
+from tt_serve.progress import Phase, StartupProgress
 
 State = Literal["starting", "serving", "draining", "stopped", "failed"]
 LOG_TAIL_CHARS = 3000
 PREPARE_TIMEOUT_S = 180
+PORT_ATTEMPTS = 3  # a port another process took between the pick and the engine's bind: pick again
+PORT_TAKEN = "Address already in use"  # what the engine's bind error says (errno EADDRINUSE)
+STATUS_FILE_ENV = envs.TT_SERVE_STATUS_FILE.name
 
 
 class EngineError(Exception):
-    """An engine could not be prepared (status 422) or started (502); ``message`` says why."""
+    """An engine could not be prepared (status 422) or started (502).
 
-    def __init__(self, message: str, status: int) -> None:
+    ``message`` is the full story for the admin caller (with the end of the engine's log when there is
+    one); ``summary`` is the one line shown to everyone else (state, events, 503 bodies).
+    """
+
+    def __init__(self, message: str, status: int, summary: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        self.summary = summary or message
 
 
 @dataclass(frozen=True)
@@ -51,6 +67,7 @@ class Prepared:
     env_changes: Mapping[str, str]
     warnings: tuple[str, ...]
     prepare_model: tuple[str, ...] | None  # prepares the embedded model in the backend's environment
+    exclusive_device: bool  # the backend's engines hold a device no second engine can open
 
 
 def free_port() -> int:
@@ -59,8 +76,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def engine_args(spec: ModelSpec, port: int) -> list[str]:
-    """The vLLM arguments of the engine: the model's own, its TT options, then where it listens."""
+def engine_args(spec: ModelSpec) -> list[str]:
+    """The vLLM arguments of the engine: the model's own, its TT options, then where it listens
+    (``--port`` is added when the process starts, so the port is as fresh as it can be)."""
     problem = reserved_arg_problem(spec.engine_args)
     if problem:
         raise EngineError(problem, 422)
@@ -68,19 +86,21 @@ def engine_args(spec: ModelSpec, port: int) -> list[str]:
         args = tt_additional_config(spec.engine_args, spec.tt)
     except ValueError as error:
         raise EngineError(str(error), 422) from None
-    return [*args, "--host", "127.0.0.1", "--port", str(port), "--served-model-name", spec.name]
+    return [*args, "--host", "127.0.0.1", "--served-model-name", spec.name]
 
 
-async def prepare(spec: ModelSpec, port: int, config_path: Path | None) -> Prepared:
+async def prepare(
+    spec: ModelSpec, config_path: Path | None, env_rule: EngineEnvRule, redactor: Redactor
+) -> Prepared:
     """Resolve and check the backend, build the command: ``tt-serve serve --dry-run --json``."""
     command = [sys.executable, "-m", "tt_serve.cli", "serve", spec.model, "--dry-run", "--json"]
     if config_path is not None:
         command += ["--config", str(config_path)]
     if spec.backend:
         command += ["--backend", spec.backend]
-    command += ["--", *engine_args(spec, port)]
-    env = {k: v for k, v in os.environ.items() if k != envs.TT_SERVE_CONFIG.name}
-    env.update(spec.env)  # the checks probe the plugin under the variables the server will have
+    command += ["--", *engine_args(spec)]
+    # The checks import and probe the plugin: they get the engine's environment, not the gateway's.
+    env = {**env_rule.apply(os.environ), **spec.env}
     process = await asyncio.create_subprocess_exec(
         *command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
     )
@@ -90,12 +110,18 @@ async def prepare(spec: ModelSpec, port: int, config_path: Path | None) -> Prepa
         process.kill()
         await process.wait()
         raise EngineError(f"tt-serve's resolution and checks took over {PREPARE_TIMEOUT_S} s", 422) from None
+    except asyncio.CancelledError:  # the model was removed meanwhile: leave no child behind
+        process.kill()
+        await process.wait()
+        raise
     if process.returncode != 0:
         text = err.decode(errors="replace").strip()
         message = text.rpartition("tt-serve: error: ")[2] if "tt-serve: error: " in text else text
-        raise EngineError(message or f"tt-serve serve --dry-run exited with {process.returncode}", 422)
+        raise EngineError(
+            redactor.text(message or f"tt-serve serve --dry-run exited with {process.returncode}"), 422
+        )
     data = json.loads(out)
-    warnings = tuple(c["detail"] for c in data["checks"] if c["status"] == "warning")
+    warnings = tuple(redactor.text(c["detail"]) for c in data["checks"] if c["status"] == "warning")
     return Prepared(
         backend=data["resolution"]["backend"],
         reason=data["resolution"]["reason"],
@@ -104,16 +130,21 @@ async def prepare(spec: ModelSpec, port: int, config_path: Path | None) -> Prepa
         env_changes=dict(data["env"]),
         warnings=warnings,
         prepare_model=tuple(data["prepare_model"]) if data.get("prepare_model") else None,
+        exclusive_device=bool(data["resolution"]["exclusive_device"]),
     )
 
 
-async def prepare_model_folder(prepared: Prepared) -> None:
+async def prepare_model_folder(prepared: Prepared, env: Mapping[str, str]) -> None:
     """The embedded model's alias needs its folder converted once (as ``tt-serve serve`` does first), by
-    the backend's own environment (the command comes from ``serve --dry-run --json``)."""
+    the backend's own environment (the command comes from ``serve --dry-run --json``); ``env``: the
+    engine's environment (the conversion is the plugin's code)."""
     if prepared.prepare_model is None or (Path(prepared.model_target) / "config.json").is_file():
         return
     process = await asyncio.create_subprocess_exec(
-        *prepared.prepare_model, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        *prepared.prepare_model,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(env),
     )
     _, err = await process.communicate()
     if process.returncode != 0:
@@ -135,18 +166,36 @@ class Lease:
 
 
 class Engine:
-    def __init__(self, spec: ModelSpec, generation: int, log_dir: Path) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        generation: int,
+        log_dir: Path,
+        redactor: Redactor,
+        pick_port: Callable[[], int] = free_port,
+    ) -> None:
         self.spec = spec
         self.generation = generation
-        self.port = free_port()
-        self.log_path = log_dir / f"{_file_name(spec.name)}-g{generation}.log"
+        self.redactor = redactor
+        self._pick_port = pick_port
+        self.port: int | None = None  # picked just before the process starts
+        base = log_dir / f"{_file_name(spec.name)}-g{generation}"
+        self.log_path = base.with_name(base.name + ".log")
+        self.status_path = base.with_name(base.name + ".status")
+        self.status_path.unlink(missing_ok=True)  # a log_dir reused by an earlier gateway run
+        self.progress = StartupProgress(self.status_path)
         self.state: State = "starting"
         self.healthy = False
         self.backend: str | None = spec.backend
+        self.prepared: Prepared | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.started_at = time.time()
-        self.last_error: str | None = None
+        self.ready_at: float | None = None
+        self.last_error: str | None = None  # one line, for everyone
+        self.error_log: str | None = None  # the end of the log when it failed, for the admin only
+        self.waiting_for: str | None = None  # what a starting engine waits for before its process starts
         self.inflight = 0
+        self.timeout = 0.0  # start_timeout_s of the current start
         self.last_snapshot: object | None = None  # the metrics sampler's previous scrape of THIS engine
 
     @property
@@ -157,57 +206,107 @@ class Engine:
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
 
+    @property
+    def exclusive_device(self) -> bool:
+        return self.prepared is not None and self.prepared.exclusive_device
+
     def acquire(self) -> Lease:
         return Lease(self)
 
-    def log_tail(self, chars: int = LOG_TAIL_CHARS) -> str:
+    def log_tail(self, chars: int = LOG_TAIL_CHARS, start: int = 0) -> str:
+        """The end of the log (from byte ``start`` on), with every known secret hidden."""
         try:
             with open(self.log_path, "rb") as log:
-                log.seek(max(0, log.seek(0, os.SEEK_END) - chars))
-                return log.read().decode(errors="replace")
+                log.seek(max(start, log.seek(0, os.SEEK_END) - chars))
+                return self.redactor.text(log.read().decode(errors="replace"))
         except OSError:
             return "(no log)"
 
-    def fail(self, message: str) -> EngineError:
-        self.state, self.healthy, self.last_error = "failed", False, message
-        return EngineError(message, 502)
+    def _log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
 
-    async def start(self, prepared: Prepared, timeout: float, client: httpx.AsyncClient) -> None:
-        """Run the plan's command and return once ``/health`` answers 200; raise EngineError otherwise."""
-        env = {**os.environ, **self.spec.env, **prepared.env_changes}
+    def fail(self, summary: str, with_log: bool = True) -> EngineError:
+        """Mark the engine failed; the error carries the log's end for the admin caller."""
+        summary = self.redactor.text(summary)
+        self.state, self.healthy, self.last_error = "failed", False, summary
+        self.error_log = self.log_tail() if with_log else None
+        message = f"{summary}; the end of its log:\n{self.error_log}" if with_log else summary
+        return EngineError(message, 502, summary)
+
+    async def start(
+        self,
+        timeout: float,
+        client: httpx.AsyncClient,
+        env: Mapping[str, str],
+        on_port_taken: Callable[[Engine, int], None] | None = None,
+    ) -> None:
+        """Run the prepared command and return once ``/health`` answers 200; raise EngineError otherwise.
+
+        A port taken between the pick and the engine's bind (the engine exits saying so) is picked
+        again, at most PORT_ATTEMPTS times.
+        """
+        assert self.prepared is not None, "prepare the engine first"
+        deadline = time.monotonic() + timeout
+        self.timeout = timeout
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            self.port = self._pick_port()
+            log_start = self._log_size()
+            retry = f"; port retry {attempt - 1}" if attempt > 1 else ""
+            self.progress.record(Phase.STARTING, f"127.0.0.1:{self.port}{retry}")
+            self._spawn(env)
+            status = await self._wait_healthy(deadline, client)
+            if status is None:
+                self.progress.record(Phase.READY)
+                self.state, self.healthy, self.ready_at = "serving", True, time.time()
+                return
+            if PORT_TAKEN in self.log_tail(start=log_start) and attempt < PORT_ATTEMPTS:
+                if on_port_taken is not None:
+                    on_port_taken(self, self.port)
+                continue  # someone took the port after we picked it: a fresh one
+            raise self.fail(
+                f"the engine exited with status {status} before it was healthy (log: {self.log_path})"
+            )
+        raise AssertionError("unreachable")
+
+    def _spawn(self, env: Mapping[str, str]) -> None:
+        argv = [*self.prepared.argv, "--port", str(self.port)]  # type: ignore[union-attr]
         with open(self.log_path, "ab") as log:
             # Started from the event loop's thread: PR_SET_PDEATHSIG fires when the starting THREAD ends.
             # Its own process group, so that stop() can sweep the engine core with it.
             self.process = subprocess.Popen(
-                prepared.argv,
-                env=env,
+                argv,
+                env={**env, STATUS_FILE_ENV: str(self.status_path)},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 preexec_fn=_die_with_parent,  # also its own process group
             )
         self.started_at = time.time()
-        deadline = time.monotonic() + timeout
+
+    async def _wait_healthy(self, deadline: float, client: httpx.AsyncClient) -> int | None:
+        """None once /health answers 200; the exit status if the process ended first."""
+        process = self.process
+        assert process is not None
         while True:
-            status = self.process.poll()
+            status = process.poll()
             if status is not None:
-                raise self.fail(
-                    f"the engine exited with status {status} before it was healthy; the end of its log "
-                    f"({self.log_path}):\n{self.log_tail()}"
-                )
+                await _kill_group(process)  # an engine core left behind by its API server
+                return status
             try:
                 if (await client.get(f"{self.base_url}/health", timeout=5)).status_code == 200:
-                    self.state, self.healthy = "serving", True
-                    return
+                    return None
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
                 await self.stop()
                 raise self.fail(
-                    f"the engine was not healthy after {timeout:.0f} s (start_timeout_s); the end of its log "
-                    f"({self.log_path}):\n{self.log_tail()}"
+                    f"the engine was not healthy after {self.timeout:.0f} s (start_timeout_s; "
+                    f"log: {self.log_path})"
                 )
-            await asyncio.sleep(1)
+            await asyncio.sleep(0.5)
 
     async def drain(self, timeout: float) -> bool:
         """Wait (bounded) until no request is in flight on this engine; True if it drained."""
@@ -227,16 +326,26 @@ class Engine:
                 while process.poll() is None and time.monotonic() < deadline:
                     await asyncio.sleep(0.2)
             await _kill_group(process)
+            self.progress.record(Phase.STOPPED)
         if self.state != "failed":
             self.state = "stopped"
         self.healthy = False
 
-    def as_dict(self) -> dict[str, object]:
+    def progress_dict(self) -> dict[str, object]:
+        shown = self.progress.as_dict(now=self.ready_at)  # once ready, the start's duration stays put
+        shown["generation"] = self.generation
+        if self.waiting_for and self.process is None:
+            shown["waiting_for"] = self.waiting_for
+        return shown
+
+    def as_dict(self, with_log: bool = False) -> dict[str, object]:
+        """What the read API shows: secret arguments redacted; the log's end only ``with_log``."""
         return {
             "name": self.spec.name,
             "model": self.spec.model,
             "backend": self.backend,
-            "engine_args": list(self.spec.engine_args),
+            "exclusive_device": self.exclusive_device,
+            "engine_args": redact_args(self.spec.engine_args),
             "tt": dict(self.spec.tt),
             "state": self.state,
             "healthy": self.healthy,
@@ -245,8 +354,11 @@ class Engine:
             "generation": self.generation,
             "started_at": self.started_at,
             "last_error": self.last_error,
+            "log_tail": self.error_log if with_log else None,
             "inflight": self.inflight,
             "log_path": str(self.log_path),
+            "status_path": str(self.status_path),
+            "progress": self.progress_dict(),
         }
 
 
@@ -266,7 +378,3 @@ async def _kill_group(process: subprocess.Popen[bytes], timeout: float = 10) -> 
 
 def _file_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
-
-
-def argv_summary(argv: Sequence[str]) -> str:
-    return " ".join(argv[2:]) if len(argv) > 2 else " ".join(argv)

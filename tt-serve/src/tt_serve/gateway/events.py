@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Literal
 
 Level = Literal["info", "warning", "error"]
@@ -13,10 +14,12 @@ _LOG_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": loggin
 
 
 class EventLog:
-    def __init__(self, size: int = 200) -> None:
+    def __init__(self, size: int = 200, redact: Callable[[str], str] = str) -> None:
         self._events: deque[dict[str, object]] = deque(maxlen=size)
+        self._redact = redact  # every message is shown (console, API, the gateway's log): no secret in it
 
     def add(self, level: Level, message: str, model: str | None = None) -> None:
+        message = self._redact(message)
         self._events.append({"t": time.time(), "level": level, "model": model, "message": message})
         _LOG.log(_LOG_LEVELS[level], "%s%s", f"[{model}] " if model else "", message)
 

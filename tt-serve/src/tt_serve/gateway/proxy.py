@@ -4,6 +4,9 @@ The upstream response is relayed chunk by chunk as it arrives (``aiter_raw``), s
 reach the client token by token, not buffered. Each relayed request holds a lease on its engine until
 the last chunk is sent or the client goes away: that count is what a swap waits for before it stops
 the old engine.
+
+While a model's engine starts, its requests are answered 503 with ``Retry-After`` and the start-up
+progress, or (``hold_requests_s``) held until it serves, up to that long.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
-from tt_serve.gateway.engine import Lease
+from tt_serve.gateway.engine import Engine, Lease
 from tt_serve.gateway.manager import Manager
 
 ENGINE_HEADER = "x-tt-serve-engine"  # "<name>/<generation>/<pid>": which engine answered
@@ -44,7 +47,24 @@ async def _finish(upstream: httpx.Response, lease: Lease) -> None:
     await upstream.aclose()
 
 
-async def forward(manager: Manager, request: Request, path: str) -> Response:
+def loading(manager: Manager, engine: Engine) -> JSONResponse:
+    """503 for a model whose engine is starting: when to retry, and how far the start has come."""
+    progress = engine.progress_dict()
+    retry = manager.retry_after(engine)
+    doing = f"waiting for {engine.waiting_for}" if "waiting_for" in progress else progress["label"]
+    message = (
+        f"the model `{engine.spec.name}` is loading (generation {engine.generation}: {doing}; "
+        f"{progress['elapsed_s']:.0f} s so far); retry after {retry} s"
+    )
+    return JSONResponse(
+        {"error": {"message": message, "type": "ServiceUnavailableError", "code": 503}, "progress": progress},
+        status_code=503,
+        headers={"Retry-After": str(retry)},
+    )
+
+
+async def forward(manager: Manager, request: Request, route: str) -> Response:
+    """Relay a request for one of paths.OPENAI_POST_ROUTES (``route``) to its model's engine."""
     body = await request.body()
     try:
         payload = json.loads(body) if body else None
@@ -59,14 +79,20 @@ async def forward(manager: Manager, request: Request, path: str) -> Response:
         return openai_error(
             404, f"The model `{name}` does not exist. Models served here: {known}.", "NotFoundError"
         )
+    if engine.state == "starting" and manager.settings.hold_requests_s > 0:
+        engine = await manager.wait_while_loading(name, manager.settings.hold_requests_s)
+        if engine is None:
+            return openai_error(404, f"The model `{name}` was removed.", "NotFoundError")
+    if engine.state == "starting":
+        return loading(manager, engine)
     if engine.state != "serving":
-        why = engine.last_error or "not serving yet"
+        why = engine.last_error or "not serving"
         return openai_error(503, f"the model `{name}` is {engine.state}: {why}", "ServiceUnavailableError")
     lease = engine.acquire()  # no await between route() and here: a swap cannot slip in between
     headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROP_REQUEST}
     upstream_request = manager.client.build_request(
         request.method,
-        f"{engine.base_url}/v1/{path}",
+        engine.base_url + route,  # the gateway's own constant, never the client's path
         params=list(request.query_params.multi_items()),
         headers=headers,
         content=body,
@@ -88,13 +114,18 @@ async def forward(manager: Manager, request: Request, path: str) -> Response:
     )
 
 
-async def list_models(manager: Manager) -> dict[str, object]:
-    """Every serving model as its engine describes it (``id`` is the gateway's name: engines are named so)."""
-    engines = [e for e in manager.current.values() if e.state == "serving"]
+async def list_models(manager: Manager, authorization: str | None) -> dict[str, object]:
+    """Every serving model as its engine describes it (``id`` is the gateway's name: engines are named so).
 
-    async def one(engine) -> list[dict[str, object]]:
+    The client's Authorization goes along, as it does with every relayed request: an engine started with
+    ``--api-key`` describes itself only to a client with its key (to others it is listed by name).
+    """
+    engines = [e for e in manager.current.values() if e.state == "serving"]
+    headers = {"Authorization": authorization} if authorization else {}
+
+    async def one(engine: Engine) -> list[dict[str, object]]:
         try:
-            response = await manager.client.get(f"{engine.base_url}/v1/models", timeout=5)
+            response = await manager.client.get(f"{engine.base_url}/v1/models", headers=headers, timeout=5)
             data = response.json()["data"] if response.status_code == 200 else []
         except (httpx.HTTPError, ValueError, KeyError):
             data = []

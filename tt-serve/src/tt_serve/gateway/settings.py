@@ -7,7 +7,10 @@ Example (TOML; the YAML form has the same keys)::
     port = 8000
     drain_timeout_s = 30      # how long a swap/remove waits for in-flight requests on the old engine
     start_timeout_s = 300     # how long an engine may take to become healthy
-    log_dir = "/var/log/tt-serve"   # engine logs (default: a fresh temporary folder)
+    hold_requests_s = 0       # while a model loads: 0 answers 503 + Retry-After at once; N holds up to N s
+    log_dir = "/var/log/tt-serve"   # engine logs and status files (default: a fresh temporary folder)
+    engine_env_drop = ["MY_SITE_*"]      # globs: variables never passed to engines (see environment.py)
+    engine_env_keep = ["HF_TOKEN"]       # globs: secret-named variables engines still get
 
     [[gateway.models]]
     name = "smol-a"                  # what clients send as "model"
@@ -31,10 +34,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tt_serve.config_reader import ConfigReader, args_from_mapping
+from tt_serve.gateway.environment import DEFAULT_KEEP, EngineEnvRule
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
-_GATEWAY_KEYS = {"host", "port", "drain_timeout_s", "start_timeout_s", "log_dir", "models"}
+_GATEWAY_KEYS = {
+    "host",
+    "port",
+    "drain_timeout_s",
+    "start_timeout_s",
+    "hold_requests_s",
+    "log_dir",
+    "engine_env_drop",
+    "engine_env_keep",
+    "models",
+}
 _MODEL_KEYS = {"name", "model", "backend", "vllm_args", "tt", "env"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
 # The gateway owns these: an engine listens where the gateway says and is named after the gateway model.
@@ -59,7 +73,10 @@ class GatewaySettings:
     port: int = DEFAULT_PORT
     drain_timeout_s: float = 30.0
     start_timeout_s: float = 300.0
+    # While a model's engine starts, a request for it waits up to this long for it (0: 503 at once).
+    hold_requests_s: float = 0.0
     log_dir: str | None = None
+    engine_env: EngineEnvRule = field(default_factory=EngineEnvRule)
     models: tuple[ModelSpec, ...] = ()
 
 
@@ -120,6 +137,12 @@ def _number(reader: ConfigReader, value: Any, key: str, integer: bool = False) -
     return value
 
 
+def _globs(reader: ConfigReader, value: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise reader.fail(key, f"must be a list of variable names or globs, got {type(value).__name__}")
+    return tuple(reader.string(item, f"{key}[{i}]") for i, item in enumerate(value))
+
+
 def _model(reader: ConfigReader, index: int, value: Any) -> ModelSpec:
     key = f"gateway.models[{index}]"
     table = reader.table(value, key, _MODEL_KEYS)
@@ -176,11 +199,23 @@ def parse_gateway(reader: ConfigReader, value: Any, known_backends: Sequence[str
             )
         models.append(spec)
     log_dir = reader.string(table["log_dir"], "gateway.log_dir") if "log_dir" in table else None
+    hold = table.get("hold_requests_s", 0)
+    if isinstance(hold, bool) or not isinstance(hold, int | float) or hold < 0:
+        raise reader.fail(
+            "gateway.hold_requests_s",
+            f"must be a number of seconds, 0 or more, got {type(hold).__name__} {hold!r}",
+        )
+    engine_env = EngineEnvRule(
+        drop=_globs(reader, table.get("engine_env_drop", []), "gateway.engine_env_drop"),
+        keep=_globs(reader, table.get("engine_env_keep", list(DEFAULT_KEEP)), "gateway.engine_env_keep"),
+    )
     return GatewaySettings(
         host=host,
         port=port,
         drain_timeout_s=float(_number(reader, table.get("drain_timeout_s", 30), "gateway.drain_timeout_s")),
         start_timeout_s=float(_number(reader, table.get("start_timeout_s", 300), "gateway.start_timeout_s")),
+        hold_requests_s=float(hold),
         log_dir=log_dir,
+        engine_env=engine_env,
         models=tuple(models),
     )

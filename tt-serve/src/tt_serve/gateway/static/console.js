@@ -1,5 +1,6 @@
-// tt-serve gateway console: plain JS, no build step. Reads the gateway's admin API (GET, no auth) and
-// sends swap / add / remove with the operator's admin token (kept in sessionStorage) as a Bearer header.
+// tt-serve gateway console: plain JS, no build step. Reads the gateway's admin API (GET: open, and with
+// the admin token, when one is given, the end of a failed engine's log too) and sends swap / add / remove
+// with the operator's admin token (kept in sessionStorage) as a Bearer header.
 "use strict";
 (() => {
   const TOKEN_KEY = "tt-serve.admin-token";
@@ -64,7 +65,7 @@
   async function api(method, path, body) {
     const headers = {};
     if (body !== undefined) headers["Content-Type"] = "application/json";
-    if (method !== "GET" && getToken()) headers.Authorization = "Bearer " + getToken();
+    if (getToken()) headers.Authorization = "Bearer " + getToken();
     const response = await fetch(path, {
       method, headers, cache: "no-store", body: body === undefined ? undefined : JSON.stringify(body),
     });
@@ -154,6 +155,15 @@
     $("token-input").placeholder = ro ? "not needed: read-only gateway" : "paste the admin token";
   }
 
+  // --- start-up progress: "loading weights · 12 s" (the phase the engine reports, not a timer) --------
+  function progressText(progress) {
+    if (!progress) return "";
+    const doing = progress.waiting_for ? `waiting for ${progress.waiting_for}` : progress.label;
+    return `generation ${progress.generation}: ${doing} · ${Math.round(progress.elapsed_s)} s`;
+  }
+  // What identifies a progress for re-rendering: the phase, not the seconds ticking.
+  const progressKey = (p) => (p ? [p.generation, p.phase, p.waiting_for || ""] : null);
+
   // --- models table --------------------------------------------------------------------------------
   function statePills(model) {
     const pills = [];
@@ -180,14 +190,25 @@
     $("models-summary").textContent = `${models.length} model${models.length === 1 ? "" : "s"}`;
     const selected = store.panel && store.panel.name;
     // Rebuild only when something shown changed: a row replaced under the pointer would swallow a click.
-    const key = JSON.stringify([models, store.state.swaps_in_progress || [], [...store.busy], blocked, selected,
-      models.map((m) => since(m.started_at))]);
+    const key = JSON.stringify([
+      models.map((m) => ({ ...m, progress: progressKey(m.progress),
+        pending: m.pending ? progressKey(m.pending.progress) : null })),
+      store.state.swaps_in_progress || [], [...store.busy], blocked, selected,
+      models.map((m) => since(m.started_at)),
+      models.map((m) => (m.state === "starting" ? progressText(m.progress) : "")),
+      models.map((m) => (m.pending ? progressText(m.pending.progress) : ""))]);
     if (key === renderedModelsKey) return;
     renderedModelsKey = key;
     const rows = models.map((m) => el("tr", { "data-model": m.name, class: m.name === selected ? "selected" : null },
       el("td", { class: "name" }, el("strong", { text: m.name })),
       el("td", {}, statePills(m), m.inflight ? el("div", { class: "sub", text: `${m.inflight} in flight` }) : null,
-        m.last_error ? el("div", { class: "err", text: m.last_error }) : null),
+        m.state === "starting" ? el("div", { class: "sub progress", "data-testid": "progress",
+          text: progressText(m.progress) }) : null,
+        m.pending ? el("div", { class: "sub progress", "data-testid": "pending-progress",
+          text: "replacement " + progressText(m.pending.progress) }) : null,
+        m.last_error ? el("div", { class: "err", text: m.last_error }) : null,
+        m.log_tail ? el("details", { class: "log" }, el("summary", { text: "end of the engine's log" }),
+          el("pre", { text: m.log_tail })) : null),
       el("td", { class: "mono", text: m.backend }),
       el("td", { class: "model mono", text: m.model }),
       el("td", { class: "args" }, m.engine_args.length ? el("code", { text: argsLine(m.engine_args) })
@@ -238,7 +259,10 @@
       field("Backend", backendSelect(model.backend, false));
       field("Model", el("input", { id: "f-model", value: model.model, spellcheck: "false" }));
       field("Engine args", el("textarea", { id: "f-args", spellcheck: "false" }, argsLine(model.engine_args)),
-        "vLLM serve arguments on one line, quoted as in a shell. The old engine keeps serving until the new one is up.");
+        "vLLM serve arguments on one line, quoted as in a shell (*** keeps a redacted secret's current value). " +
+        (model.exclusive_device
+          ? "Exclusive device: the old engine drains and stops first; requests get 503 + Retry-After until the new one serves."
+          : "The old engine keeps serving until the new one is up."));
       submit = el("button", { class: "primary", type: "submit", text: "Swap" });
     } else if (kind === "add") {
       title = "Add a model";
