@@ -30,37 +30,22 @@ from pathlib import Path
 import httpx
 
 from tt_serve.gateway.engine import Engine, EngineError, free_port, prepare, prepare_model_folder
+from tt_serve.gateway.errors import GatewayError, SwapResult
 from tt_serve.gateway.events import EventLog
-from tt_serve.gateway.metrics import MetricsRing, parse_metrics, sample
+from tt_serve.gateway.metrics import MetricsRing
+from tt_serve.gateway.sampler import sample_forever
 from tt_serve.gateway.secrets import (
     Redactor,
-    redact_args,
     restore_redacted,
     secret_arg_values,
     secret_env_values,
 )
 from tt_serve.gateway.settings import GatewaySettings, ModelSpec
+from tt_serve.gateway.swaps import swap_overlap, swap_stop_then_start
 from tt_serve.progress import Phase
 
-SAMPLE_INTERVAL_S = 2.0
 RETRY_AFTER_UNKNOWN_S = 5  # a model's first start: nothing to estimate from
 RETRY_AFTER_MAX_S = 30
-OVERLAP, STOP_THEN_START = "overlap", "stop-then-start"
-
-
-class GatewayError(Exception):
-    """An admin request that cannot be done: HTTP ``status`` and an OpenAI-style error ``kind``."""
-
-    def __init__(self, status: int, message: str, kind: str = "BadRequestError") -> None:
-        super().__init__(message)
-        self.status, self.message, self.kind = status, message, kind
-
-
-@dataclasses.dataclass(frozen=True)
-class SwapResult:
-    engine: Engine
-    mode: str  # OVERLAP or STOP_THEN_START
-    downtime_s: float  # how long the model had no serving engine (0 for an overlap)
 
 
 _BUSY = {
@@ -132,7 +117,7 @@ class Manager:
     # ---- life cycle ----------------------------------------------------------------------------
     async def start(self) -> None:
         """Start the configured models (concurrently, in the background) and the metrics sampler."""
-        self._sampler = asyncio.create_task(self._sample_forever())
+        self._sampler = asyncio.create_task(sample_forever(self))
         for spec in self.settings.models:
             engine = self._new_engine(spec)
             self.current[spec.name] = engine
@@ -337,96 +322,10 @@ class Manager:
             for warning in new.prepared.warnings:
                 self.events.warning(warning, name)
             if old.exclusive_device or new.exclusive_device:
-                return await self._swap_stop_then_start(name, old, new)
-            return await self._swap_overlap(name, old, new)
+                return await swap_stop_then_start(self, name, old, new)
+            return await swap_overlap(self, name, old, new)
         finally:
             self.busy.pop(name, None)
-
-    async def _swap_overlap(self, name: str, old: Engine, new: Engine) -> SwapResult:
-        self.events.info(
-            f"swap: starting generation {new.generation} (backend {new.backend}, engine args "
-            f"{_shown_args(new)}) beside generation {old.generation}",
-            name,
-        )
-        self.pending[name] = new
-        try:
-            await self._start(new)
-        except EngineError as error:
-            self.events.error(f"swap failed; generation {old.generation} keeps serving", name)
-            raise GatewayError(error.status, error.message, "EngineStartError") from None
-        finally:
-            self.pending.pop(name, None)
-        self.current[name] = new  # the switch: new requests go to the new engine from here on
-        self.events.info(
-            f"swap: requests go to generation {new.generation}; draining generation {old.generation} "
-            f"({old.inflight} in flight)",
-            name,
-        )
-        await self._retire(old)
-        return SwapResult(new, OVERLAP, 0.0)
-
-    async def _swap_stop_then_start(self, name: str, old: Engine, new: Engine) -> SwapResult:
-        new.waiting_for = f"generation {old.generation} to finish its requests and stop (exclusive device)"
-        self.current[name] = new  # from here requests see the model loading: 503 + Retry-After, or held
-        switched = time.time()
-        self.events.info(
-            f"swap (exclusive device): stopping generation {old.generation} first ({old.inflight} in "
-            f"flight, drain up to {self.settings.drain_timeout_s:g} s), then starting generation "
-            f"{new.generation} (backend {new.backend}, engine args {_shown_args(new)})",
-            name,
-        )
-        await self._retire(old)
-        new.waiting_for = None
-        try:
-            await self._start(new)
-        except EngineError as error:
-            await self._restore(name, old, error)  # raises: the swap failed either way
-        downtime = time.time() - switched
-        self.events.info(
-            f"swap: generation {new.generation} serving; {name} had no serving engine for {downtime:.1f} s "
-            "(stop-then-start)",
-            name,
-        )
-        return SwapResult(new, STOP_THEN_START, downtime)
-
-    async def _restore(self, name: str, old: Engine, error: EngineError) -> None:
-        """After a failed stop-then-start swap: start the previous configuration again, say so, raise."""
-        if old.prepared is None:
-            self.events.error(
-                "swap failed; the previous configuration never started, nothing to restore", name
-            )
-            raise GatewayError(error.status, error.message, "EngineStartError")
-        restored = self._new_engine(old.spec)
-        restored.prepared, restored.backend = old.prepared, old.backend
-        self.current[name] = restored
-        self.events.error(
-            f"swap failed ({error.summary}); restarting the previous configuration as generation "
-            f"{restored.generation}",
-            name,
-        )
-        try:
-            await self._start(restored)
-        except EngineError as again:
-            self.events.error(
-                f"the previous configuration failed to start too; {name} has no engine: swap it to a "
-                "working configuration or remove it",
-                name,
-            )
-            raise GatewayError(
-                error.status,
-                f"{error.message}\n\nRestarting the previous configuration (generation "
-                f"{restored.generation}) failed too: {again.message}",
-                "EngineStartError",
-            ) from None
-        self.events.warning(
-            f"swap undone: the previous configuration serves again as generation {restored.generation}", name
-        )
-        raise GatewayError(
-            error.status,
-            f"{error.message}\n\nThe swap was undone: the previous configuration serves again as generation "
-            f"{restored.generation}.",
-            "EngineStartError",
-        )
 
     # ---- read API ------------------------------------------------------------------------------
     def state(self, read_only: bool, with_logs: bool) -> dict[str, object]:
@@ -457,48 +356,3 @@ class Manager:
 
     def metrics_json(self) -> dict[str, object]:
         return {"models": {name: ring.columns() for name, ring in self.metrics.items()}}
-
-    # ---- health and metrics sampling -----------------------------------------------------------
-    async def _sample_forever(self) -> None:
-        while True:
-            started = time.monotonic()
-            engines = [e for e in self.current.values() if e.state == "serving"]
-            await asyncio.gather(*(self._sample(e) for e in engines), return_exceptions=True)
-            await asyncio.sleep(max(0.1, SAMPLE_INTERVAL_S - (time.monotonic() - started)))
-
-    async def _sample(self, engine: Engine) -> None:
-        name = engine.spec.name
-        status = engine.process.poll() if engine.process is not None else None
-        if status is not None:
-            if engine.state == "serving":  # died under us: say so, keep it visible as failed
-                engine.fail(f"the engine exited with status {status} (log: {engine.log_path})")
-                self.events.error(f"generation {engine.generation} exited with status {status}", name)
-            return
-        try:
-            health, scraped = await asyncio.gather(
-                self.client.get(f"{engine.base_url}/health", timeout=5),
-                self.client.get(f"{engine.base_url}/metrics", timeout=5),
-            )
-        except httpx.HTTPError as error:
-            self._set_health(engine, False, f"{type(error).__name__}: {error}")
-            return
-        self._set_health(engine, health.status_code == 200, f"/health answered {health.status_code}")
-        if scraped.status_code == 200 and engine.state == "serving":
-            snapshot = parse_metrics(scraped.text, time.time())
-            ring = self.metrics.get(name)
-            if ring is not None:
-                ring.add(sample(engine.last_snapshot, snapshot))  # type: ignore[arg-type]
-            engine.last_snapshot = snapshot
-
-    def _set_health(self, engine: Engine, healthy: bool, why: str) -> None:
-        if engine.state != "serving" or healthy == engine.healthy:
-            return
-        engine.healthy = healthy
-        if healthy:
-            self.events.info(f"generation {engine.generation} healthy again", engine.spec.name)
-        else:
-            self.events.warning(f"generation {engine.generation} unhealthy: {why}", engine.spec.name)
-
-
-def _shown_args(engine: Engine) -> list[str]:
-    return redact_args(engine.spec.engine_args)
