@@ -108,6 +108,11 @@ def test_console_shows_the_gateway_and_swaps_a_model(gateway: GatewayHandle, pag
     for backend in inventory:
         row = page.locator(f'#backends-body tr[data-backend="{backend["name"]}"]')
         expect(row.locator("td").nth(1)).to_have_text("yes" if backend["installed"] else "no")
+        # Each backend's own environment: interpreter, Python and vLLM versions.
+        vllm = f"vLLM {backend['vllm']['version']} ({backend['vllm']['distribution']})"
+        expect(row.get_by_test_id("environment")).to_have_text(
+            f"{backend['python']}Python {backend['python_version']} · {vllm}"
+        )
 
     # Both models, serving, with their backend; actions disabled until the token is given.
     for name in (MODEL_A, MODEL_B):

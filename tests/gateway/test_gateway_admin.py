@@ -107,7 +107,7 @@ def test_backends_and_events(gateway: GatewayHandle) -> None:
     backends = requests.get(f"{gateway.base_url}/admin/api/backends", timeout=120).json()
     host = next(b for b in backends["backends"] if b["name"] == "host")
     assert host["installed"] is True and host["distribution"] == "tt-vllm-plugin"
-    assert backends["vllm"]["version"].startswith("0.32")
+    assert host["vllm"]["version"].startswith("0.32")  # in the host backend's own environment
     events = requests.get(f"{gateway.base_url}/admin/api/events", timeout=10).json()["events"]
     assert any(e["model"] == MODEL_A and e["message"].startswith("generation 1 serving") for e in events)
 
@@ -122,7 +122,7 @@ def test_failed_swap_to_an_uninstalled_backend_changes_nothing(gateway: GatewayH
     )
     assert response.status_code == 422
     assert response.json()["error"]["message"].startswith(
-        "Plugin 'forge' (distribution vllm_tt) is not installed."
+        "Plugin 'forge' (distribution vllm_tt) is not installed in the Python environment of "
     )
     assert _model(gateway, MODEL_A) == before
     assert (
@@ -143,7 +143,7 @@ def test_swap_command_reports_a_refused_swap(gateway: GatewayHandle) -> None:
     assert swap.returncode == 1
     assert swap.stderr.splitlines()[-1].startswith(
         "tt-serve: error: swap refused by the gateway (HTTP 422): Plugin 'forge' (distribution vllm_tt) is "
-        "not installed."
+        "not installed in the Python environment of "
     )
     wrong = subprocess.run(
         [TT_SERVE, "swap", MODEL_A, "--backend", "host", "--gateway", gateway.base_url, "--admin-token", "x"],

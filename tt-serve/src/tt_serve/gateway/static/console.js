@@ -378,10 +378,16 @@
   function renderBackends() {
     const inv = store.backends;
     const hw = inv.hardware || {};
-    const vllm = inv.vllm || {};
-    $("backends-summary").textContent = `vLLM ${vllm.version || "not installed"}` +
-      (vllm.distribution ? ` (${vllm.distribution})` : "") +
-      ` · Tenstorrent hardware: ${hw.present ? "present" : "none"}` + (hw.detail ? ` (${hw.detail})` : "");
+    $("backends-summary").textContent =
+      `Tenstorrent hardware: ${hw.present ? "present" : "none"}` + (hw.detail ? ` (${hw.detail})` : "");
+    // Each backend runs in its own Python environment: its interpreter, Python and vLLM.
+    const environment = (b) => {
+      const vllm = b.vllm ? `vLLM ${b.vllm.version} (${b.vllm.distribution})` : "vLLM not installed";
+      const python = b.python_version ? `Python ${b.python_version}` : "cannot be probed";
+      return el("td", { "data-testid": "environment", title: b.python_origin || "" },
+        el("span", { class: "mono", text: b.python || "" }),
+        el("div", { class: "sub", text: `${python} · ${vllm}` }));
+    };
     const rows = (inv.backends || []).map((b) => el("tr", { "data-backend": b.name },
       el("td", {}, el("strong", { class: "mono", text: b.name }), el("div", { class: "sub", text: b.description || "" })),
       el("td", {}, yesNo(b.installed)),
@@ -391,7 +397,8 @@
         el("div", { class: "sub mono", text: b.vllm_range || "" })),
       el("td", {}, b.hardware_needed === "none" ? el("span", { class: "muted", text: "none needed" })
         : b.hardware_present ? el("span", { class: "yes", text: `${b.hardware_needed}: present` })
-          : el("span", { class: "warn", text: `${b.hardware_needed}: not present` }))));
+          : el("span", { class: "warn", text: `${b.hardware_needed}: not present` })),
+      environment(b)));
     $("backends-body").replaceChildren(...rows);
   }
 
