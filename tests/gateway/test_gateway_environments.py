@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ import requests
 
 from tests.e2e.server import free_port
 from tests.gateway.conftest import gateway_env
+from tests.gateway.load import ClientLoad
 
 pytestmark = [pytest.mark.engine, pytest.mark.server]
 REPO = Path(__file__).resolve().parents[2]
@@ -134,44 +134,22 @@ def test_one_model_from_each_environment_then_a_swap_across_them(gateway) -> Non
     assert answers["on-host"][2] == answers["on-forge"][2] == " Paris.\n\nThe answer"
 
     before = state["on-host"]
-    results: list[tuple[int, str, str]] = []
-    errors: list[str] = []
-    stop = threading.Event()
-
-    def client_loop(worker: int) -> None:
-        deadline = time.monotonic() + LOAD_LIMIT_S
-        with httpx.Client(timeout=300) as client:
-            i = worker
-            while not stop.is_set() and time.monotonic() < deadline:
-                try:
-                    results.append(_complete(client, base, "on-host", i))
-                except Exception as error:  # a dropped connection is a failure too
-                    errors.append(f"{type(error).__name__}: {error}")
-                i += CLIENTS
-
-    threads = [threading.Thread(target=client_loop, args=(w,)) for w in range(CLIENTS)]
-    for thread in threads:
-        thread.start()
-    try:
+    with ClientLoad(lambda client, i: _complete(client, base, "on-host", i), CLIENTS, LOAD_LIMIT_S) as load:
         time.sleep(3)
-        env = gateway_env(token)
         swap = subprocess.run(
             [str(TT_SERVE), "swap", "on-host", "--backend", "forge", "--gateway", base],
-            env=env,
+            env=gateway_env(token),
             capture_output=True,
             text=True,
             timeout=LOAD_LIMIT_S,
         )
         time.sleep(4)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=330)
     assert swap.returncode == 0, swap.stdout + swap.stderr + log.read_text()[-4000:]
     after = _state(base)["on-host"]
     assert (after["backend"], after["state"]) == ("forge", "serving")
     assert _engine_python(after["pid"]) == str(FORGE_PYTHON)
-    assert errors == []
+    results = [result for _, result in load.results]
+    assert load.errors == []
     assert results and all(status == 200 and text == " Paris.\n\nThe answer" for status, _, text in results)
     engines = {engine for _, engine, _ in results}
     old = f"on-host/{before['generation']}/{before['pid']}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 import time
 
 import httpx
@@ -13,6 +12,7 @@ import pytest
 import requests
 
 from tests.gateway.conftest import MODEL_B, TT_SERVE, GatewayHandle, gateway_env
+from tests.gateway.load import ClientLoad
 
 pytestmark = [pytest.mark.engine, pytest.mark.server]
 CLIENTS = 3
@@ -42,27 +42,10 @@ def _one_request(client: httpx.Client, base_url: str, i: int) -> tuple[int, str,
 
 def test_swap_under_load_loses_no_request(gateway: GatewayHandle) -> None:
     before = next(m for m in _state(gateway)["models"] if m["name"] == MODEL_B)
-    results: list[tuple[float, int, str, bool]] = []  # (finished at, status, engine, complete)
-    errors: list[str] = []
-    stop = threading.Event()
     seen_during_swap: list[dict] = []
-
-    def client_loop(worker: int) -> None:
-        deadline = time.monotonic() + LOAD_LIMIT_S
-        with httpx.Client(timeout=300) as client:
-            i = worker
-            while not stop.is_set() and time.monotonic() < deadline:
-                try:
-                    status, engine, complete = _one_request(client, gateway.base_url, i)
-                    results.append((time.monotonic(), status, engine, complete))
-                except Exception as error:  # a dropped connection is a failure too
-                    errors.append(f"{type(error).__name__}: {error}")
-                i += CLIENTS
-
-    threads = [threading.Thread(target=client_loop, args=(w,)) for w in range(CLIENTS)]
-    for thread in threads:
-        thread.start()
-    try:
+    with ClientLoad(
+        lambda client, i: _one_request(client, gateway.base_url, i), CLIENTS, LOAD_LIMIT_S
+    ) as load:
         time.sleep(3)  # load is running before the swap starts
         swap = subprocess.Popen(
             [TT_SERVE, "swap", MODEL_B, "--gateway", gateway.base_url, "--", *NEW_ARGS],
@@ -78,10 +61,7 @@ def test_swap_under_load_loses_no_request(gateway: GatewayHandle) -> None:
         out, err = swap.communicate(timeout=60)
         swapped_at = time.monotonic()
         time.sleep(4)  # a few requests after the swap
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=330)
+    results = [(t, *result) for t, result in load.results]  # (finished at, status, engine, complete)
     assert swap.returncode == 0, f"{out}\n{err}"
 
     after = next(m for m in _state(gateway)["models"] if m["name"] == MODEL_B)
@@ -91,7 +71,7 @@ def test_swap_under_load_loses_no_request(gateway: GatewayHandle) -> None:
     with pytest.raises(ProcessLookupError):
         os.kill(before["pid"], 0)  # the old engine was stopped after its drain
 
-    assert errors == []
+    assert load.errors == []
     assert results and all(status == 200 and complete for _, status, _, complete in results), results
     old_engine = f"{MODEL_B}/{before['generation']}/{before['pid']}"
     new_engine = f"{MODEL_B}/{after['generation']}/{after['pid']}"

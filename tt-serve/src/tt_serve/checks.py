@@ -33,7 +33,15 @@ from tt_serve.server_view import loads, single_plugin
 from tt_serve.trust import assess
 from tt_serve.versions import VllmRequirement, required_vllm, version_in
 
-__all__ = ["CheckContext", "CheckResult", "Checked", "Status", "backend_requirement", "run_checks"]
+__all__ = [
+    "CheckContext",
+    "CheckResult",
+    "Checked",
+    "Status",
+    "backend_requirement",
+    "range_question",
+    "run_checks",
+]
 
 
 class _Stop(Exception):
@@ -78,7 +86,7 @@ def _environment_runs(checked: Checked, ctx: CheckContext) -> CheckResult:
             distribution=checked.backend.distribution,
             entry_point=checked.backend.entry_point,
             verify=True,
-            attributes=_range_question(checked.backend),
+            attributes=range_question(checked.backend),
         )
     except ServeError as error:
         return failed("environment", error.code, f"{checked.backend.label}: {error.message}")
@@ -90,7 +98,8 @@ def _environment_runs(checked: Checked, ctx: CheckContext) -> CheckResult:
     )
 
 
-def _range_question(backend: Backend) -> dict[str, str]:
+def range_question(backend: Backend) -> dict[str, str]:
+    """The probe's question for the plugin's own supported vLLM range, where the catalog names one."""
     return {"vllm_range": backend.vllm_range_attribute} if backend.vllm_range_attribute else {}
 
 

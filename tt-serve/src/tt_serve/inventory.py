@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tt_serve.catalog import Backend, Catalog, HardwareNeed
-from tt_serve.checks import backend_requirement
+from tt_serve.checks import backend_requirement, range_question
 from tt_serve.environments import Interpreter, ProbeReport, interpreter_for, probe
 from tt_serve.errors import ServeError
 from tt_serve.hardware import HardwareReport, detect
@@ -86,7 +86,7 @@ def status_of(backend: Backend, policy: TrustPolicy, hw: HardwareReport) -> Back
             distribution=backend.distribution,
             entry_point=backend.entry_point,
             verify=True,
-            attributes={"vllm_range": backend.vllm_range_attribute} if backend.vllm_range_attribute else {},
+            attributes=range_question(backend),
         )
         problem = None
     except ServeError as error:
