@@ -217,7 +217,7 @@ def test_a_catalog_backend_table_changes_only_the_keys_it_names(tmp_path: Path, 
     monkeypatch.setenv("TT_TEST_HOME", "/opt/tt-metal")
     catalog = load_config(path).catalog()
     host, metal, forge = catalog["host"], catalog["metal"], catalog["forge"]
-    assert host.python == str(tmp_path / "conf" / ".." / "envs" / "host" / "bin" / "python")
+    assert host.python == str(tmp_path / "envs" / "host" / "bin" / "python")
     assert (host.distribution, host.env, host.exclusive_device) == (
         "tt-vllm-plugin",
         {"TT_VLLM_DEVICE": "host"},

@@ -227,9 +227,10 @@ def _backend(reader: ConfigReader, name: str, value: Any, origin: str) -> Backen
 
 
 def _interpreter_path(text: str, config_path: Path) -> str:
-    """``~`` and ``$VARIABLES`` expanded; a relative path is relative to the config file's folder."""
+    """``~`` and ``$VARIABLES`` expanded; a relative path is relative to the config file's folder.
+    Normalised but not resolved: a venv's ``bin/python`` is a symlink, and only the link is the venv."""
     path = Path(os.path.expandvars(text)).expanduser()
-    return str(path if path.is_absolute() else (config_path.parent / path).absolute())
+    return os.path.normpath(path if path.is_absolute() else (config_path.parent / path).absolute())
 
 
 def _trust(reader: ConfigReader, value: Any) -> TrustSettings:
