@@ -279,6 +279,16 @@ def test_add_then_remove_a_model(gateway: GatewayHandle) -> None:
         "status": "degraded",
         "models": {MODEL_A: "serving", MODEL_B: "serving", "smol-c": "failed"},
     }
+    # Per model, for a load balancer routing by model: the others stay in rotation.
+    one = requests.get(f"{gateway.base_url}/health/smol-c", timeout=10)
+    assert (one.status_code, one.json()) == (503, {"model": "smol-c", "status": "failed"})
+    other = requests.get(f"{gateway.base_url}/health/{MODEL_A}", timeout=10)
+    assert (other.status_code, other.json()) == (200, {"model": MODEL_A, "status": "ok"})
+    unknown = requests.get(f"{gateway.base_url}/health/no-such-model", timeout=10)
+    assert (unknown.status_code, unknown.json()) == (
+        404,
+        {"model": "no-such-model", "status": "unknown model"},
+    )
     refused = _complete(gateway, "smol-c")
     assert refused.status_code == 503
     assert refused.json()["error"]["message"] == (

@@ -143,6 +143,8 @@ def test_a_loading_model_shows_its_progress_and_removing_it_stops_its_engine(gat
     loading = health.json()["loading"][name]
     assert loading["generation"] == 1 and loading["phase"] in ("starting", *ENGINE_PHASES, "ready")
     assert [h["phase"] for h in loading["history"]][:2] == ["resolving", "starting"]
+    one = requests.get(f"{gateway.base_url}/health/{name}", timeout=10)
+    assert one.status_code == 503 and one.json()["loading"]["generation"] == 1
     request = requests.post(
         f"{gateway.base_url}/v1/completions",
         json={"model": name, "prompt": "Hi", "max_tokens": 2},

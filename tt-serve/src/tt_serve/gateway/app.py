@@ -117,6 +117,11 @@ def create_app(manager: Manager, admin_token: str | None) -> FastAPI:
         ok, body = manager.health()
         return JSONResponse(body, status_code=200 if ok else 503)
 
+    @app.get("/health/{name}")
+    async def model_health(name: str) -> Response:
+        status, body = manager.model_health(name)
+        return JSONResponse(body, status_code=status)
+
     # ---- read API --------------------------------------------------------------------------------
     @app.get("/admin/api/state")
     async def state(request: Request) -> dict[str, object]:

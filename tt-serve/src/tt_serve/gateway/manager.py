@@ -354,5 +354,19 @@ class Manager:
             body["loading"] = loading
         return ok, body
 
+    def model_health(self, name: str) -> tuple[int, dict[str, object]]:
+        """One model's health, for a load balancer that routes by model: one model loading or failed
+        does not take the gateway's other models out of rotation. 200 serving and healthy, 503 otherwise
+        (with the progress while it loads), 404 for a model the gateway does not serve."""
+        engine = self.current.get(name)
+        if engine is None:
+            return 404, {"model": name, "status": "unknown model"}
+        ok = engine.state == "serving" and engine.healthy
+        state = "unhealthy" if engine.state == "serving" and not engine.healthy else engine.state
+        body: dict[str, object] = {"model": name, "status": "ok" if ok else state}
+        if engine.state == "starting":
+            body["loading"] = engine.progress_dict()
+        return (200 if ok else 503), body
+
     def metrics_json(self) -> dict[str, object]:
         return {"models": {name: ring.columns() for name, ring in self.metrics.items()}}
