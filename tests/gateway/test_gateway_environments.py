@@ -22,27 +22,15 @@ import pytest
 import requests
 
 from tests.e2e.server import free_port
+from tests.environments import BACKENDS_TOML, FORGE_PYTHON, HOST_PYTHON, TT_SERVE, missing_environments
 from tests.gateway.conftest import gateway_env
 from tests.gateway.load import ClientLoad
 
 pytestmark = [pytest.mark.engine, pytest.mark.server]
-REPO = Path(__file__).resolve().parents[2]
-TT_SERVE = REPO / ".venv-serve" / "bin" / "tt-serve"
-HOST_PYTHON = REPO / ".venv" / "bin" / "python"
-FORGE_PYTHON = REPO / ".venv-vllm025" / "bin" / "python"
 START_TIMEOUT_S = 900
 CLIENTS = 3
 LOAD_LIMIT_S = 900
-CONFIG = """
-[backends.host]
-python = "{host}"
-
-[backends.forge]
-python = "{forge}"
-hardware = "none"
-exclusive_device = false
-env = {{ VLLM_TT_STANDIN_ACTIVE = "1" }}
-
+GATEWAY_TOML = """
 [gateway]
 host = "127.0.0.1"
 port = {port}
@@ -66,11 +54,12 @@ vllm_args = ["--max-num-seqs", "4", "--max-model-len", "512"]
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
-    assert TT_SERVE.is_file() and FORGE_PYTHON.is_file(), "build the environments first: make setup vllm025"
+    missing = missing_environments()
+    assert not missing, f"build the environments first (make setup vllm025): missing {missing}"
     work = tmp_path_factory.mktemp("gateway-environments")
     port = free_port()
     config = work / "gateway.toml"
-    config.write_text(CONFIG.format(host=HOST_PYTHON, forge=FORGE_PYTHON, port=port))
+    config.write_text(BACKENDS_TOML + GATEWAY_TOML.format(port=port))
     token = "environments-test-token"
     log = work / "gateway.log"
     env = gateway_env(token)

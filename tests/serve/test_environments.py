@@ -25,33 +25,25 @@ import requests
 
 from tests.e2e.reference import transformers_greedy
 from tests.e2e.server import free_port
+from tests.environments import (
+    BACKENDS_TOML,
+    FORGE_PYTHON,
+    HOST_PYTHON,
+    SERVE_PYTHON,
+    TT_SERVE,
+    missing_environments,
+)
 
-REPO = Path(__file__).resolve().parents[2]
-SERVE_PYTHON = REPO / ".venv-serve" / "bin" / "python"
-TT_SERVE = str(REPO / ".venv-serve" / "bin" / "tt-serve")
-HOST_PYTHON = REPO / ".venv" / "bin" / "python"
-FORGE_PYTHON = REPO / ".venv-vllm025" / "bin" / "python"
 MODEL = "smollm2-135m-instruct"
 PROMPT = "The capital of France is"
-CONFIG = f"""
-[backends.host]
-python = "{HOST_PYTHON}"
-
-# The STAND-IN for tt-xla's plugin runs on the host device, so no card and no exclusive device.
-[backends.forge]
-python = "{FORGE_PYTHON}"
-hardware = "none"
-exclusive_device = false
-env = {{ VLLM_TT_STANDIN_ACTIVE = "1" }}
-"""
 
 
 @pytest.fixture(scope="module")
 def environments(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    missing = [str(p) for p in (SERVE_PYTHON, HOST_PYTHON, FORGE_PYTHON) if not p.is_file()]
+    missing = missing_environments()
     assert not missing, f"build the environments first (make setup vllm025): missing {missing}"
     path = tmp_path_factory.mktemp("environments") / "tt-serve.toml"
-    path.write_text(CONFIG)
+    path.write_text(BACKENDS_TOML)
     return path
 
 
@@ -65,7 +57,7 @@ def _env(make_env) -> dict[str, str]:
 
 def _tt_serve(args: list[str], make_env, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [TT_SERVE, *args], env=_env(make_env), cwd=cwd, capture_output=True, text=True, timeout=120
+        [str(TT_SERVE), *args], env=_env(make_env), cwd=cwd, capture_output=True, text=True, timeout=120
     )
 
 
@@ -131,7 +123,7 @@ def served(environments: Path, make_env, tmp_path: Path, request) -> Iterator[tu
     args += ["--max-model-len", "512", "--max-num-seqs", "4"]
     with open(log, "w") as out:
         process = subprocess.Popen(
-            [TT_SERVE, *args], env=_env(make_env), cwd=tmp_path, stdout=out, stderr=out
+            [str(TT_SERVE), *args], env=_env(make_env), cwd=tmp_path, stdout=out, stderr=out
         )
     base = f"http://127.0.0.1:{port}"
     try:
