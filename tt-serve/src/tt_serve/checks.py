@@ -194,7 +194,7 @@ def _hardware(checked: Checked, ctx: CheckContext) -> CheckResult:
     assert report is not None
     if backend.hardware is HardwareNeed.NONE:
         return CheckResult("hardware", Status.OK, "runs on the host: no Tenstorrent hardware needed")
-    hw = ctx.hardware().with_ttnn(bool(report.data.get("ttnn_installed")))
+    hw = ctx.hardware().with_ttnn(report.ttnn_installed)
     if not hw.present:
         return failed(
             "hardware",

@@ -134,9 +134,9 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     config = _config(args.config)
     resolution = _resolution(args, config)
     if resolution.model.alias:  # the embedded model's folder is a fact of the backend's environment
-        from tt_serve.planning import check
+        from tt_serve.planning import locate_alias
 
-        resolution, _ = check(resolution, config, fail_fast=False)
+        resolution = locate_alias(resolution)
     if args.json:
         print(json.dumps(resolution.as_dict(), indent=2))
         return ExitCode.OK

@@ -85,6 +85,10 @@ class ProbeReport:
         return f"vLLM {vllm['version']} ({vllm['distribution']}{compiled})"
 
     @property
+    def ttnn_installed(self) -> bool:
+        return bool(self.data.get("ttnn_installed"))
+
+    @property
     def distribution(self) -> Mapping[str, Any] | None:
         return self.data.get("distribution")
 

@@ -108,7 +108,7 @@ def status_of(backend: Backend, policy: TrustPolicy, hw: HardwareReport) -> Back
         verdict = assess(dist, policy)
         trusted, fingerprint = verdict.trusted, verdict.fingerprint
         detail = "trusted" if verdict.trusted else str(verdict.problem)
-    ttnn = bool(report.data.get("ttnn_installed")) if report is not None else False
+    ttnn = report.ttnn_installed if report is not None else False
     return BackendStatus(
         backend=backend,
         interpreter=interpreter,

@@ -7,6 +7,7 @@ Shared by ``tt-serve serve`` (and so by the gateway, which runs ``serve --dry-ru
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping, Sequence
 
 from tt_serve.catalog import OUR_DISTRIBUTION, Backend
@@ -41,7 +42,7 @@ def hardware_with_ttnn(config: ServerConfig) -> HardwareReport:
         report = probe(interpreter_for(config.catalog()["metal"]))
     except ServeError:
         return hw.with_ttnn(False)
-    return hw.with_ttnn(bool(report.data.get("ttnn_installed")))
+    return hw.with_ttnn(report.ttnn_installed)
 
 
 def resolution_for(model: str, cli_backend: str | None, config: ServerConfig) -> Resolution:
@@ -78,6 +79,25 @@ def check(
         model = located(resolution.model, dict(checked.final.answer(ALIAS_ANSWER)))
         resolution = dataclasses.replace(resolution, model=model)
     return resolution, checked
+
+
+def locate_alias(resolution: Resolution) -> Resolution:
+    """An alias's folder, asked of the backend's environment in one probe (no checks, nothing loaded):
+    what ``resolve`` shows. Left unlocated when that environment cannot say (the checks will)."""
+    if not resolution.model.alias:
+        return resolution
+    try:
+        report = probe(
+            interpreter_for(resolution.backend),
+            {**os.environ, **server_env(resolution)},
+            calls={ALIAS_ANSWER: list(ALIAS_FOLDER_CALL)},
+        )
+    except ServeError:
+        return resolution
+    answer = dict(report.answer(ALIAS_ANSWER))
+    if "value" not in answer:
+        return resolution
+    return dataclasses.replace(resolution, model=located(resolution.model, answer))
 
 
 def plan(

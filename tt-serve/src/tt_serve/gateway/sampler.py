@@ -25,6 +25,7 @@ async def sample_forever(manager: Manager) -> None:
         await asyncio.gather(*(_sample(manager, e) for e in engines), return_exceptions=True)
         await asyncio.sleep(max(0.1, SAMPLE_INTERVAL_S - (time.monotonic() - started)))
 
+
 async def _sample(manager: Manager, engine: Engine) -> None:
     name = engine.spec.name
     status = engine.process.poll() if engine.process is not None else None
@@ -49,6 +50,7 @@ async def _sample(manager: Manager, engine: Engine) -> None:
             ring.add(sample(engine.last_snapshot, snapshot))  # type: ignore[arg-type]
         engine.last_snapshot = snapshot
 
+
 def _set_health(manager: Manager, engine: Engine, healthy: bool, why: str) -> None:
     if engine.state != "serving" or healthy == engine.healthy:
         return
@@ -57,5 +59,3 @@ def _set_health(manager: Manager, engine: Engine, healthy: bool, why: str) -> No
         manager.events.info(f"generation {engine.generation} healthy again", engine.spec.name)
     else:
         manager.events.warning(f"generation {engine.generation} unhealthy: {why}", engine.spec.name)
-
-

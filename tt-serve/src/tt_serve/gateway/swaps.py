@@ -36,6 +36,7 @@ async def swap_overlap(manager: Manager, name: str, old: Engine, new: Engine) ->
     await manager._retire(old)
     return SwapResult(new, OVERLAP, 0.0)
 
+
 async def swap_stop_then_start(manager: Manager, name: str, old: Engine, new: Engine) -> SwapResult:
     """Exclusive device: drain and stop the old engine, then start the new one; never both at once."""
     new.waiting_for = f"generation {old.generation} to finish its requests and stop (exclusive device)"
@@ -60,6 +61,7 @@ async def swap_stop_then_start(manager: Manager, name: str, old: Engine, new: En
         name,
     )
     return SwapResult(new, STOP_THEN_START, downtime)
+
 
 async def _restore(manager: Manager, name: str, old: Engine, error: EngineError) -> None:
     """After a failed stop-then-start swap: start the previous configuration again, say so, raise."""
@@ -99,4 +101,3 @@ async def _restore(manager: Manager, name: str, old: Engine, error: EngineError)
         f"{restored.generation}.",
         "EngineStartError",
     )
-
