@@ -204,3 +204,19 @@ def test_child_dies_with_tt_serve() -> None:
         time.sleep(0.1)
     os.kill(child_pid, signal.SIGKILL)
     pytest.fail("the server outlived tt-serve")
+
+
+def test_a_pythonpath_from_the_config_is_kept_behind_the_placeholders(
+    tmp_path: Path, fake_forge_site: Path, tt_serve
+) -> None:
+    """What the checks probed is what the server gets: a config entry's PYTHONPATH (another plugin is
+    there, so placeholders are needed) stays on the server's path, after the placeholder folder."""
+    config = tmp_path / "c.toml"
+    config.write_text(f'[models."*"]\nbackend = "host"\nenv = {{ PYTHONPATH = "{fake_forge_site}" }}\n')
+    data = _dry_run(tt_serve, MODEL, "--config", str(config))
+    placeholders, site = data["env"]["PYTHONPATH"].split(os.pathsep)
+    assert site == str(fake_forge_site) and "hidden-plugins" in placeholders
+    single = next(c for c in data["checks"] if c["name"] == "single plugin")
+    assert single["detail"].startswith(
+        "vLLM will see only tt-vllm-plugin (tt); hidden from it: vllm_tt 0.0.1+testfixture (tt)"
+    )

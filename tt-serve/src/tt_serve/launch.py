@@ -168,9 +168,8 @@ def build_plan(
 ) -> LaunchPlan:
     """The command and environment of the server, from what the checks found in its environment."""
     env = server_env(resolution)
-    narrowing = checked.narrowing
-    if narrowing is not None and narrowing.directory is not None:
-        env["PYTHONPATH"] = narrowing.pythonpath(os.environ.get("PYTHONPATH")) or ""
+    if checked.narrowing is not None:
+        checked.narrowing.apply(env, os.environ)
     env["PYTHONSAFEPATH"] = "1"  # every Python process of the server, the engine core included
     final = checked.final
     assert final is not None

@@ -86,6 +86,13 @@ class Narrowing:
             return existing
         return os.pathsep.join([str(self.directory), *([existing] if existing else [])])
 
+    def apply(self, changes: dict[str, str], inherited: Mapping[str, str]) -> None:
+        """Put the placeholder folder first on the server's PYTHONPATH: the one ``changes`` sets (a config
+        entry's or backend's ``env``), else the inherited one. The probe and the launch both use this, so
+        the server runs with the very path that was checked."""
+        if self.directory is not None:
+            changes["PYTHONPATH"] = self.pythonpath({**inherited, **changes}.get("PYTHONPATH")) or ""
+
 
 def plan(
     distribution: str,

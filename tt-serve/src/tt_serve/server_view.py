@@ -28,8 +28,7 @@ def single_plugin(checked: Checked, ctx: CheckContext, load: bool) -> CheckResul
         ctx.general_plugins,
     )
     env = ctx.server_environment()
-    if plan.directory is not None:
-        env["PYTHONPATH"] = plan.pythonpath(env.get("PYTHONPATH")) or ""
+    plan.apply(env, env)
     try:
         final = checked.final = probe(
             checked.interpreter,
