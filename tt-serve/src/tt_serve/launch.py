@@ -33,7 +33,7 @@ from tt_serve import envs
 from tt_serve.checks import Checked
 from tt_serve.config import ServerConfig
 from tt_serve.errors import ExitCode, ServeError
-from tt_serve.progress import Phase
+from tt_serve.progress import Phase, StartupProgress
 from tt_serve.resolve import Resolution
 from tt_serve.restart import ATTEMPT_ENV, FAILURE_FILE_ENV, Action, RestartPolicy
 from tt_serve.startup_watch import StartupWatch
@@ -90,7 +90,7 @@ def _option_names(args: Sequence[str]) -> set[str]:
     return {_canonical(g[0]) for g in _option_groups(args) if g[0].startswith("--")}
 
 
-def _find_option(args: list[str], option: str) -> tuple[int, str] | None:
+def _find_option(args: Sequence[str], option: str) -> tuple[int, str] | None:
     for i, arg in enumerate(args):
         if arg == option and i + 1 < len(args):
             return i, args[i + 1]
@@ -178,6 +178,17 @@ def build_plan(
     return LaunchPlan((*python, *vllm_arguments(resolution, config, user_args, check_tt)), env)
 
 
+def health_url(argv: Sequence[str]) -> str:
+    """Where the server answers /health, from its --host/--port (vLLM's defaults: all hosts, 8000)."""
+    host = (_find_option(argv, "--host") or (0, ""))[1]
+    port = (_find_option(argv, "--port") or (0, "8000"))[1]
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/health"
+
+
 def python_command(python: str, version: tuple[int, ...], module: str) -> list[str]:
     """``python -P -m module``; Python 3.10 has no -P, so a bootstrap drops the working directory first."""
     if version >= (3, 11):
@@ -238,7 +249,7 @@ def run(plan: LaunchPlan, policy: RestartPolicy | None = None) -> int:
         while True:
             with tempfile.TemporaryDirectory(prefix="tt-serve-") as folder:
                 failure_file = Path(folder) / "engine-failure"
-                watch = StartupWatch.for_server(Path(folder) / "status", plan.argv)
+                watch = StartupWatch(StartupProgress(Path(folder) / "status"), health_url(plan.argv))
                 env = {
                     **plan.environment(),
                     ATTEMPT_ENV: str(restarts + 1),

@@ -11,32 +11,11 @@ import sys
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
-from pathlib import Path
 from typing import TextIO
 
 from tt_serve.progress import Phase, StartupProgress
 
 POLL_S = 0.5
-
-
-def health_url(vllm_args: Sequence[str]) -> str:
-    """Where the server will answer /health, from its --host/--port (vLLM's defaults: all hosts, 8000)."""
-    host, port = "127.0.0.1", "8000"
-    for i, arg in enumerate(vllm_args):
-        for option in ("--host", "--port"):
-            value = None
-            if arg == option and i + 1 < len(vllm_args):
-                value = vllm_args[i + 1]
-            elif arg.startswith(option + "="):
-                value = arg.split("=", 1)[1]
-            if value is None:
-                continue
-            if option == "--port":
-                port = value
-            elif value not in ("", "0.0.0.0", "::"):
-                host = f"[{value}]" if ":" in value else value
-    return f"http://{host}:{port}/health"
 
 
 class StartupWatch:
@@ -47,10 +26,6 @@ class StartupWatch:
         self._stopped = threading.Event()
         self._printed = 0
         self._thread = threading.Thread(target=self._watch, name="tt-serve-startup-watch", daemon=True)
-
-    @classmethod
-    def for_server(cls, status_file: Path, argv: Sequence[str]) -> StartupWatch:
-        return cls(StartupProgress(status_file), health_url(argv))
 
     def start(self) -> StartupWatch:
         self._thread.start()
