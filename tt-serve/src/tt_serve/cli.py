@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
         "--restart",
         choices=[mode.value for mode in RestartMode],
         default=RestartMode.NO.value,
-        help="on-failure: start the server again when it exits non-zero (default: no)",
+        help="on-failure: start the server again after any exit tt-serve did not ask for (default: no)",
     )
     serve.add_argument(
         "--max-restarts",
