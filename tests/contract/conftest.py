@@ -7,7 +7,7 @@ a tiny random-weight checkpoint, compared with transformers at fp32 tolerances.
 Pointed at any other model (a Tenstorrent developer, on hardware):
 
     MESH_DEVICE=N150 HF_MODEL=/path/to/Llama-3.1-8B-Instruct pytest tests/contract \\
-        --tt-model models.tt_transformers.tt.generator_vllm:LlamaForCausalLM --tt-device ttnn \\
+        --tt-model models.ttt_compat.tt.generator_vllm:LlamaForCausalLM --tt-device ttnn \\
         --hf-model /path/to/Llama-3.1-8B-Instruct [--tt-options '{"trace_mode": "none"}'] [--n-layers 2]
 
 On the ttnn device the class is wrapped in the same adapter the runner uses, the mesh is opened through

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import torch
 
+from tests.contract.tt_metal_checkout import on_path, write_checkout
 from tt_vllm_plugin.activation import DeviceChoice
 from tt_vllm_plugin.models import registry, tt_metal
 from tt_vllm_plugin.models.device_sampling import DeviceSamplingParams
@@ -336,14 +337,16 @@ def test_ttnn_without_tt_metal_says_what_to_install():
 
 
 @pytest.fixture
-def tt_metal_module(monkeypatch):
-    """A namespace standing for generator_vllm (class names only), as an older tt-metal laid it out."""
-    module = SimpleNamespace(LlamaForCausalLM=GeneratorDouble, Qwen2ForCausalLM=OlderGeneratorDouble)
-    monkeypatch.setattr(tt_metal, "generator_module", lambda: module)
-    monkeypatch.setattr(
-        tt_metal, "load_generator_class", lambda target: getattr(module, target.split(":")[1])
-    )
-    return module
+def tt_metal_module(tmp_path):
+    """A tt-metal checkout in the tt_transformers layout whose generator_vllm has a Llama class and an
+    older release's Qwen2 class (tests/contract/tt_metal_checkout.py)."""
+    here = GeneratorDouble.__module__  # as pytest imported this file, so the classes stay the same objects
+    classes = {
+        "LlamaForCausalLM": f"{here}:GeneratorDouble",
+        "Qwen2ForCausalLM": f"{here}:OlderGeneratorDouble",
+    }
+    with on_path(write_checkout(tmp_path, {"tt_transformers": classes})):
+        yield
 
 
 def test_ttnn_device_uses_the_generators_that_are_there(tt_metal_module):

@@ -308,8 +308,9 @@ def test_var_keyword_does_not_mean_accepts_everything():
         ("none", [("p", False), ("d", False)]),
     ],
 )
-def test_warm_up_runs_untraced_then_captures_traces(trace_mode, expected):
-    model = build(doubles.CurrentLlama, trace_mode=trace_mode)
+@pytest.mark.parametrize("release", ["ttt_compat", "current"])  # the older release has no warm-up hooks
+def test_warm_up_runs_untraced_then_captures_traces(release, trace_mode, expected):
+    model = build(doubles.RELEASES[release], trace_mode=trace_mode)
     warm_up(model, kv_cache=[], trace=trace_flags(trace_mode), max_batch_size=MAX_BATCH, num_blocks=4)
     # Generator.warmup_model_prefill returns at once when already_warmed_up_prefill: the flag is cleared
     # between the phases, as Tenstorrent's warmup_model does, so the traced prefill warm-up runs.
@@ -321,7 +322,9 @@ def test_warm_up_runs_untraced_then_captures_traces(trace_mode, expected):
     ("mode", "prefill", "decode"),
     [(None, False, False), ("decode_only", False, True), ("all", True, True)],
 )
-@pytest.mark.parametrize("generator_cls", [doubles.CurrentLlama, doubles.NewestWarmupLlama])
+@pytest.mark.parametrize(
+    "generator_cls", [doubles.CurrentLlama, doubles.NewestWarmupLlama, doubles.TttCompatLlama]
+)
 def test_prefill_warm_up_samples_on_the_device_only_for_mode_all(generator_cls, mode, prefill, decode):
     model = build(generator_cls, trace_mode="none")
     warm_up(
@@ -336,6 +339,23 @@ def test_prefill_warm_up_samples_on_the_device_only_for_mode_all(generator_cls, 
     assert [c["can_sample_on_device"] for c in calls(model, "warmup_model_decode")] == [decode]
     if generator_cls is doubles.NewestWarmupLlama:
         assert calls(model, "warmup_model_decode")[0]["greedy_only"] is False
+    if generator_cls is doubles.TttCompatLlama:  # its prefill warm-up takes greedy_only (default False)
+        assert calls(model, "warmup_model_prefill")[0]["greedy_only"] is False
+
+
+def test_a_greedy_only_model_warms_up_only_greedy_prefill_sampling():
+    """A model whose device sampler is greedy only (max_device_top_k 0) is told so where its prefill
+    warm-up has ``greedy_only`` (ttt_compat), so it does not sweep random sampling parameters."""
+
+    class GreedyOnly(doubles.TttCompatLlama):
+        model_capabilities = {**doubles.TttCompatLlama.model_capabilities, "max_device_top_k": 0}
+
+    model = build(GreedyOnly, trace_mode="none")
+    warm_up(model, kv_cache=[], trace=trace_flags("none"), max_batch_size=MAX_BATCH, num_blocks=4,
+            sample_on_device_mode="all")  # fmt: skip
+    assert calls(model, "warmup_model_prefill") == [
+        {"enable_trace": False, "can_sample_on_device": True, "greedy_only": True}
+    ]
 
 
 def test_decode_holes_between_live_slots_are_skipped_and_state_stays_with_its_slot():

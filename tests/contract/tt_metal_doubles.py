@@ -20,6 +20,14 @@ return types (tuples where tt-metal returns tuples), read from tenstorrent/tt-me
   ``read_decode_output(tt_out, unpadded_batch, is_tokens)``) and ``generator_vllm.py`` @
   4d4a062913c5f5273ce33ce93fc7f2bb6543166c (``initialize_vllm_model`` without ``optimizations``, no
   ``model_capabilities``, no warm-up or budget hooks);
+- **ttt_compat**: the layout after tt-metal PR #55977 (``models/tt_transformers`` renamed
+  ``models/ttt_compat``, no shim): ``models/ttt_compat/tt/generator.py`` @
+  1a6b64e03908f3ef0493692a2a6017f74ae06796 (``prefill_forward_text(self, *args, **kwargs)`` is a thin wrapper
+  around ``_prefill_forward_text_impl``, which holds the signature; ``decode_forward`` gains ``slot_remap``,
+  ``defer_device_sampling``, ``skip_trace_precompile`` and ``**kwargs``; ``warmup_model_prefill(kv_cache,
+  enable_trace, can_sample_on_device, greedy_only=False)``) and ``models/ttt_compat/tt/generator_vllm.py`` @
+  3dfeae9445a24e18e75ff2de2313c7a30bfe2bcf (``LlamaForCausalLM``/``QwenForCausalLM`` with
+  ``supports_chunked_prefill`` and ``max_device_top_k`` 32);
 - **newest warm-up**: the newest stored ``warmup_utils.py`` (the index records no commit for it):
   ``warmup_model_decode(..., can_sample_on_device, ..., greedy_only=False, ...)``, and a prefill warm-up
   taking what Tenstorrent's runner passes (vllm-tt-plugin e3fc849: ``kv_cache, enable_trace,
@@ -311,6 +319,99 @@ class AssertsNoOptimizations(CurrentLlama):
         )
 
 
+# ----------------------------------------- ttt_compat: generator.py @ 1a6b64e0, generator_vllm.py @ 3dfeae94
+
+
+class TttCompatGenerator(CurrentGenerator):
+    """``models.ttt_compat.tt.generator.Generator`` @ 1a6b64e0 (the vLLM-facing part): the prefill body is
+    the current one, behind the wrapper that flushes deferred trace captures."""
+
+    def warmup_model_prefill(self, kv_cache, enable_trace, can_sample_on_device, greedy_only: bool = False):
+        if self.already_warmed_up_prefill:
+            return
+        self.already_warmed_up_prefill = True
+        self._record(
+            "warmup_model_prefill",
+            enable_trace=enable_trace,
+            can_sample_on_device=can_sample_on_device,
+            greedy_only=greedy_only,
+        )
+
+    def prefill_forward_text(self, *args, **kwargs):
+        return self._prefill_forward_text_impl(*args, **kwargs)
+
+    def _prefill_forward_text_impl(
+        self,
+        tokens: torch.Tensor,
+        page_table=None,
+        kv_cache=None,
+        prompt_lens=None,
+        empty_slots=None,
+        enable_trace=True,
+        model_id_warmup=None,
+        sampling_params=None,
+        start_pos: list[int] = None,
+        return_hidden_states=False,
+        warmup_prefill=True,
+        **kwargs,
+    ):
+        return CurrentGenerator.prefill_forward_text(
+            self,
+            tokens,
+            page_table=page_table,
+            kv_cache=kv_cache,
+            prompt_lens=prompt_lens,
+            empty_slots=empty_slots,
+            enable_trace=enable_trace,
+            sampling_params=sampling_params,
+            start_pos=start_pos,
+            **kwargs,
+        )
+
+    def decode_forward(
+        self,
+        tokens,
+        start_pos,
+        page_table=None,
+        kv_cache=None,
+        enable_trace=True,
+        read_from_device=True,
+        sampling_params=None,
+        reset_batch=False,
+        prompt_tokens: torch.Tensor | None = None,
+        output_tokens: torch.Tensor | None = None,
+        slot_remap=None,
+        defer_device_sampling: bool = False,
+        skip_trace_precompile: bool = False,
+        **kwargs,
+    ):
+        return CurrentGenerator.decode_forward(
+            self, tokens, start_pos, page_table, kv_cache, enable_trace, read_from_device, sampling_params,
+            reset_batch,
+        )  # fmt: skip
+
+
+class TttCompatLlama(_VllmKVCache, TttCompatGenerator):
+    """``generator_vllm.LlamaForCausalLM`` @ 3dfeae94 (``QwenForCausalLM`` there is the same shape)."""
+
+    model_capabilities = {
+        "supports_prefix_caching": True,
+        "supports_async_decode": True,
+        "supports_sample_on_device": True,
+        "max_device_top_k": 32,
+        "supports_chunked_prefill": True,
+    }
+    # The same as CurrentLlama's, bound to this class.
+    get_max_tokens_all_users = classmethod(CurrentLlama.get_max_tokens_all_users.__func__)
+    initialize_vllm_model = classmethod(CurrentLlama.initialize_vllm_model.__func__)
+
+    def prefill_forward(self, *args, **kwargs):
+        return super().prefill_forward_text(*args, **kwargs)
+
+    def decode_forward(self, *args, **kwargs):
+        return super().decode_forward(*args, **kwargs)
+
+
 # ---------------------------------------------------------------- newest warm-up (warmup_utils.py, newest)
 
 
@@ -431,4 +532,4 @@ class VisionOnlyInit(OlderLlama):
         )
 
 
-RELEASES = {"current": CurrentLlama, "older": OlderLlama}
+RELEASES = {"ttt_compat": TttCompatLlama, "current": CurrentLlama, "older": OlderLlama}

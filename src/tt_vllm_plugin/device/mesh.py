@@ -218,7 +218,7 @@ def devices_per_submesh(shape: tuple[int, int], data_parallel: int) -> int:
 
 def kv_heads_per_device(num_kv_heads: int, devices_per_submesh: int) -> int:
     """KV heads in each device's cache: tt-metal's models split the heads over a submesh's devices, and
-    ``allocate_vllm_kv_cache`` (models/tt_transformers/tt/generator_vllm.py) replicates the shape it is
+    ``allocate_vllm_kv_cache`` (tt-metal's models/ttt_compat/tt/generator_vllm.py) replicates the shape it is
     given on every device, so the shape must already be per device. Tenstorrent's ``_kv_cache_shape``
     (vllm-tt-plugin model_runner.py): ``num_kv_heads // min(devices per submesh, num_kv_heads)``
     (more devices than heads: one head each, replicated)."""

@@ -1,8 +1,9 @@
 """The model contract between the runner and a TT model (host or tt-metal).
 
-It mirrors the generator interface tt-metal's ``models/tt_transformers/tt/generator_vllm.py`` classes
-offer to vLLM, so the same runner drives our host models and Tenstorrent's ttnn models. The runner
-only ever talks to a model through this contract and the model's declared ``model_capabilities``.
+It mirrors the generator interface tt-metal's ``models/ttt_compat/tt/generator_vllm.py`` classes
+(formerly ``models/tt_transformers``) offer to vLLM, so the same runner drives our host models and
+Tenstorrent's ttnn models. The runner only ever talks to a model through this contract and the model's
+declared ``model_capabilities``.
 
 Conventions (all tensors on the host, in torch):
 

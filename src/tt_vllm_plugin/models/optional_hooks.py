@@ -90,11 +90,13 @@ class WarmUpOffer:
 
 # Warm-up arguments only some tt-metal releases know: warmup_model_prefill/decode's
 # ``non_greedy_decoding_on_device`` (generator.py at 421a32c1, models/common/warmup/warmup_utils.py at
-# 9f66942977ee00fda5b43291527cf5d8ee6d7a1d), ``greedy_only`` (the newest warmup_utils.py),
+# 9f66942977ee00fda5b43291527cf5d8ee6d7a1d), ``greedy_only`` (the newest warmup_utils.py; the ttt_compat
+# layout's warmup_model_prefill, models/ttt_compat/tt/generator.py at
+# 1a6b64e03908f3ef0493692a2a6017f74ae06796),
 # DecodeWarmupMixin's ``num_gpu_blocks`` and ``sample_on_device_mode`` (models/common/warmup/
 # decode_warmup.py at 276fab7c586c357e51ed201c420028ba378210b6).
-_PREFILL_NAMED_ONLY = frozenset({"non_greedy_decoding_on_device"})
-_DECODE_NAMED_ONLY = _PREFILL_NAMED_ONLY | {"greedy_only", "num_gpu_blocks", "sample_on_device_mode"}
+_PREFILL_NAMED_ONLY = frozenset({"non_greedy_decoding_on_device", "greedy_only"})
+_DECODE_NAMED_ONLY = _PREFILL_NAMED_ONLY | {"num_gpu_blocks", "sample_on_device_mode"}
 
 
 def warm_up_offers(
@@ -114,6 +116,7 @@ def warm_up_offers(
         "kv_cache": kv_cache,
         "can_sample_on_device": prefill_samples,
         "non_greedy_decoding_on_device": prefill_samples and random_ok,
+        "greedy_only": prefill_samples and not random_ok,
     }
     decode = {
         "kv_cache": kv_cache,

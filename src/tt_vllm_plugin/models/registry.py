@@ -2,9 +2,9 @@
 
 TT classes are named like Tenstorrent's: ``"TT" + <HF architecture>`` (``TTLlamaForCausalLM``). The
 device picks the implementation: on the host device our PyTorch models, on the ttnn device tt-metal's
-generator classes (``models.tt_transformers.tt.generator_vllm``), seen through
-:class:`~tt_vllm_plugin.models.tt_metal.TTMetalModel`. Everything is referenced as ``"module:Class"``
-strings so nothing heavy is imported until a model is needed.
+generator classes (``models.ttt_compat.tt.generator_vllm``, or ``models.tt_transformers`` before tt-metal
+renamed it), seen through :class:`~tt_vllm_plugin.models.tt_metal.TTMetalModel`. Everything is
+referenced as ``"module:Class"`` strings so nothing heavy is imported until a model is needed.
 
 Callers that pass no device get the one the platform runs on (``TT_VLLM_DEVICE``), falling back to the
 host device when that cannot be resolved (the plugin is then inactive anyway).

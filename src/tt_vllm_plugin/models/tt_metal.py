@@ -1,7 +1,8 @@
 """tt-metal's models behind our model contract: finding tt-metal's classes, and the adapter.
 
-tt-metal's ``models/tt_transformers/tt/generator_vllm.py`` classes already speak the contract. What sits
-between them and our runner, which calls every model the same way:
+tt-metal's vLLM generator classes (``models/ttt_compat/tt/generator_vllm.py``, or
+``models/tt_transformers/tt/generator_vllm.py`` in releases before the rename: :data:`GENERATOR_MODULES`)
+already speak the contract. What sits between them and our runner, which calls every model the same way:
 
 - :class:`TTMetalModel` (one subclass per generator class, :func:`adapter_for`) takes the TT options
   that travel with the open mesh (:class:`~tt_vllm_plugin.device.ttnn.TTNNDevice`: trace mode,
@@ -42,7 +43,12 @@ from tt_vllm_plugin.models.tt_metal_signatures import accepts, forward_target, i
 
 logger = get_logger(__name__)
 
-GENERATOR_MODULE = "models.tt_transformers.tt.generator_vllm"
+# Where tt-metal keeps its vLLM generators, newest layout first; the first that is there wins. tt-metal
+# PR #55977 moved models/tt_transformers to models/ttt_compat with no shim left behind
+# (models/ttt_compat/tt/generator_vllm.py @ 3dfeae9445a24e18e75ff2de2313c7a30bfe2bcf; vllm-tt-plugin PR #121
+# follows it); releases before it have models/tt_transformers/tt/generator_vllm.py
+# (@ 2a43729eb2eb37d76004e978da0af31e33829840). Both layouts are in the field.
+GENERATOR_MODULES = ("models.ttt_compat.tt.generator_vllm", "models.tt_transformers.tt.generator_vllm")
 
 # TT architecture -> class names in generator_vllm.py, first one present wins (tt-metal once named its
 # Qwen generator Qwen2ForCausalLM). Gemma3 is left out on purpose: generator_vllm only has
@@ -60,6 +66,7 @@ TT_METAL_GENERATORS: dict[str, tuple[str, ...]] = {
 # models/common/sampling in current releases, the generator module in older ones. First found wins.
 SAMPLING_PARAMS_CLASSES = (
     "models.common.sampling.sampling_params:SamplingParams",
+    "models.ttt_compat.tt.generator:SamplingParams",
     "models.tt_transformers.tt.generator:SamplingParams",
 )
 
@@ -73,25 +80,31 @@ class TTMetalUnavailable(RuntimeError):
 
 @functools.cache
 def generator_module() -> Any:
-    """tt-metal's generator_vllm module, or an error saying why it cannot be used."""
-    try:
-        found = importlib.util.find_spec(GENERATOR_MODULE) is not None
-    except ModuleNotFoundError:  # a parent package (models, models.tt_transformers) is missing
-        found = False
-    if not found:
+    """tt-metal's generator_vllm module (the first of :data:`GENERATOR_MODULES` that is there), or an
+    error saying why none can be used."""
+    name = next((candidate for candidate in GENERATOR_MODULES if _module_exists(candidate)), None)
+    if name is None:
         raise TTMetalUnavailable(
-            f"tt-metal's models are not importable (no module {GENERATOR_MODULE!r}): put a tt-metal checkout "
-            "on PYTHONPATH (its root holds the `models` package) and set TT_METAL_HOME, or set "
-            "TT_VLLM_DEVICE=host."
+            "tt-metal's models are not importable (no module "
+            + " or ".join(repr(candidate) for candidate in GENERATOR_MODULES)
+            + "): put a tt-metal checkout on PYTHONPATH (its root holds the `models` package) and set "
+            "TT_METAL_HOME, or set TT_VLLM_DEVICE=host."
         )
     try:
-        return importlib.import_module(GENERATOR_MODULE)
+        return importlib.import_module(name)
     except Exception as error:
         raise TTMetalUnavailable(
-            f"{GENERATOR_MODULE} failed to import ({type(error).__name__}: {error}); tt-metal's vLLM "
-            "generators are written against a particular vLLM version, so check that this tt-metal "
-            "release supports the installed vLLM."
+            f"{name} failed to import ({type(error).__name__}: {error}); tt-metal's vLLM generators are "
+            "written against a particular vLLM version, so check that this tt-metal release supports the "
+            "installed vLLM."
         ) from error
+
+
+def _module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # a parent package (models, models.ttt_compat) is missing
+        return False
 
 
 def generator_targets() -> dict[str, str]:
@@ -101,7 +114,7 @@ def generator_targets() -> dict[str, str]:
     for tt_arch, names in TT_METAL_GENERATORS.items():
         present = next((name for name in names if hasattr(module, name)), None)
         if present is not None:
-            targets[tt_arch] = f"{GENERATOR_MODULE}:{present}"
+            targets[tt_arch] = f"{module.__name__}:{present}"
     return targets
 
 

@@ -16,9 +16,12 @@ from typing import Any
 # (tenstorrent/tt-metal 0015d62ba229715e1a2490489c17fce1ed317338) or, in current releases,
 # ``super().decode_forward(...)`` (2a43729eb2eb37d76004e978da0af31e33829840, with Generator.decode_forward
 # at 421a32c198c9ce77908f704f673da5d0a0ffa3f8). The real signature is where the shim leads, so the adapter
-# follows the shim instead of guessing a name. And a real signature's ``**kwargs`` (prefill_forward_text
-# at 421a32c1 hands them on to ``prepare_inputs_prefill``) does not mean "takes anything": an optional
-# argument is passed only where the target names it.
+# follows the shim instead of guessing a name. Shims also sit inside Generator itself: in the ttt_compat
+# layout ``prefill_forward_text(self, *args, **kwargs)`` only wraps ``self._prefill_forward_text_impl``
+# (models/ttt_compat/tt/generator.py @ 1a6b64e03908f3ef0493692a2a6017f74ae06796: it flushes the decode trace
+# that its first traced prefill deferred), so the impl holds the signature. And a real signature's
+# ``**kwargs`` (prefill_forward_text at 421a32c1 hands them on to ``prepare_inputs_prefill``) does not mean
+# "takes anything": an optional argument is passed only where the target names it.
 
 _PASS_THROUGH = [inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD]
 _MAX_SHIM_DEPTH = 8
@@ -53,10 +56,11 @@ def _class_function(mro: tuple[type, ...], name: str, start: int) -> tuple[int, 
 
 
 def _shim_callee(function: Any, name: str) -> tuple[str, bool] | None:
-    """Which method a pass-through ``name`` calls (``<name>_text`` or ``name``) and whether via super()."""
+    """Which method a pass-through ``name`` calls (``<name>_text``, ``name`` through super(), or its
+    ``_<name>_impl``) and whether via super()."""
     names = getattr(getattr(function, "__code__", None), "co_names", ())
     via_super = "super" in names
-    for callee in (f"{name}_text", name):
+    for callee in (f"{name}_text", name, f"_{name}_impl"):
         if callee in names and (callee != name or via_super):
             return callee, via_super
     return None
