@@ -16,9 +16,9 @@ import time
 import torch
 
 from tt_vllm_plugin.device.host import open_host_device
-from tt_vllm_plugin.models import host_linear
 from tt_vllm_plugin.models.default import default_model_path
-from tt_vllm_plugin.models.llama import TTLlamaForCausalLM
+from tt_vllm_plugin.models.host import linear as host_linear
+from tt_vllm_plugin.models.host.llama.architectures import TTLlamaForCausalLM
 
 BLOCK = 32
 PROMPT = 32

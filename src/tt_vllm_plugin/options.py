@@ -104,7 +104,7 @@ class TTOptions:
 
 # What each device acts on. Both sample on the model's device when sample_on_device_mode asks and the
 # model declares supports_sample_on_device (worker/sampling_mode.py; on ttnn the adapter builds
-# tt-metal's SamplingParams, models/tt_metal_sampling.py).
+# tt-metal's SamplingParams, models/tt_metal/sampling.py).
 _USED_ON_HOST = frozenset(
     {"kv_cache_tokens", "prefill_batching", "sample_on_device_mode", "always_compat_sampling"}
 )

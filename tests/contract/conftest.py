@@ -30,7 +30,9 @@ from tests.e2e.random_models import architecture_configs, save_random_model
 from tt_vllm_plugin.activation import DeviceChoice
 from tt_vllm_plugin.device.host import HostDevice
 from tt_vllm_plugin.device.mesh import kv_heads_per_device
-from tt_vllm_plugin.models import registry, tt_metal
+from tt_vllm_plugin.models import registry
+from tt_vllm_plugin.models.tt_metal import adapter as tt_metal_adapter
+from tt_vllm_plugin.models.tt_metal import generators
 from tt_vllm_plugin.options import TTOptions
 
 HOST_TOLERANCE = 1e-4  # fp32 on the host: the same math as transformers, up to summation order
@@ -63,7 +65,7 @@ def _option(config: pytest.Config, name: str, default: Any = None) -> Any:
 class SubjectSpec:
     id: str
     target: str  # "module:Class"
-    adapt: bool  # wrap in tt_metal.adapter_for, as the registry does on the ttnn device
+    adapt: bool  # wrap in tt_metal_adapter.adapter_for, as the registry does on the ttnn device
     hf_arch: str | None  # architecture of the random checkpoint when no --hf-model is given
 
 
@@ -194,11 +196,11 @@ def subject(request, tmp_path_factory) -> Subject:
             raise pytest.UsageError(f"--hf-model is needed to check {spec.target}")
         checkpoint = save_random_model(spec.hf_arch, tmp_path_factory.mktemp(spec.hf_arch))
     try:
-        cls = tt_metal.load_generator_class(spec.target)
+        cls = generators.load_generator_class(spec.target)
     except (ImportError, AttributeError) as error:
         pytest.fail(f"cannot load {spec.target}: {type(error).__name__}: {error}", pytrace=False)
     if spec.adapt:
-        cls = tt_metal.adapter_for(cls)
+        cls = tt_metal_adapter.adapter_for(cls)
     device = (
         HostDevice(torch.device("cpu"), torch.float32) if on_host else request.getfixturevalue("ttnn_mesh")
     )

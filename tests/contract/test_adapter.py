@@ -19,12 +19,15 @@ import torch
 
 from tests.contract.tt_metal_checkout import on_path, write_checkout
 from tt_vllm_plugin.activation import DeviceChoice
-from tt_vllm_plugin.models import registry, tt_metal
+from tt_vllm_plugin.models import registry
 from tt_vllm_plugin.models.device_sampling import DeviceSamplingParams
 from tt_vllm_plugin.models.optional_hooks import TraceFlags, kv_token_budget, trace_flags, warm_up
-from tt_vllm_plugin.models.tt_metal import TTMetalUnavailable, adapter_for
-from tt_vllm_plugin.models.tt_metal_sampling import to_tt_metal_sampling_params
-from tt_vllm_plugin.models.tt_metal_signatures import call_with_accepted
+from tt_vllm_plugin.models.tt_metal import adapter as tt_metal_adapter
+from tt_vllm_plugin.models.tt_metal import sampling as tt_metal_sampling
+from tt_vllm_plugin.models.tt_metal.adapter import adapter_for
+from tt_vllm_plugin.models.tt_metal.generators import TTMetalUnavailable
+from tt_vllm_plugin.models.tt_metal.sampling import to_tt_metal_sampling_params
+from tt_vllm_plugin.models.tt_metal.signatures import call_with_accepted
 
 
 class GeneratorDouble:
@@ -356,11 +359,11 @@ def test_ttnn_device_uses_the_generators_that_are_there(tt_metal_module):
         "TTQwen2ForCausalLM": "models.tt_transformers.tt.generator_vllm:Qwen2ForCausalLM",
     }
     cls = registry.load_model_class("TTQwen2ForCausalLM", DeviceChoice.TTNN)
-    assert cls.generator_cls is OlderGeneratorDouble and issubclass(cls, tt_metal.TTMetalModel)
+    assert cls.generator_cls is OlderGeneratorDouble and issubclass(cls, tt_metal_adapter.TTMetalModel)
     # The host device keeps its own classes.
     assert (
         registry.load_model_class("TTQwen2ForCausalLM", DeviceChoice.HOST).__module__
-        == "tt_vllm_plugin.models.llama"
+        == "tt_vllm_plugin.models.host.llama.architectures"
     )
 
 
@@ -447,7 +450,7 @@ def test_a_class_without_the_core_fields_is_refused_by_name():
 
 
 def test_the_adapter_hands_the_generator_tt_metals_sampling_params(monkeypatch):
-    monkeypatch.setattr(tt_metal, "tt_metal_sampling_params_class", lambda: SamplingParamsStandIn)
+    monkeypatch.setattr(tt_metal_sampling, "tt_metal_sampling_params_class", lambda: SamplingParamsStandIn)
     model = build()
     model.prefill_forward(TOKENS, TABLE, [], [4, 2], sampling_params=ROWS.select(slice(0, 2)))
     model.decode_forward(
@@ -463,7 +466,7 @@ def test_the_adapter_hands_the_generator_tt_metals_sampling_params(monkeypatch):
 def test_without_tt_metal_the_runners_parameters_pass_unchanged():
     # Here tt-metal is not importable: a generator wrapped for the conformance suite (a host model)
     # takes DeviceSamplingParams itself.
-    assert tt_metal.tt_metal_sampling_params_class() is None
+    assert tt_metal_sampling.tt_metal_sampling_params_class() is None
     model = build()
     model.decode_forward(TOKENS[:, :1], torch.tensor([4, 2]), TABLE, [], sampling_params=ROWS)
     assert model.generator.sampling_params == [ROWS]

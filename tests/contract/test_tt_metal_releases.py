@@ -16,8 +16,8 @@ import torch
 
 from tests.contract import tt_metal_doubles as doubles
 from tt_vllm_plugin.models.optional_hooks import trace_flags, warm_up
-from tt_vllm_plugin.models.tt_metal import adapter_for
-from tt_vllm_plugin.models.tt_metal_signatures import accepts, forward_target
+from tt_vllm_plugin.models.tt_metal.adapter import adapter_for
+from tt_vllm_plugin.models.tt_metal.signatures import accepts, forward_target
 from tt_vllm_plugin.options import TTOptions
 from tt_vllm_plugin.worker.decode import finish_decode_read, start_decode_read
 from tt_vllm_plugin.worker.decode_slots import DecodeSlots

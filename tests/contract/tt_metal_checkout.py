@@ -22,7 +22,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from tt_vllm_plugin.models import tt_metal
+from tt_vllm_plugin.models.tt_metal import generators
+from tt_vllm_plugin.models.tt_metal import sampling as tt_metal_sampling
 
 LAYOUTS = ("ttt_compat", "tt_transformers")
 
@@ -83,8 +84,8 @@ def write_checkout(
 def _forget_models() -> None:
     for name in [name for name in sys.modules if name == "models" or name.startswith("models.")]:
         del sys.modules[name]
-    tt_metal.generator_module.cache_clear()
-    tt_metal.tt_metal_sampling_params_class.cache_clear()
+    generators.generator_module.cache_clear()
+    tt_metal_sampling.tt_metal_sampling_params_class.cache_clear()
 
 
 @contextmanager

@@ -90,9 +90,9 @@ def test_without_vllm_c_every_host_path_is_plain_torch(fresh_probe, monkeypatch,
     """What a VLLM_TARGET_DEVICE=empty build gives (on 0.25.1 for real, here also on 0.32)."""
     from vllm.v1.sample.sampler import Sampler
 
-    from tt_vllm_plugin.models.cpu_attention import host_attention_choice
-    from tt_vllm_plugin.models.host_linear import HostLinear
-    from tt_vllm_plugin.models.host_ops import fused_kernels_available
+    from tt_vllm_plugin.models.host.cpu_attention import host_attention_choice
+    from tt_vllm_plugin.models.host.linear import HostLinear
+    from tt_vllm_plugin.models.host.ops import fused_kernels_available
     from tt_vllm_plugin.worker.sampling_mode import use_vllm_cpu_sampling_kernel
 
     real_find_spec = importlib.util.find_spec

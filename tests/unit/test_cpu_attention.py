@@ -7,14 +7,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tt_vllm_plugin.models.cpu_attention import (
+from tt_vllm_plugin.models.host.cpu_attention import (
     HOST_ATTENTION_ENV,
     KernelBatch,
     host_attention_choice,
     kernel_block_size_ok,
     vllm_cpu_attention_available,
 )
-from tt_vllm_plugin.models.paged_attention import (
+from tt_vllm_plugin.models.host.paged_attention import (
     block_coordinates,
     decode_attention,
     prefill_attention,

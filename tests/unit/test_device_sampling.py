@@ -23,7 +23,7 @@ from tt_vllm_plugin.models.device_sampling import (
     filtered_logits,
     sample_on_device,
 )
-from tt_vllm_plugin.models.llama import TTLlamaForCausalLM
+from tt_vllm_plugin.models.host.llama.architectures import TTLlamaForCausalLM
 
 VOCAB = 64
 NUM_DRAWS = 20_000

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tt_vllm_plugin.models.host_linear import HostLinear, choose_backend, vllm_cpu_kernels_available
+from tt_vllm_plugin.models.host.linear import HostLinear, choose_backend, vllm_cpu_kernels_available
 
 # Shapes of the default model's projections (qkv, o, gate_up, down, a cut of the LM head) plus odd ones.
 SHAPES = [(960, 576), (576, 576), (3072, 576), (576, 1536), (4096, 576), (17, 33)]

@@ -30,7 +30,6 @@ from transformers import (
 from tests.contract import helpers
 from tests.contract.helpers import BlockPool, padded_tokens, page_table
 from tt_vllm_plugin.device.host import HostDevice
-from tt_vllm_plugin.models import llama_decoder
 from tt_vllm_plugin.models.contract import (
     SUPPORTS_ASYNC_DECODE,
     SUPPORTS_CHUNKED_PREFILL,
@@ -39,7 +38,12 @@ from tt_vllm_plugin.models.contract import (
     SUPPORTS_SAMPLE_ON_DEVICE,
     TTModel,
 )
-from tt_vllm_plugin.models.llama import HostLlamaFamilyModel, TTLlamaForCausalLM, TTMistralForCausalLM
+from tt_vllm_plugin.models.host.llama import decoder as llama_decoder
+from tt_vllm_plugin.models.host.llama.architectures import (
+    HostLlamaFamilyModel,
+    TTLlamaForCausalLM,
+    TTMistralForCausalLM,
+)
 from tt_vllm_plugin.models.registry import (
     TT_MODEL_CLASSES,
     load_model_class,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tt_vllm_plugin.models.host_ops import HostOps, RotaryEmbedding, fused_kernels_available
+from tt_vllm_plugin.models.host.ops import HostOps, RotaryEmbedding, fused_kernels_available
 
 pytestmark = pytest.mark.skipif(
     not fused_kernels_available(torch.device("cpu")), reason="vLLM's CPU kernels are not loaded here"

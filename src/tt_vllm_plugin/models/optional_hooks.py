@@ -1,5 +1,5 @@
 """The contract's optional hooks, called on any model that offers them: tt-metal's generators do (through
-the adapter, ``tt_metal.py``), the host models offer none, so nothing changes there.
+the adapter, ``tt_metal/adapter.py``), the host models offer none, so nothing changes there.
 
 - ``get_max_tokens_all_users``: the model's own KV budget (:func:`kv_token_budget`);
 - ``warmup_model_prefill`` / ``warmup_model_decode``: compile kernels and capture traces (:func:`warm_up`);
@@ -15,7 +15,7 @@ from typing import Any
 
 from tt_vllm_plugin.models.contract import KVCache
 from tt_vllm_plugin.models.device_sampling import device_max_top_k
-from tt_vllm_plugin.models.tt_metal_signatures import accepts, call_with_accepted
+from tt_vllm_plugin.models.tt_metal.signatures import accepts, call_with_accepted
 
 # Optional generator methods the adapter forwards when (and only when) the generator has them.
 OPTIONAL_HOOKS = ("get_max_tokens_all_users", "warmup_model_prefill", "warmup_model_decode")

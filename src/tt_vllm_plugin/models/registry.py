@@ -3,7 +3,7 @@
 TT classes are named like Tenstorrent's: ``"TT" + <HF architecture>`` (``TTLlamaForCausalLM``). The
 device picks the implementation: on the host device our PyTorch models, on the ttnn device tt-metal's
 generator classes (``models.ttt_compat.tt.generator_vllm``, or ``models.tt_transformers`` before tt-metal
-renamed it), seen through :class:`~tt_vllm_plugin.models.tt_metal.TTMetalModel`. Everything is
+renamed it), seen through :class:`~tt_vllm_plugin.models.tt_metal.adapter.TTMetalModel`. Everything is
 referenced as ``"module:Class"`` strings so nothing heavy is imported until a model is needed.
 
 Callers that pass no device get the one the platform runs on (``TT_VLLM_DEVICE``), falling back to the
@@ -15,9 +15,10 @@ from __future__ import annotations
 import importlib
 
 from tt_vllm_plugin.activation import DeviceChoice, DeviceSelectionError, resolve_device
-from tt_vllm_plugin.models import tt_metal
+from tt_vllm_plugin.models.tt_metal import adapter as tt_metal_adapter
+from tt_vllm_plugin.models.tt_metal import generators
 
-_HOST_LLAMA = "tt_vllm_plugin.models.llama"
+_HOST_LLAMA = "tt_vllm_plugin.models.host.llama.architectures"
 
 # TT architecture name -> "module:ClassName" of the host (PyTorch) implementation.
 TT_MODEL_CLASSES: dict[str, str] = {
@@ -45,10 +46,11 @@ def current_device() -> DeviceChoice:
 
 def implementations(device: DeviceChoice | None = None) -> dict[str, str]:
     """TT architecture -> ``"module:Class"`` on ``device``. On the ttnn device this imports tt-metal's
-    generator module (raising :class:`~tt_vllm_plugin.models.tt_metal.TTMetalUnavailable` if it cannot)."""
+    generator module (raising :class:`~tt_vllm_plugin.models.tt_metal.generators.TTMetalUnavailable`
+    if it cannot)."""
     device = device or current_device()
     if device is DeviceChoice.TTNN:
-        return tt_metal.generator_targets()
+        return generators.generator_targets()
     return dict(TT_MODEL_CLASSES)
 
 
@@ -70,7 +72,7 @@ def load_model_class(tt_arch: str, device: DeviceChoice | None = None) -> type:
             f"Supported architectures: {', '.join(supported_architectures(device))}."
         )
     if device is DeviceChoice.TTNN:
-        return tt_metal.adapter_for(tt_metal.load_generator_class(target))
+        return tt_metal_adapter.adapter_for(generators.load_generator_class(target))
     module_name, class_name = target.split(":")
     return getattr(importlib.import_module(module_name), class_name)
 

@@ -1,22 +1,22 @@
 """The Llama family on the host device, one class per Hugging Face architecture.
 
-One core, :class:`~tt_vllm_plugin.models.llama_contract.HostLlamaFamilyModel`, covers Llama, Mistral,
+One core, :class:`~tt_vllm_plugin.models.host.llama.model.HostLlamaFamilyModel`, covers Llama, Mistral,
 Qwen2 and Qwen3: they share the decoder (RMSNorm, RoPE, GQA attention, SwiGLU MLP) and differ only in
 biases, Qwen3's per-head q/k norm and which configs they accept. The classes here say which; the
-registry names them (``registry.py``).
+registry names them (``models/registry.py``).
 
-Where the rest lives: ``llama_contract.py`` (the contract hooks: loading, KV cache, prefill, decode),
-``llama_decoder.py`` (the math), ``llama_weights.py`` and ``checkpoint.py`` (loading and packing the
-weights), ``rope.py`` (RoPE settings), ``host_attention.py`` (attention backends),
-``device_sampling.py`` (sampling on the device).
+Where the rest lives: ``model.py`` (the contract hooks: loading, KV cache, prefill, decode),
+``decoder.py`` (the math), ``weights.py`` and ``host/checkpoint.py`` (loading and packing the weights),
+``host/rope.py`` (RoPE settings), ``host/attention.py`` (attention backends), ``models/device_sampling.py``
+(sampling on the device).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from tt_vllm_plugin.models.llama_contract import HostLlamaFamilyModel
-from tt_vllm_plugin.models.llama_weights import FamilyLayout
+from tt_vllm_plugin.models.host.llama.model import HostLlamaFamilyModel
+from tt_vllm_plugin.models.host.llama.weights import FamilyLayout
 
 
 class TTLlamaForCausalLM(HostLlamaFamilyModel):

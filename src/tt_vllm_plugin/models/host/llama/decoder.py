@@ -1,10 +1,10 @@
 """The Llama-family decoder on the host: RMSNorm, RoPE, GQA attention, SwiGLU MLP, in PyTorch.
 
-Linear layers are :class:`~tt_vllm_plugin.models.host_linear.HostLinear` (vLLM's prepacked CPU GEMMs,
+Linear layers are :class:`~tt_vllm_plugin.models.host.linear.HostLinear` (vLLM's prepacked CPU GEMMs,
 else ``F.linear``), with q/k/v and gate/up packed into one matrix each at load time
-(``llama_weights.py``). Between the matmuls, RMSNorm (fused with the residual add), RoPE and SwiGLU run
-on vLLM's fused CPU kernels where they exist (``host_ops.py``), which agree with transformers' float32
-numerics to about 1e-6. Attention runs on the backend chosen at load (``host_attention.py``), through
+(``weights.py``). Between the matmuls, RMSNorm (fused with the residual add), RoPE and SwiGLU run
+on vLLM's fused CPU kernels where they exist (``host/ops.py``), which agree with transformers' float32
+numerics to about 1e-6. Attention runs on the backend chosen at load (``host/attention.py``), through
 the attention object each pass hands :meth:`LlamaFamilyDecoder.forward`.
 """
 
@@ -16,16 +16,16 @@ import torch
 import torch.nn.functional as F
 
 from tt_vllm_plugin.models.contract import KVCache
-from tt_vllm_plugin.models.host_attention import HostAttention, PassAttention, choose_attention
-from tt_vllm_plugin.models.host_ops import (
+from tt_vllm_plugin.models.host.attention import HostAttention, PassAttention, choose_attention
+from tt_vllm_plugin.models.host.llama.weights import LayerWeights, ModelWeights
+from tt_vllm_plugin.models.host.ops import (
     HostOps,
     RotaryEmbedding,
     RotateFn,
     fused_kernels_available,
     rms_norm,
 )
-from tt_vllm_plugin.models.llama_weights import LayerWeights, ModelWeights
-from tt_vllm_plugin.models.rope import rope_inv_freq
+from tt_vllm_plugin.models.host.rope import rope_inv_freq
 
 
 def head_dim_of(config: Any) -> int:

@@ -1,5 +1,5 @@
 """RoPE settings of a Hugging Face config, as transformers reads them: the inverse frequencies the host
-models rotate q and k by (the rotation itself is ``host_ops.RotaryEmbedding``)."""
+models rotate q and k by (the rotation itself is ``ops.RotaryEmbedding``)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """The host Llama-family model behind the TT model contract (see ``contract.py``).
 
-:class:`HostLlamaFamilyModel` is the decoder (``llama_decoder.py``) plus what the contract asks of a
+:class:`HostLlamaFamilyModel` is the decoder (``decoder.py``) plus what the contract asks of a
 model: loading itself onto the host device, allocating the KV cache, ``prefill_forward`` /
 ``decode_forward`` over the paged cache, sampling on its "device" when asked (``device_sampling.py``)
-and the async decode read. The per-architecture classes (``llama.py``) say which configs and optional
+and the async decode read. The per-architecture classes (``architectures.py``) say which configs and optional
 tensors each member of the family has.
 """
 
@@ -15,7 +15,6 @@ from typing import Any
 import torch
 
 from tt_vllm_plugin.device.host import HostDevice
-from tt_vllm_plugin.models.checkpoint import PackedModulesMapping, model_folder
 from tt_vllm_plugin.models.contract import (
     SUPPORTS_ASYNC_DECODE,
     SUPPORTS_CHUNKED_PREFILL,
@@ -25,9 +24,10 @@ from tt_vllm_plugin.models.contract import (
     KVCache,
 )
 from tt_vllm_plugin.models.device_sampling import sample_rows
-from tt_vllm_plugin.models.llama_decoder import LlamaFamilyDecoder
-from tt_vllm_plugin.models.llama_weights import PACKED_MODULES, FamilyLayout, load_model_weights
-from tt_vllm_plugin.models.paged_attention import PassContext
+from tt_vllm_plugin.models.host.checkpoint import PackedModulesMapping, model_folder
+from tt_vllm_plugin.models.host.llama.decoder import LlamaFamilyDecoder
+from tt_vllm_plugin.models.host.llama.weights import PACKED_MODULES, FamilyLayout, load_model_weights
+from tt_vllm_plugin.models.host.paged_attention import PassContext
 
 
 def _as_int_list(values: torch.Tensor | Sequence[int]) -> list[int]:

@@ -1,19 +1,18 @@
-"""tt-metal's models behind our model contract: finding tt-metal's classes, and the adapter.
+"""A tt-metal generator class behind our model contract.
 
-tt-metal's vLLM generator classes (``models/ttt_compat/tt/generator_vllm.py``, or
-``models/tt_transformers/tt/generator_vllm.py`` in releases before the rename: :data:`GENERATOR_MODULES`)
-already speak the contract. What sits between them and our runner, which calls every model the same way:
+tt-metal's vLLM generator classes (found by ``generators.py``) already speak the contract. What sits between
+them and our runner, which calls every model the same way:
 
 - :class:`TTMetalModel` (one subclass per generator class, :func:`adapter_for`) takes the TT options
   that travel with the open mesh (:class:`~tt_vllm_plugin.device.ttnn.TTNNDevice`: trace mode,
   optimizations) and turns them into the generator's arguments (``enable_trace``, ``optimizations``),
-  passes only the arguments the installed generator accepts (``tt_metal_signatures.py``: their
-  signatures moved between tt-metal releases), and forwards the optional hooks, which
-  ``optional_hooks.py`` calls on any contract model that offers them;
+  passes only the arguments the installed generator accepts (``signatures.py``: their signatures moved
+  between tt-metal releases), and forwards the optional hooks, which ``optional_hooks.py`` calls on any
+  contract model that offers them;
 - on-device sampling: the runner's :class:`~tt_vllm_plugin.models.device_sampling.DeviceSamplingParams`
-  become tt-metal's own ``SamplingParams`` (:func:`for_generator`, ``tt_metal_sampling.py``).
+  become tt-metal's own ``SamplingParams`` (``sampling.py``).
 
-None of this has run against tt-metal here (no ttnn, no ``models`` package on these machines); the
+None of this has run against tt-metal here (no card, no ``models`` package on these machines); the
 adapter is exercised around host models by the conformance suite (tests/contract), which is also how
 a Tenstorrent developer checks it against a real generator on hardware.
 """
@@ -21,8 +20,6 @@ a Tenstorrent developer checks it against a real generator on hardware.
 from __future__ import annotations
 
 import functools
-import importlib
-import importlib.util
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -30,7 +27,6 @@ import torch
 
 from tt_vllm_plugin.log import get_logger
 from tt_vllm_plugin.models.contract import SUPPORTS_ASYNC_DECODE, KVCache
-from tt_vllm_plugin.models.device_sampling import DeviceSamplingParams
 from tt_vllm_plugin.models.optional_hooks import (
     ASYNC_DECODE_HOOKS,
     OPTIONAL_HOOKS,
@@ -38,89 +34,10 @@ from tt_vllm_plugin.models.optional_hooks import (
     async_read_problem,
     trace_flags,
 )
-from tt_vllm_plugin.models.tt_metal_sampling import to_tt_metal_sampling_params
-from tt_vllm_plugin.models.tt_metal_signatures import accepts, forward_target, initialize_kwargs
+from tt_vllm_plugin.models.tt_metal.sampling import for_generator
+from tt_vllm_plugin.models.tt_metal.signatures import accepts, forward_target, initialize_kwargs
 
 logger = get_logger(__name__)
-
-# Where tt-metal keeps its vLLM generators, newest layout first; the first that is there wins. tt-metal
-# PR #55977 moved models/tt_transformers to models/ttt_compat with no shim left behind
-# (models/ttt_compat/tt/generator_vllm.py @ 3dfeae9445a24e18e75ff2de2313c7a30bfe2bcf; vllm-tt-plugin PR #121
-# follows it); releases before it have models/tt_transformers/tt/generator_vllm.py
-# (@ 2a43729eb2eb37d76004e978da0af31e33829840). Both layouts are in the field.
-GENERATOR_MODULES = ("models.ttt_compat.tt.generator_vllm", "models.tt_transformers.tt.generator_vllm")
-
-# TT architecture -> class names in generator_vllm.py, first one present wins (tt-metal once named its
-# Qwen generator Qwen2ForCausalLM). Gemma3 is left out on purpose: generator_vllm only has
-# Gemma3ForConditionalGeneration, a multimodal generator whose prefill takes images, and the platform
-# refuses multimodal models.
-TT_METAL_GENERATORS: dict[str, tuple[str, ...]] = {
-    "TTLlamaForCausalLM": ("LlamaForCausalLM",),
-    "TTMistralForCausalLM": ("MistralForCausalLM",),
-    "TTQwen2ForCausalLM": ("QwenForCausalLM", "Qwen2ForCausalLM"),
-    "TTQwen3ForCausalLM": ("QwenForCausalLM",),
-}
-
-
-# Where tt-metal defines the per-row sampling parameters its generators take (``sampling_params=``):
-# models/common/sampling in current releases, the generator module in older ones. First found wins.
-SAMPLING_PARAMS_CLASSES = (
-    "models.common.sampling.sampling_params:SamplingParams",
-    "models.ttt_compat.tt.generator:SamplingParams",
-    "models.tt_transformers.tt.generator:SamplingParams",
-)
-
-
-class TTMetalUnavailable(RuntimeError):
-    pass
-
-
-# ---------------------------------------------------------------------------------- finding classes
-
-
-@functools.cache
-def generator_module() -> Any:
-    """tt-metal's generator_vllm module (the first of :data:`GENERATOR_MODULES` that is there), or an
-    error saying why none can be used."""
-    name = next((candidate for candidate in GENERATOR_MODULES if _module_exists(candidate)), None)
-    if name is None:
-        raise TTMetalUnavailable(
-            "tt-metal's models are not importable (no module "
-            + " or ".join(repr(candidate) for candidate in GENERATOR_MODULES)
-            + "): put a tt-metal checkout on PYTHONPATH (its root holds the `models` package) and set "
-            "TT_METAL_HOME, or set TT_VLLM_DEVICE=host."
-        )
-    try:
-        return importlib.import_module(name)
-    except Exception as error:
-        raise TTMetalUnavailable(
-            f"{name} failed to import ({type(error).__name__}: {error}); tt-metal's vLLM generators are "
-            "written against a particular vLLM version, so check that this tt-metal release supports the "
-            "installed vLLM."
-        ) from error
-
-
-def _module_exists(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:  # a parent package (models, models.ttt_compat) is missing
-        return False
-
-
-def generator_targets() -> dict[str, str]:
-    """TT architecture -> ``"module:Class"`` for every generator the installed tt-metal has."""
-    module = generator_module()
-    targets = {}
-    for tt_arch, names in TT_METAL_GENERATORS.items():
-        present = next((name for name in names if hasattr(module, name)), None)
-        if present is not None:
-            targets[tt_arch] = f"{module.__name__}:{present}"
-    return targets
-
-
-def load_generator_class(target: str) -> type:
-    module_name, class_name = target.split(":")
-    return getattr(importlib.import_module(module_name), class_name)
 
 
 @functools.cache
@@ -132,36 +49,6 @@ def adapter_for(generator_cls: type) -> type[TTMetalModel]:
         capabilities[SUPPORTS_ASYNC_DECODE] = False
     name = f"TTMetal{generator_cls.__name__}"
     return type(name, (TTMetalModel,), {"generator_cls": generator_cls, "model_capabilities": capabilities})
-
-
-# ----------------------------------------------------------------- tt-metal's sampling parameters
-
-
-@functools.cache
-def tt_metal_sampling_params_class() -> type | None:
-    """tt-metal's ``SamplingParams`` class, or None when tt-metal is not importable (then the adapter
-    hands the runner's :class:`DeviceSamplingParams` to the generator unchanged, as for host models)."""
-    for target in SAMPLING_PARAMS_CLASSES:
-        module_name, class_name = target.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except Exception:  # not installed, or its import failed (no ttnn): try the next place
-            continue
-        found = getattr(module, class_name, None)
-        if isinstance(found, type):
-            return found
-    return None
-
-
-def for_generator(sampling_params: Any) -> Any:
-    """What the generator gets for the runner's ``sampling_params`` (None stays None)."""
-    params_cls = tt_metal_sampling_params_class()
-    if isinstance(sampling_params, DeviceSamplingParams) and params_cls is not None:
-        return to_tt_metal_sampling_params(sampling_params, params_cls)
-    return sampling_params
-
-
-# ------------------------------------------------------------------------------------------ adapter
 
 
 def _primary(out: Any) -> Any:

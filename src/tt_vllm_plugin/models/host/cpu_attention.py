@@ -6,7 +6,7 @@ without a cached prefix, and decodes), reading K/V straight out of the paged cac
 table. They take the contract's cache shape, ``(num_blocks, num_kv_heads, block_size, head_dim)``
 for K and for V, but store K inside a block in their own order, so a model that writes its cache
 with them must also read it with them: the choice is made once per model and cache
-(``host_attention.py``), and :mod:`~tt_vllm_plugin.models.paged_attention` (plain
+(``attention.py``), and :mod:`~tt_vllm_plugin.models.host.paged_attention` (plain
 torch) serves every other case (a CUDA host device, head sizes or dtypes the kernels do not take, a
 vLLM without its CPU build).
 

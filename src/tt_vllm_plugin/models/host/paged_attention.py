@@ -4,7 +4,7 @@ Cache layout per layer (the contract's): K and V each ``(num_blocks, num_kv_head
 Token position ``p`` of a request lives in block ``page_table[p // block_size]`` at offset
 ``p % block_size``. Everything here is vectorised over tokens; the only Python loop is over the
 requests of a prefill batch, whose attention shapes differ. A forward pass says where its new tokens
-sit in the cache (:class:`PassContext`, read by both attention backends, ``host_attention.py``);
+sit in the cache (:class:`PassContext`, read by both attention backends, ``attention.py``);
 :class:`TorchBatch` is its attention object on this path.
 """
 
@@ -203,7 +203,7 @@ class PassContext:
 @dataclass(frozen=True)
 class TorchBatch:
     """One forward pass's attention in plain torch, shared by every layer: the shape of
-    :class:`~tt_vllm_plugin.models.cpu_attention.KernelBatch` (same ``attend``), read from the pass's
+    :class:`~tt_vllm_plugin.models.host.cpu_attention.KernelBatch` (same ``attend``), read from the pass's
     :class:`PassContext`. A prefill attends row by row (:func:`prefill_attention`), a decode, one new
     token per row, in one batched call (:func:`decode_attention`)."""
 

@@ -1,6 +1,6 @@
 """The Llama family's weights: which checkpoint tensors a model needs, and how they become its layers.
 
-Reading and packing are generic (``checkpoint.py``); what is the family's own is the tensor names,
+Reading and packing are generic (``host/checkpoint.py``); what is the family's own is the tensor names,
 the optional tensors an architecture has (:class:`FamilyLayout`) and the packed modules
 (:data:`PACKED_MODULES`: q/k/v into one matrix, gate/up into another).
 """
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from tt_vllm_plugin.models.checkpoint import PackedModulesMapping, load_checkpoint
-from tt_vllm_plugin.models.host_linear import HostLinear
+from tt_vllm_plugin.models.host.checkpoint import PackedModulesMapping, load_checkpoint
+from tt_vllm_plugin.models.host.linear import HostLinear
 
 # nano-vllm's packed_modules_mapping for Llama and Qwen: checkpoint module -> (packed module, slice).
 PACKED_MODULES: PackedModulesMapping = {

@@ -1,13 +1,24 @@
-"""The runner's device sampling parameters as tt-metal's own ``SamplingParams``."""
+"""The runner's device sampling parameters as tt-metal's own ``SamplingParams``: where tt-metal keeps that
+class, and the conversion."""
 
 from __future__ import annotations
 
+import functools
+import importlib
 import inspect
 from typing import Any
 
 import torch
 
 from tt_vllm_plugin.models.device_sampling import GREEDY_TEMPERATURE, UNSEEDED, DeviceSamplingParams
+
+# Where tt-metal defines the per-row sampling parameters its generators take (``sampling_params=``):
+# models/common/sampling in current releases, the generator module in older ones. First found wins.
+SAMPLING_PARAMS_CLASSES = (
+    "models.common.sampling.sampling_params:SamplingParams",
+    "models.ttt_compat.tt.generator:SamplingParams",
+    "models.tt_transformers.tt.generator:SamplingParams",
+)
 
 
 def to_tt_metal_sampling_params(params: DeviceSamplingParams, params_cls: type) -> Any:
@@ -39,3 +50,27 @@ def to_tt_metal_sampling_params(params: DeviceSamplingParams, params_cls: type) 
     if "seed" in accepted:
         values["seed"] = [None if s == UNSEEDED else s for s in params.request_seeds.tolist()]
     return params_cls(**values)
+
+
+@functools.cache
+def tt_metal_sampling_params_class() -> type | None:
+    """tt-metal's ``SamplingParams`` class, or None when tt-metal is not importable (then the adapter
+    hands the runner's :class:`DeviceSamplingParams` to the generator unchanged, as for host models)."""
+    for target in SAMPLING_PARAMS_CLASSES:
+        module_name, class_name = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except Exception:  # not installed, or its import failed (no ttnn): try the next place
+            continue
+        found = getattr(module, class_name, None)
+        if isinstance(found, type):
+            return found
+    return None
+
+
+def for_generator(sampling_params: Any) -> Any:
+    """What the generator gets for the runner's ``sampling_params`` (None stays None)."""
+    params_cls = tt_metal_sampling_params_class()
+    if isinstance(sampling_params, DeviceSamplingParams) and params_cls is not None:
+        return to_tt_metal_sampling_params(sampling_params, params_cls)
+    return sampling_params

@@ -3,14 +3,14 @@
 Two backends: vLLM's CPU attention kernels (``cpu_attention.py``) and plain torch
 (``paged_attention.py``). They store K differently inside a cache block, so a cache must be read by the
 backend that wrote it. The model therefore chooses once, when it is loaded (device, dtype, head size,
-``TT_VLLM_HOST_ATTENTION``: :func:`~tt_vllm_plugin.models.cpu_attention.host_attention_choice`), and
+``TT_VLLM_HOST_ATTENTION``: :func:`~tt_vllm_plugin.models.host.cpu_attention.host_attention_choice`), and
 confirms the choice once more when it allocates its KV cache, the first moment the block size is known
 (the kernels take multiples of 16 only; any other size keeps the cache on torch for its life).
 
 Each forward pass describes where its new tokens sit in the paged cache
-(:class:`~tt_vllm_plugin.models.paged_attention.PassContext`) and gets
-one attention object for it from the backend (:class:`~tt_vllm_plugin.models.cpu_attention.KernelBatch`
-or :class:`~tt_vllm_plugin.models.paged_attention.TorchBatch`); every layer calls its
+(:class:`~tt_vllm_plugin.models.host.paged_attention.PassContext`) and gets
+one attention object for it from the backend (:class:`~tt_vllm_plugin.models.host.cpu_attention.KernelBatch`
+or :class:`~tt_vllm_plugin.models.host.paged_attention.TorchBatch`); every layer calls its
 ``attend(q, k, v, k_cache, v_cache)``.
 """
 
@@ -21,8 +21,8 @@ from typing import Protocol
 
 import torch
 
-from tt_vllm_plugin.models.cpu_attention import KernelBatch, host_attention_choice, kernel_block_size_ok
-from tt_vllm_plugin.models.paged_attention import PassContext, TorchBatch
+from tt_vllm_plugin.models.host.cpu_attention import KernelBatch, host_attention_choice, kernel_block_size_ok
+from tt_vllm_plugin.models.host.paged_attention import PassContext, TorchBatch
 
 
 class PassAttention(Protocol):
