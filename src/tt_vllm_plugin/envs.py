@@ -36,6 +36,11 @@ TT_VLLM_DEVICE = EnvVar(
 TT_VLLM_HOST_TORCH_DEVICE = EnvVar(
     "TT_VLLM_HOST_TORCH_DEVICE", "cpu", "cpu | cuda: the torch device of the host device (device/host.py)"
 )
+TT_VLLM_HOST_COMPUTE_DTYPE = EnvVar(
+    "TT_VLLM_HOST_COMPUTE_DTYPE",
+    "auto",
+    "auto | model: model keeps bf16/fp16 where the CPU would emulate it (device/cpu_dtype.py)",
+)
 TT_VLLM_HOST_ATTENTION = EnvVar(
     "TT_VLLM_HOST_ATTENTION", "auto", "auto | torch: torch forces the host models' plain-torch attention"
 )

@@ -23,6 +23,8 @@ import torch
 from vllm.platforms.interface import Platform, PlatformEnum
 
 from tt_vllm_plugin.activation import DeviceChoice, resolve_device
+from tt_vllm_plugin.device.cpu_dtype import REDUCED_PRECISION, CpuArithmetic, decide_compute_dtype
+from tt_vllm_plugin.device.host import host_torch_device
 from tt_vllm_plugin.log import get_logger
 from tt_vllm_plugin.models import registry
 from tt_vllm_plugin.models.contract import (
@@ -149,6 +151,8 @@ class TTPlatform(Platform):
             cache.block_size = TTNN_BLOCK_SIZE if device is DeviceChoice.TTNN else HOST_BLOCK_SIZE
 
         model_config = vllm_config.model_config
+        if model_config is not None and device is DeviceChoice.HOST:
+            _choose_host_compute_dtype(model_config)
         if model_config is not None:
             model_cls = _rewrite_architecture(model_config)
             _gate_on_capabilities(vllm_config, model_cls)
@@ -195,6 +199,20 @@ class TTPlatform(Platform):
                 parameter="prompt",
                 value=bad,
             )
+
+
+def _choose_host_compute_dtype(model_config: Any) -> None:
+    """On a CPU, compute in float32 where the model's bf16/fp16 arithmetic would be emulated (see
+    device/cpu_dtype.py); the KV cache and the weights follow ``model_config.dtype``. Said in one line
+    whenever the model is bf16/fp16, whichever way it is decided."""
+    if host_torch_device().type != "cpu":
+        return
+    decision = decide_compute_dtype(model_config.dtype, CpuArithmetic.of_this_machine())
+    if decision.model_dtype in REDUCED_PRECISION:
+        logger.info(
+            "Host device computes in %s: %s", str(decision.dtype).removeprefix("torch."), decision.reason
+        )
+    model_config.dtype = decision.dtype
 
 
 def _rewrite_architecture(model_config: Any) -> type:
