@@ -108,6 +108,36 @@ def _child(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(results), flush=True)
 
 
+def cpu_summary() -> str:
+    """The CPU's model name and the flags that decide its arithmetic, recorded with every figure."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    flags = set(fields.get("flags\t\t", fields.get("flags", "")).split())
+    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16")
+    name = fields.get("model name\t", "").strip() or "unknown CPU"
+    return f"{name}; {os.cpu_count()} cores; " + " ".join(f for f in wanted if f in flags)
+
+
+def _ceilings(args: argparse.Namespace, threads: str) -> dict:
+    """benchmarks/ceilings.py in a child with the systems' thread count; per-batch ceiling and bound."""
+    here = Path(__file__).with_name("ceilings.py")
+    command = [sys.executable, str(here), "--model", args.model, "--dtype", args.dtype]
+    command += ["--batches", args.batches, "--json"]
+    print("measuring this machine's ceilings ...", file=sys.stderr, flush=True)
+    done = subprocess.run(
+        command, env={**os.environ, "OMP_NUM_THREADS": threads}, capture_output=True, text=True
+    )
+    line = next((x for x in done.stdout.splitlines() if x.startswith("CEILINGS ")), None)
+    if done.returncode != 0 or line is None:
+        sys.exit(f"ceilings.py failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    found = json.loads(line.removeprefix("CEILINGS "))
+    gemm = {int(b): v for b, v in found["gemm_tok_s"].items()}
+    batches = [int(b) for b in args.batches.split(",")]
+    ceiling = {str(b): min(gemm[b], found["bandwidth_tok_s"] * b) for b in batches}
+    bound = {str(b): "compute" if gemm[b] <= found["bandwidth_tok_s"] * b else "memory" for b in batches}
+    return {**found, "ceiling": ceiling, "bound": bound}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--systems", default="plugin,native,transformers")
@@ -123,6 +153,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--out", default=None, help="JSON file (default: benchmarks/results/offline_throughput_DTYPE.json)"
+    )
+    parser.add_argument(
+        "--no-ceilings", action="store_true", help="skip measuring this machine's ceilings (ceilings.py)"
     )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -162,7 +195,9 @@ def main() -> None:
             sys.exit(f"{system} failed (exit {done.returncode}):\n" + "\n".join(errors[-20:]))
         results[system] = json.loads(line.removeprefix("RESULT "))
 
+    ceilings = None if args.no_ceilings else _ceilings(args, threads)
     batches = args.batches.split(",")
+    print(f"\nCPU: {cpu_summary()}")
     header = (
         f"{'system':<14}" + "".join(f"{'batch ' + b + ' tok/s':>18}" for b in batches) + f"{'start s':>10}"
     )
@@ -182,11 +217,30 @@ def main() -> None:
                 for b in batches
             )
             print(f"{system} vs native: {ratios}")
+    if ceilings is not None:
+        print(
+            f"ceilings ({args.dtype}, benchmarks/ceilings.py): "
+            + ", ".join(
+                f"batch {b}: {ceilings['ceiling'][b]:.1f} tok/s ({ceilings['bound'][b]})" for b in batches
+            )
+            + f"; read bandwidth {ceilings['read_gb_s']:.1f} GB/s"
+        )
+        for system, figures in results.items():
+            if system == "transformers":
+                continue
+            shares = ", ".join(
+                f"batch {b}: {100 * figures[f'batch_{b}_tok_s'] / ceilings['ceiling'][b]:.0f}%"
+                for b in batches
+            )
+            print(f"{system} share of the ceiling: {shares}")
     short_dtype = {"float32": "fp32", "bfloat16": "bf16"}[args.dtype]
     suffix = "_prefill1" if args.prefill_batching == "off" else ""  # never overwrite the batched figures
     out = Path(args.out or f"benchmarks/results/offline_throughput_{short_dtype}{suffix}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "threads": threads, "results": results}, indent=2))
+    record = {"args": vars(args), "threads": threads, "cpu": cpu_summary(), "results": results}
+    if ceilings is not None:
+        record["ceilings"] = ceilings
+    out.write_text(json.dumps(record, indent=2))
     print(f"wrote {out}")
 
 
