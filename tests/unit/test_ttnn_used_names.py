@@ -57,11 +57,11 @@ def test_the_walk_finds_every_form_of_use(tmp_path: Path) -> None:
         ("ttnn.MeshDevice.quiesce_devices", "14"),
         ("ttnn.MeshShape", "10"),
         ("ttnn.cluster.ClusterType.GALAXY.name", "16"),
-        ("ttnn.event_synchronize", "21"),
+        ("ttnn.event_synchronize", "22"),
         ("ttnn.get_num_devices", "7"),
         ("ttnn.open_mesh_device", "10"),
-        ("ttnn.open_mesh_device", "20"),
-        ("ttnn.set_fabric_config", "19"),
+        ("ttnn.open_mesh_device", "21"),
+        ("ttnn.set_fabric_config", "20"),
     ]
     assert sorted((c.chain, c.member) for c in collected.candidates) == [
         ("ttnn.FabricConfig", "DISABLED"),
@@ -76,9 +76,9 @@ def test_the_walk_finds_every_form_of_use(tmp_path: Path) -> None:
         CallSite("ttnn.MeshDevice.enable_program_cache", f"{where}:11", 0, (), False),
         CallSite("ttnn.MeshDevice.get_submeshes", f"{where}:12", 0, (), False),
         CallSite("ttnn.MeshDevice.quiesce_devices", f"{where}:13", 0, (), False),
-        CallSite("ttnn.set_fabric_config", f"{where}:19", 1, ("reliability_mode",), False),
-        CallSite("ttnn.open_mesh_device", f"{where}:20", 0, ("mesh_shape",), True),
-        CallSite("ttnn.event_synchronize", f"{where}:21", 1, (), False),
+        CallSite("ttnn.set_fabric_config", f"{where}:20", 1, ("reliability_mode",), False),
+        CallSite("ttnn.open_mesh_device", f"{where}:21", 0, ("mesh_shape",), True),
+        CallSite("ttnn.event_synchronize", f"{where}:22", 0, (), True),
     ]
 
 
