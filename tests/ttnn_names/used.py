@@ -16,8 +16,8 @@ From every module under ``src/tt_vllm_plugin`` (an AST walk, nothing imported bu
   is a name or attribute called ``mesh``, ``submesh`` or ``*_mesh`` / ``*_submesh`` (``device.mesh``), a
   name assigned from ``ttnn.open_mesh_device(...)`` or ``<mesh>.create_submesh(...)``, or a loop variable
   over ``<mesh>.get_submeshes()`` / ``create_submeshes(...)``;
-- the option tables: every allowed value of an option ``options.TTNN_ENUM_OPTIONS`` maps to a ttnn enum
-  (member ``value.upper()``);
+- the option tables: every value an option of ``options.TTNN_ENUM_OPTIONS`` allows without ttnn names a
+  member of its ttnn enum (``value.upper()``);
 - calls: every call of a ttnn chain (``ttnn.set_fabric_config(config, mode)``, ``ttnn.MeshShape(1, 2)``) or of
   a mesh device's method, with how many positional arguments it passes and the names of its keyword
   arguments; a call with ``*args``/``**kwargs`` is marked: its arguments are known only when it runs;
@@ -33,7 +33,6 @@ import ast
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import get_args, get_type_hints
 
 MESH_DEVICE_CLASS = "ttnn.MeshDevice"
 _MESH_NAME = re.compile(r"(?:^|_)(?:sub)?mesh\Z")
@@ -107,28 +106,14 @@ def collect(src_root: Path, package: str = "tt_vllm_plugin") -> Collected:
 
 
 def option_uses(options_module: object, where: str) -> list[Use]:
-    """The ttnn enum members the option tables name: ``TTNN_ENUM_OPTIONS`` maps an option to its enum."""
-    table: dict[str, str] = options_module.TTNN_ENUM_OPTIONS
-    hints = get_type_hints(options_module.TTOptions)
+    """The ttnn enum members the option tables name: ``TTNN_ENUM_OPTIONS`` maps an option to its enum and
+    the values it allows without ttnn."""
+    table: dict[str, tuple[str, tuple[str, ...]]] = options_module.TTNN_ENUM_OPTIONS
     uses: list[Use] = []
-    for option, enum in table.items():
+    for option, (enum, values) in table.items():
         uses.append(Use(f"ttnn.{enum}", where, f"options.TTNN_ENUM_OPTIONS[{option!r}]"))
-        uses += [
-            Use(f"ttnn.{enum}.{value.upper()}", where, f"allowed value of {option}")
-            for value in allowed(hints[option])
-        ]
+        uses += [Use(f"ttnn.{enum}.{value.upper()}", where, f"allowed value of {option}") for value in values]
     return uses
-
-
-def allowed(annotation: object) -> tuple[str, ...]:
-    """The strings of a ``Literal[...]`` annotation, also inside ``Optional``/``X | None``."""
-    values: list[str] = []
-    for arg in get_args(annotation) or ():
-        if isinstance(arg, str):
-            values.append(arg)
-        elif arg is not type(None):
-            values += allowed(arg)
-    return tuple(values)
 
 
 def attribute_chain(node: ast.AST) -> list[str] | None:

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tt_vllm_plugin.device.mesh import (
     MESH_DEVICE_ENV,
@@ -37,7 +37,9 @@ from tt_vllm_plugin.device.mesh import (
     requested_mesh_shape,
 )
 from tt_vllm_plugin.log import get_logger
-from tt_vllm_plugin.options import TTOptions
+
+if TYPE_CHECKING:  # options.py asks this module for the installed ttnn's fabrics: no import back
+    from tt_vllm_plugin.options import TTOptions
 
 logger = get_logger(__name__)
 
@@ -88,6 +90,17 @@ def _cluster_type(ttnn: ModuleType) -> str | None:
             describe_error(error),
         )
         return None
+
+
+def installed_enum_members(enum: str) -> tuple[str, ...] | None:
+    """The member names of ``ttnn.<enum>`` in the installed ttnn, in its order; None where ttnn is not
+    importable (the host device; tt-serve checking options in a backend's environment without ttnn).
+    Imports ttnn but asks it nothing about devices."""
+    try:
+        ttnn = _import_ttnn()
+    except Exception:  # not installed, or broken: ttnn_availability() says which, where it matters
+        return None
+    return tuple(getattr(getattr(ttnn, enum, None), "__members__", None) or ())  # none: it offers none
 
 
 @functools.cache
