@@ -2,11 +2,11 @@
 for each, and what Tenstorrent's runner decides for it; and running the probe (tests/real_ttnn/probe.py)
 in a process of its own for one of them.
 
-One process per descriptor: ttnn reads ``TT_METAL_MOCK_CLUSTER_DESC_PATH`` once per process, when it first
-touches the cluster (measured: after a first query with the N300 descriptor, pointing the variable at the
-T3K one still gives N300's [0, 1]). Each process runs in an empty temporary folder with ``HOME`` and
-``TT_METAL_CACHE`` there too: ttnn writes ``generated/`` into the working directory and caches under
-``~/.cache``.
+Processes of its own for each descriptor: ttnn reads ``TT_METAL_MOCK_CLUSTER_DESC_PATH`` once per process,
+when it first touches the cluster (measured: after a first query with the N300 descriptor, pointing the
+variable at the T3K one still gives N300's [0, 1]). And one process per open attempt (probe.py ``OPENS``).
+Each process runs in an empty temporary folder with ``HOME`` and ``TT_METAL_CACHE`` there too: ttnn writes
+``generated/`` into the working directory and caches under ``~/.cache``.
 """
 
 from __future__ import annotations
@@ -106,16 +106,17 @@ def probe_env(home: Path, system: System | None) -> dict[str, str]:
 
 
 @cache
-def probe(name: str | None) -> dict[str, Any]:
-    """What tests/real_ttnn/probe.py reports for the system ``name`` (None: no descriptor, no chips), run
-    once per test session in a process of its own. Also lists the files ttnn left in its folder."""
+def probe(name: str | None, phase: str = "detect") -> dict[str, Any]:
+    """What tests/real_ttnn/probe.py reports in ``phase`` for the system ``name`` (None: no descriptor, no
+    chips), run once per test session in a process of its own. Also lists the files ttnn left in its
+    folder."""
     system = SYSTEMS[name] if name is not None else None
     with tempfile.TemporaryDirectory(prefix="tt-real-ttnn-") as folder:
         home = Path(folder)
         work = home / "work"
         work.mkdir()
         out = home / "report.json"
-        command = [sys.executable, "-m", "tests.real_ttnn.probe", name or "", str(out)]
+        command = [sys.executable, "-m", "tests.real_ttnn.probe", name or "", phase, str(out)]
         done = subprocess.run(
             command,
             cwd=work,
@@ -127,7 +128,7 @@ def probe(name: str | None) -> dict[str, Any]:
         if done.returncode != 0 or not out.is_file():
             tail = "\n".join(done.stderr.strip().splitlines()[-30:])
             raise AssertionError(
-                f"the probe for {name or 'no descriptor'} failed (exit {done.returncode}):\n{tail}"
+                f"the {phase} probe for {name or 'no descriptor'} failed (exit {done.returncode}):\n{tail}"
             )
         report = json.loads(out.read_text())
         report["files_written"] = sorted(str(p.relative_to(work)) for p in work.rglob("*") if p.is_file())

@@ -1,6 +1,6 @@
 """Detection against the real ttnn 0.81.1: without chips the plugin stays inactive and says why (ttnn's own
 "No chips detected in the cluster"); on every system a tt-umd cluster descriptor mocks it activates and
-counts the devices ttnn reports. Each system in a process of its own (tests/real_ttnn/systems.py)."""
+counts the devices ttnn reports. Each system in processes of its own (tests/real_ttnn/systems.py)."""
 
 from __future__ import annotations
 

@@ -28,29 +28,28 @@ EVERY_PARAMETER = (
 
 
 @pytest.mark.parametrize("name", SYSTEMS)
-def test_a_mesh_that_cannot_open_ends_in_our_error_with_fabric_reset(name):
-    system, report = SYSTEMS[name], probe(name)
-    opens = report["opens"]
+@pytest.mark.parametrize(
+    ("phase", "parameters"),
+    [("open", "{'trace_region_size': 50000000}"), ("open with every device option", EVERY_PARAMETER)],
+)
+def test_a_mesh_that_cannot_open_ends_in_our_error_with_fabric_reset(name, phase, parameters):
+    system, outcome = SYSTEMS[name], probe(name, phase)
     rows, cols = system.mesh
-    for case, parameters in (
-        ("no options", "{'trace_region_size': 50000000}"),
-        ("every device option", EVERY_PARAMETER),
-    ):
-        outcome = opens[case]
-        assert outcome["error"] == (
-            f"Could not open the {rows}x{cols} Tenstorrent mesh (MESH_DEVICE={system.mesh_device!r}, "
-            f"parameters {parameters}): RuntimeError: {system.open_refusal or SFPI_ERROR}"
-        ), case
-        # ttnn's own exception stays chained, backtrace and all.
-        assert outcome["cause"] == "RuntimeError" and "\nbacktrace:\n" in outcome["cause_text"], case
-        assert outcome["fabric_after"] == "DISABLED", case
-    assert opens["fabric_before"] == "DISABLED"
-    # ttnn's fabric state when open_mesh_device ran: the default fabric on multi-device meshes, else none.
-    assert [call["fabric_at_call"] for call in opens["calls"]] == [system.fabric or "DISABLED"] * 2
+    assert outcome["error"] == (
+        f"Could not open the {rows}x{cols} Tenstorrent mesh (MESH_DEVICE={system.mesh_device!r}, "
+        f"parameters {parameters}): RuntimeError: {system.open_refusal or SFPI_ERROR}"
+    )
+    # ttnn's own exception stays chained, backtrace and all.
+    assert outcome["cause"] == "RuntimeError" and "\nbacktrace:\n" in outcome["cause_text"]
+    # ttnn's fabric state before, while open_mesh_device ran (the default fabric on multi-device meshes),
+    # and after.
+    assert outcome["fabric_before"] == "DISABLED"
+    assert [call["fabric_at_call"] for call in outcome["calls"]] == [system.fabric or "DISABLED"]
+    assert outcome["fabric_after"] == "DISABLED"
 
 
 @pytest.mark.parametrize("name", SYSTEMS)
 def test_ttnn_writes_only_into_the_folder_it_runs_in(name):
     """Why every probe runs in a temporary folder: ttnn writes generated/ into the working directory."""
-    written = probe(name)["files_written"]
+    written = probe(name, "open")["files_written"]
     assert all(path.startswith("generated/") for path in written), written
