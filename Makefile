@@ -62,6 +62,7 @@ chromium:
 test: model chromium vllm025
 	$(PY) -m pytest -q -ra
 	$(MAKE) --no-print-directory test-vllm025
+	$(MAKE) --no-print-directory test-ttnn
 
 test-fast: model vllm025
 	$(PY) -m pytest -q -ra -m "not engine and not server"
@@ -89,3 +90,24 @@ test-vllm025: model vllm025
 
 clean-vllm025:
 	rm -rf $(VENV025)
+
+# The real ttnn 0.81.1 (Python 3.12: its wheels are cp310/cp312; no torch, no vLLM), with tt-umd's cluster
+# descriptors standing in for cards: tests/real_ttnn run there (tests/real_ttnn/build_env.sh). The
+# interpreter defaults to pyenv's newest 3.12.x, else python3.12: `make test-ttnn TTNN_PYTHON=...` overrides.
+VENV_TTNN ?= .venv-ttnn
+TTNN_PYTHON ?=
+STAMP_TTNN := $(VENV_TTNN)/.tt-vllm-installed
+
+.PHONY: ttnn-env test-ttnn clean-ttnn
+
+ttnn-env: $(STAMP_TTNN)
+
+$(STAMP_TTNN): tests/real_ttnn/build_env.sh pyproject.toml
+	bash tests/real_ttnn/build_env.sh $(VENV_TTNN) $(TTNN_PYTHON)
+	touch $(STAMP_TTNN)
+
+test-ttnn: ttnn-env
+	$(VENV_TTNN)/bin/python -m pytest -q -ra tests/real_ttnn
+
+clean-ttnn:
+	rm -rf $(VENV_TTNN)

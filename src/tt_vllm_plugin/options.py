@@ -15,19 +15,24 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, get_args
 
 from tt_vllm_plugin.device.choice import DeviceChoice
+from tt_vllm_plugin.device.ttnn import installed_enum_members  # imports ttnn only when called
 from tt_vllm_plugin.log import get_logger
 
 TraceMode = Literal["all", "decode_only", "none"]
 SampleOnDeviceMode = Literal["all", "decode_only"]
 Optimizations = Literal["performance", "accuracy"]
 # The allowed values of the options that name a ttnn enum member, each table the one place it is written.
-# They are exactly the members of ttnn 0.81.1 (ttnn cannot be imported here); tests/unit/
-# test_ttnn_wheel_names.py reads the real wheel and fails when a table and the wheel's enum disagree.
+# tests/real_ttnn/test_names.py holds them to the real ttnn 0.81.1's enums.
 # ttnn.DispatchCoreAxis members ROW and COL, written lower-case here (device/mesh.py upper-cases them).
 DispatchCoreAxis = Literal["row", "col"]
-# ttnn.FabricConfig members, in ttnn's order. Which of them the installed ttnn has is checked again when
-# the mesh opens (device/ttnn.py), so an older tt-metal without one gets a clear error.
-FabricConfigName = Literal[
+# fabric_config: where ttnn is importable, any member of the installed ttnn.FabricConfig, as Tenstorrent's
+# runner resolves it (vllm-tt-plugin e3fc84941bf7a1d0df32aae2c50d539259c925f0 worker.py get_fabric_config:
+# ``ttnn.FabricConfig.__members__.get(name)``), so a newer ttnn's fabrics work without a release of ours.
+# Where it is not (the host device; tt-serve checking options in a backend's environment without ttnn),
+# ttnn 0.81.1's members, in ttnn's order. The mesh open checks the name against the installed ttnn again
+# (device/ttnn.py), for options validated elsewhere.
+KNOWN_TTNN_VERSION = "0.81.1"
+KNOWN_FABRIC_CONFIGS: tuple[str, ...] = (
     "DISABLED",
     "FABRIC_1D",
     "FABRIC_1D_RING",
@@ -37,15 +42,15 @@ FabricConfigName = Literal[
     "FABRIC_2D_TORUS_X",
     "FABRIC_2D_TORUS_Y",
     "CUSTOM",
-]
+)
 # ttnn.FabricReliabilityMode members but DYNAMIC_RECONFIG, which ttnn documents as "[Unsupported]
 # Placeholder for dynamic (runtime) reconfiguration": accepting it would only move the refusal onto the card.
 FabricReliabilityModeName = Literal["STRICT_INIT", "RELAXED_INIT"]
-# option -> the ttnn enum whose member ``value.upper()`` it names (for device/ttnn.py and the wheel test).
-TTNN_ENUM_OPTIONS: dict[str, str] = {
-    "dispatch_core_axis": "DispatchCoreAxis",
-    "fabric_config": "FabricConfig",
-    "fabric_reliability_mode": "FabricReliabilityMode",
+# option -> (the ttnn enum whose member ``value.upper()`` it names, the values allowed without ttnn).
+TTNN_ENUM_OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "dispatch_core_axis": ("DispatchCoreAxis", get_args(DispatchCoreAxis)),
+    "fabric_config": ("FabricConfig", KNOWN_FABRIC_CONFIGS),
+    "fabric_reliability_mode": ("FabricReliabilityMode", get_args(FabricReliabilityModeName)),
 }
 
 ADDITIONAL_CONFIG_KEY = "tt"
@@ -72,7 +77,7 @@ class TTOptions:
     always_compat_sampling: bool = False
     enable_model_warmup: bool = True
     dispatch_core_axis: DispatchCoreAxis | None = None
-    fabric_config: FabricConfigName | None = None
+    fabric_config: str | None = None  # a ttnn.FabricConfig member name (fabric_config_names)
     fabric_reliability_mode: FabricReliabilityModeName | None = None
     trace_region_size: int | None = None
     worker_l1_size: int | None = None
@@ -129,7 +134,7 @@ _FIELD_TYPES: dict[str, tuple[Any, bool]] = {
     "always_compat_sampling": (bool, False),
     "enable_model_warmup": (bool, False),
     "dispatch_core_axis": (DispatchCoreAxis, True),
-    "fabric_config": (FabricConfigName, True),
+    "fabric_config": ("fabric_config", True),
     "fabric_reliability_mode": (FabricReliabilityModeName, True),
     "trace_region_size": ("positive_int", True),
     "worker_l1_size": ("positive_int", True),
@@ -154,10 +159,25 @@ def _check_value(name: str, value: Any, spec: tuple[Any, bool], source: str) -> 
     elif kind is bool:
         if not isinstance(value, bool):
             raise TTOptionsError(f"{where} must be true or false, got {value!r}.")
+    elif kind == "fabric_config":
+        allowed, origin = fabric_config_names()
+        if value not in allowed:
+            raise TTOptionsError(
+                f"{where} must be one of {', '.join(map(repr, allowed))} ({origin}), got {value!r}."
+            )
     else:
         allowed = get_args(kind)
         if value not in allowed:
             raise TTOptionsError(f"{where} must be one of {', '.join(map(repr, allowed))}, got {value!r}.")
+
+
+def fabric_config_names() -> tuple[tuple[str, ...], str]:
+    """The allowed ``fabric_config`` values and where they come from: the installed ttnn's FabricConfig
+    members where ttnn is importable, else ttnn 0.81.1's."""
+    installed = installed_enum_members("FabricConfig")
+    if installed is None:
+        return KNOWN_FABRIC_CONFIGS, f"ttnn {KNOWN_TTNN_VERSION}'s FabricConfig; ttnn is not importable here"
+    return installed, "the installed ttnn's FabricConfig"
 
 
 def tt_options_from_vllm_config(vllm_config: Any) -> TTOptions:

@@ -1,2 +1,2 @@
-"""What the real ``ttnn`` wheel defines, read from the wheel file without installing it, and which ``ttnn``
-names our source uses; tests/unit/test_ttnn_wheel_names.py compares the two."""
+"""Which ``ttnn`` names and calls our source uses (``used.py``, an AST walk, no ttnn needed), and the check of
+them against the real ttnn, imported (``live.py``; tests/real_ttnn/test_names.py runs it in .venv-ttnn)."""

@@ -1,4 +1,5 @@
-"""Which ``ttnn`` names our source uses, collected mechanically, and the check against the wheel.
+"""Which ``ttnn`` names our source uses, and how it calls them, collected mechanically (checked against the
+real ttnn by tests/ttnn_names/live.py, in tests/real_ttnn).
 
 From every module under ``src/tt_vllm_plugin`` (an AST walk, nothing imported but ``options``):
 
@@ -15,8 +16,11 @@ From every module under ``src/tt_vllm_plugin`` (an AST walk, nothing imported bu
   is a name or attribute called ``mesh``, ``submesh`` or ``*_mesh`` / ``*_submesh`` (``device.mesh``), a
   name assigned from ``ttnn.open_mesh_device(...)`` or ``<mesh>.create_submesh(...)``, or a loop variable
   over ``<mesh>.get_submeshes()`` / ``create_submeshes(...)``;
-- the option tables: every allowed value of an option ``options.TTNN_ENUM_OPTIONS`` maps to a ttnn enum
-  (member ``value.upper()``);
+- the option tables: every value an option of ``options.TTNN_ENUM_OPTIONS`` allows without ttnn names a
+  member of its ttnn enum (``value.upper()``);
+- calls: every call of a ttnn chain (``ttnn.set_fabric_config(config, mode)``, ``ttnn.MeshShape(1, 2)``) or of
+  a mesh device's method, with how many positional arguments it passes and the names of its keyword
+  arguments; a call with ``*args``/``**kwargs`` is marked: its arguments are known only when it runs;
 - typos in string constants of the device layer (``device/*.py``, ``options.py``): an upper-case constant
   that is not a member of any ttnn enum our code uses (or of the native submodules it uses: calling
   ``ttnn.cluster.get_cluster_type`` brings ``ClusterType``) but nearly is (``FABRIC_1D_RNG``). Exact
@@ -26,21 +30,15 @@ From every module under ``src/tt_vllm_plugin`` (an AST walk, nothing imported bu
 from __future__ import annotations
 
 import ast
-import difflib
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import get_args, get_type_hints
-
-from tests.ttnn_names.wheel import Found, Missing, WheelNames, attribute_chain
 
 MESH_DEVICE_CLASS = "ttnn.MeshDevice"
 _MESH_NAME = re.compile(r"(?:^|_)(?:sub)?mesh\Z")
 _MESH_RETURNING = {"create_submesh"}
 _MESHES_RETURNING = {"get_submeshes", "create_submeshes"}
 _MEMBER_LIKE = re.compile(r"[A-Z][A-Za-z0-9_]*\Z")
-_TYPO_RATIO = 0.8  # difflib ratio: one or two characters off (FABRIC_1D_RNG, STRICT_INT, GALAXI)
 
 
 @dataclass(frozen=True)
@@ -60,6 +58,17 @@ class EnumCandidate:
 
 
 @dataclass(frozen=True)
+class CallSite:
+    """A call of a ttnn function or class, or of a mesh device's method, as written."""
+
+    name: str  # dotted callee, as a Use: "ttnn.set_fabric_config", "ttnn.MeshDevice.get_submeshes"
+    where: str
+    positional: int  # plain positional arguments
+    keywords: tuple[str, ...]  # names of the keyword arguments
+    unpacked: bool  # *args or **kwargs among them: the arguments are known only when the call runs
+
+
+@dataclass(frozen=True)
 class Constant:
     value: str
     where: str
@@ -70,6 +79,7 @@ class Collected:
     uses: list[Use]
     candidates: list[EnumCandidate]
     constants: list[Constant]  # upper-case string constants of the device layer (for typos)
+    calls: list[CallSite]
 
 
 def collect(src_root: Path, package: str = "tt_vllm_plugin") -> Collected:
@@ -84,7 +94,7 @@ def collect(src_root: Path, package: str = "tt_vllm_plugin") -> Collected:
         for node in ast.walk(tree)
         if isinstance(node, ast.FunctionDef) and _imports_and_returns_ttnn(node)
     }
-    collected = Collected([], [], [])
+    collected = Collected([], [], [], [])
     for module, tree in trees.items():
         rel = modules[module].relative_to(src_root.parent).as_posix()
         _FileWalker(module, rel, tree, package, strings, returns_ttnn, collected).run()
@@ -96,106 +106,26 @@ def collect(src_root: Path, package: str = "tt_vllm_plugin") -> Collected:
 
 
 def option_uses(options_module: object, where: str) -> list[Use]:
-    """The ttnn enum members the option tables name: ``TTNN_ENUM_OPTIONS`` maps an option to its enum."""
-    table: dict[str, str] = options_module.TTNN_ENUM_OPTIONS
-    hints = get_type_hints(options_module.TTOptions)
+    """The ttnn enum members the option tables name: ``TTNN_ENUM_OPTIONS`` maps an option to its enum and
+    the values it allows without ttnn."""
+    table: dict[str, tuple[str, tuple[str, ...]]] = options_module.TTNN_ENUM_OPTIONS
     uses: list[Use] = []
-    for option, enum in table.items():
+    for option, (enum, values) in table.items():
         uses.append(Use(f"ttnn.{enum}", where, f"options.TTNN_ENUM_OPTIONS[{option!r}]"))
-        uses += [
-            Use(f"ttnn.{enum}.{value.upper()}", where, f"allowed value of {option}")
-            for value in allowed(hints[option])
-        ]
+        uses += [Use(f"ttnn.{enum}.{value.upper()}", where, f"allowed value of {option}") for value in values]
     return uses
 
 
-def allowed(annotation: object) -> tuple[str, ...]:
-    """The strings of a ``Literal[...]`` annotation, also inside ``Optional``/``X | None``."""
-    values: list[str] = []
-    for arg in get_args(annotation) or ():
-        if isinstance(arg, str):
-            values.append(arg)
-        elif arg is not type(None):
-            values += allowed(arg)
-    return tuple(values)
-
-
-# --- the check
-
-
-@dataclass(frozen=True)
-class Problem:
-    use: Use
-    missing: Missing
-
-    def __str__(self) -> str:
-        return f"{self.use.name}  [{self.use.where}, {self.use.how}]: {self.missing}"
-
-
-@dataclass
-class Report:
-    checked: list[tuple[Use, Found]]
-    problems: list[Problem]
-
-    @property
-    def names(self) -> list[str]:
-        return sorted({use.name for use, _ in self.checked} | {p.use.name for p in self.problems})
-
-
-def check(wheel: WheelNames, uses: Iterable[Use], collected: Collected | None = None) -> Report:
-    """Resolve every use against the wheel. With ``collected``, its enum candidates become uses when the
-    chain is an enum, and its string constants are checked for near-misses of the enums in use."""
-    report = Report([], [])
-    pending = list(dict.fromkeys(uses))
-    if collected is not None:
-        for candidate in collected.candidates:
-            if wheel.enum_members(candidate.chain) is not None:
-                name = f"{candidate.chain}.{candidate.member}"
-                pending.append(
-                    Use(name, candidate.where, f"enum member given to a call with {candidate.chain}")
-                )
-    seen: set[Use] = set()
-    for use in pending:
-        if use in seen:
-            continue
-        seen.add(use)
-        found = wheel.resolve(use.name)
-        if isinstance(found, Found):
-            report.checked.append((use, found))
-        else:
-            report.problems.append(Problem(use, found))
-    if collected is not None:
-        report.problems += _typos(wheel, report, collected.constants)
-    return report
-
-
-def _typos(wheel: WheelNames, report: Report, constants: list[Constant]) -> list[Problem]:
-    """Constants one or two characters off a member of an enum our code uses, or of an enum bound in a
-    native submodule it uses (``ttnn.cluster.get_cluster_type`` brings ``ClusterType``)."""
-    enums: dict[int, tuple[str, list[str]]] = {}  # by enum identity, named as our code names it if it does
-    for use, _ in report.checked:
-        parts = use.name.split(".")
-        for end in range(2, len(parts) + 1):
-            for name, scope in wheel.enums_around(".".join(parts[:end])):
-                members = [m for m, kind in scope.members.items() if kind == "value"]
-                if id(scope) not in enums or name.count("._ttnn.") < enums[id(scope)][0].count("._ttnn."):
-                    enums[id(scope)] = (name, members)
-    every_member = {member for _, members in enums.values() for member in members}
-    problems = []
-    for constant in constants:
-        if constant.value in every_member or any(c.islower() for c in constant.value):
-            continue
-        near = []
-        for enum, members in enums.values():
-            close = difflib.get_close_matches(constant.value, members, n=3, cutoff=_TYPO_RATIO)
-            if close:
-                ratio = difflib.SequenceMatcher(None, constant.value, close[0]).ratio()
-                near.append(("._ttnn." in enum, -ratio, enum, close))  # enums our code names first
-        if near:  # one problem per constant: the enum it is likeliest meant for
-            _, _, enum, close = min(near)
-            use = Use(f"{enum}.{constant.value}", constant.where, f"string constant close to {enum} members")
-            problems.append(Problem(use, Missing(enum, constant.value, "enum", tuple(close))))
-    return problems
+def attribute_chain(node: ast.AST) -> list[str] | None:
+    """``a.b.c`` -> ``["a", "b", "c"]``; None unless the expression is names and attributes only."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    parts.append(node.id)
+    return parts[::-1]
 
 
 # --- the AST walk
@@ -353,6 +283,22 @@ class _FileWalker:
 
     def _call(self, node: ast.Call) -> None:
         func = node.func
+        callee = self.ttnn_chain(func)
+        if callee is None and isinstance(func, ast.Attribute) and self._is_mesh(func.value):
+            callee = f"{MESH_DEVICE_CLASS}.{func.attr}"
+        if callee is not None:
+            unpacked = any(isinstance(a, ast.Starred) for a in node.args) or any(
+                k.arg is None for k in node.keywords
+            )
+            self.out.calls.append(
+                CallSite(
+                    callee,
+                    self.where(node),
+                    sum(not isinstance(a, ast.Starred) for a in node.args),
+                    tuple(k.arg for k in node.keywords if k.arg is not None),
+                    unpacked,
+                )
+            )
         if isinstance(func, ast.Name) and func.id in ("getattr", "hasattr") and len(node.args) >= 2:
             name = self.constant(node.args[1])
             if name is not None and re.fullmatch(r"[A-Za-z_]\w*", name):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import enum
 import logging
-from types import SimpleNamespace
+import sys
+from types import ModuleType, SimpleNamespace
 
 import pytest
 
@@ -30,11 +32,12 @@ ALL_DEVICE_OPTIONS = {
     "data_parallel": 2,
     "optimizations": "accuracy",
 }
-# ttnn 0.81.1's ttnn.FabricConfig members, in its order (tests/unit/test_ttnn_wheel_names.py reads them
-# from the real wheel and holds options.py to them).
+# ttnn 0.81.1's ttnn.FabricConfig members, in its order: the fabric_config names allowed where ttnn is not
+# importable, as here (tests/real_ttnn/test_fabric_options.py holds them to the real 0.81.1).
 FABRICS = (
     "'DISABLED', 'FABRIC_1D', 'FABRIC_1D_RING', 'FABRIC_1D_NEIGHBOR_EXCHANGE', 'FABRIC_2D', "
-    "'FABRIC_2D_TORUS_XY', 'FABRIC_2D_TORUS_X', 'FABRIC_2D_TORUS_Y', 'CUSTOM'"
+    "'FABRIC_2D_TORUS_XY', 'FABRIC_2D_TORUS_X', 'FABRIC_2D_TORUS_Y', 'CUSTOM' "
+    "(ttnn 0.81.1's FabricConfig; ttnn is not importable here)"
 )
 
 
@@ -77,6 +80,26 @@ def test_bad_values_name_key_allowed_values_and_source(name, value, message):
     with pytest.raises(TTOptionsError) as error:
         TTOptions.from_mapping({name: value}, "SRC")
     assert str(error.value) == f"TT option {name!r} in SRC {message}"
+
+
+def test_with_ttnn_importable_its_fabric_config_members_decide(monkeypatch):
+    """Where ttnn imports, any member of its FabricConfig is a fabric_config, as in Tenstorrent's runner
+    (worker.py get_fabric_config: ttnn.FabricConfig.__members__), so a newer ttnn's fabrics work without a
+    release of ours. A STAND-IN ttnn here (the real one: tests/real_ttnn/test_fabric_options.py): the
+    installed FabricConfig is a nanobind enum, a Python enum with __members__, as this one."""
+    stand_in = ModuleType("ttnn")
+    stand_in.FabricConfig = enum.IntEnum("FabricConfig", ["DISABLED", "FABRIC_1D", "FABRIC_3D_FUTURE"])
+    monkeypatch.setitem(sys.modules, "ttnn", stand_in)
+    assert (
+        TTOptions.from_mapping({"fabric_config": "FABRIC_3D_FUTURE"}, "src").fabric_config
+        == "FABRIC_3D_FUTURE"
+    )
+    with pytest.raises(TTOptionsError) as error:
+        TTOptions.from_mapping({"fabric_config": "FABRIC_2D_TORUS_XY"}, "SRC")
+    assert str(error.value) == (
+        "TT option 'fabric_config' in SRC must be one of 'DISABLED', 'FABRIC_1D', 'FABRIC_3D_FUTURE' "
+        "(the installed ttnn's FabricConfig), got 'FABRIC_2D_TORUS_XY'."
+    )
 
 
 def test_unknown_keys_are_listed_with_the_known_ones():

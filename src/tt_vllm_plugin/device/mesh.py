@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tt_vllm_plugin import envs
-from tt_vllm_plugin.options import TTOptions
+
+if TYPE_CHECKING:  # options.py asks device/ttnn.py for the installed ttnn's fabrics: no import back
+    from tt_vllm_plugin.options import TTOptions
 
 MESH_DEVICE_ENV = envs.MESH_DEVICE.name
 # tt-metal reads it itself (the chips it opens); Tenstorrent's runner also sizes the mesh from it.

@@ -7,19 +7,24 @@ last; and nothing left set when opening fails half-way. The sequence is Tenstorr
 (tenstorrent/vllm-tt-plugin e3fc84941bf7a1d0df32aae2c50d539259c925f0, ``worker.py`` ``open_mesh_device``
 and ``close_mesh_device``) plus the drain ttnn 0.81.1 documents for meshes with submeshes.
 
-ttnn cannot be installed on the machines this project is developed and tested on (its wheels are for
-Python 3.10/3.12 and it needs a card). The call order and error handling here are tested against a
-stand-in module (tests/unit/test_ttnn_lifecycle.py); what real ttnn and hardware do is untested here.
+Tested twice: the call order and error handling against a stand-in module (tests/unit/test_ttnn_lifecycle.py),
+and everything short of an open mesh against the real ttnn 0.81.1 with tt-umd's cluster descriptors standing
+in for cards (tests/real_ttnn, in .venv-ttnn): detection, the plan, the calls' arguments against the real
+signatures, and the failed open (no kernel compiler there). Every ttnn call is written out directly (no
+``*args``/``**kwargs`` where avoidable, no calls through variables) so those tests can read it from the
+source.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tt_vllm_plugin.device.mesh import (
     MESH_DEVICE_ENV,
@@ -32,13 +37,32 @@ from tt_vllm_plugin.device.mesh import (
     requested_mesh_shape,
 )
 from tt_vllm_plugin.log import get_logger
-from tt_vllm_plugin.options import TTOptions
+
+if TYPE_CHECKING:  # options.py asks this module for the installed ttnn's fabrics: no import back
+    from tt_vllm_plugin.options import TTOptions
 
 logger = get_logger(__name__)
 
 
 class TTNNDeviceError(RuntimeError):
     pass
+
+
+# tt-metal's TT_THROW / TT_FATAL messages: "TT_FATAL @ <file>:<line>: <condition>\ninfo:\n<message>\n
+# backtrace:\n<20-odd C++ frames>" (as ttnn 0.81.1 raises them, e.g. "No chips detected in the cluster").
+_TT_ASSERT = re.compile(r"(TT_(?:THROW|FATAL) @ [^\s:]+:\d+)[^\n]*\ninfo:\n(.*?)(?:\nbacktrace:\n.*)?", re.S)
+
+
+def describe_error(error: BaseException) -> str:
+    """``Type: message`` on one line: tt-metal's own message and where it was raised, without the C++
+    backtrace (the exception chained to ours keeps it)."""
+    text = str(error)
+    match = _TT_ASSERT.fullmatch(text)
+    if match is not None:
+        text = f"{match.group(2).strip()} ({match.group(1)})"
+    else:
+        text = text.split("\nbacktrace:\n", 1)[0]
+    return f"{type(error).__name__}: {' '.join(text.split())}"
 
 
 def _import_ttnn() -> ModuleType:
@@ -49,8 +73,10 @@ def _import_ttnn() -> ModuleType:
 
 def _device_count(ttnn: ModuleType) -> int:
     # get_num_devices is what Tenstorrent's plugin uses; older ttnn releases only have the C++ name.
-    count = getattr(ttnn, "get_num_devices", None) or ttnn.GetNumAvailableDevices
-    return int(count())
+    # Without chips ttnn 0.81.1 raises RuntimeError ("No chips detected in the cluster"); it never returns 0.
+    if hasattr(ttnn, "get_num_devices"):
+        return int(ttnn.get_num_devices())
+    return int(ttnn.GetNumAvailableDevices())
 
 
 def _cluster_type(ttnn: ModuleType) -> str | None:
@@ -59,8 +85,22 @@ def _cluster_type(ttnn: ModuleType) -> str | None:
     try:
         return str(ttnn.cluster.get_cluster_type().name)
     except Exception as error:  # an older ttnn without ttnn.cluster, or the query failed
-        logger.warning("ttnn could not report the cluster type (%s); fabric default from MESH_DEVICE.", error)
+        logger.warning(
+            "ttnn could not report the cluster type (%s); fabric default from MESH_DEVICE.",
+            describe_error(error),
+        )
         return None
+
+
+def installed_enum_members(enum: str) -> tuple[str, ...] | None:
+    """The member names of ``ttnn.<enum>`` in the installed ttnn, in its order; None where ttnn is not
+    importable (the host device; tt-serve checking options in a backend's environment without ttnn).
+    Imports ttnn but asks it nothing about devices."""
+    try:
+        ttnn = _import_ttnn()
+    except Exception:  # not installed, or broken: ttnn_availability() says which, where it matters
+        return None
+    return tuple(getattr(getattr(ttnn, enum, None), "__members__", None) or ())  # none: it offers none
 
 
 @functools.cache
@@ -69,11 +109,11 @@ def ttnn_availability() -> tuple[bool, str]:
     try:
         ttnn = _import_ttnn()
     except Exception as error:  # ImportError, or a broken install raising anything
-        return False, f"ttnn is not importable ({type(error).__name__}: {error})"
+        return False, f"ttnn is not importable ({describe_error(error)})"
     try:
         count = _device_count(ttnn)
     except Exception as error:
-        return False, f"ttnn could not count devices ({type(error).__name__}: {error})"
+        return False, f"ttnn could not count devices ({describe_error(error)})"
     if count < 1:
         return False, "ttnn reports no Tenstorrent devices"
     return True, f"ttnn reports {count} device(s)"
@@ -139,31 +179,33 @@ def open_ttnn_device(options: TTOptions, mesh_device: str | None = None) -> TTNN
             *plan.shape,
         )
     # Resolve every name first, so an option the installed ttnn lacks fails before anything is set.
-    fabric = None
+    fabric_config = reliability_mode = None
     if plan.fabric is not None:
-        fabric = (
-            _member(ttnn.FabricConfig, plan.fabric.config, "fabric_config"),
-            _member(ttnn.FabricReliabilityMode, plan.fabric.reliability_mode, "fabric_reliability_mode"),
+        fabric_config = _member(ttnn.FabricConfig, plan.fabric.config, "fabric_config")
+        reliability_mode = _member(
+            ttnn.FabricReliabilityMode, plan.fabric.reliability_mode, "fabric_reliability_mode"
         )
     open_kwargs: dict[str, Any] = dict(plan.device_params)
+    asked: dict[str, Any] = dict(plan.device_params)  # for the error message: names, not ttnn objects
     if plan.dispatch_core_axis is not None:
         axis = _member(ttnn.DispatchCoreAxis, plan.dispatch_core_axis, "dispatch_core_axis")
         open_kwargs["dispatch_core_config"] = ttnn.DispatchCoreConfig(axis=axis)
+        asked["dispatch_core_axis"] = plan.dispatch_core_axis
+    rows, cols = plan.shape
 
     try:
-        if fabric is not None:
+        if plan.fabric is not None:
             logger.info("Setting fabric %s (%s)", plan.fabric.config, plan.fabric.reliability_mode)
-            ttnn.set_fabric_config(*fabric)
-        mesh = ttnn.open_mesh_device(mesh_shape=ttnn.MeshShape(*plan.shape), **open_kwargs)
+            ttnn.set_fabric_config(fabric_config, reliability_mode)
+        mesh = ttnn.open_mesh_device(mesh_shape=ttnn.MeshShape(rows, cols), **open_kwargs)
     except BaseException as error:
-        if fabric is not None:
+        if plan.fabric is not None:
             _reset_fabric(ttnn)
         if not isinstance(error, Exception):  # KeyboardInterrupt and the like pass through as they are
             raise
-        rows, cols = plan.shape
         raise TTNNDeviceError(
             f"Could not open the {rows}x{cols} Tenstorrent mesh ({MESH_DEVICE_ENV}={env_value!r}, "
-            f"parameters {open_kwargs}): {type(error).__name__}: {error}"
+            f"parameters {asked}): {describe_error(error)}"
         ) from error
     optimizations = options.optimizations if "optimizations" in options.given else None
     device = TTNNDevice(mesh, plan, options.trace_mode, options.data_parallel, optimizations)
@@ -199,28 +241,34 @@ def close_ttnn_device(device: TTNNDevice) -> None:
     ttnn = _import_ttnn()
     failures: list[str] = []
 
-    def attempt(step: str, action: Any, *args: Any) -> Any:
+    @contextmanager
+    def attempt(step: str) -> Iterator[None]:
         try:
-            return action(*args)
+            yield
         except Exception as error:
-            logger.error("Closing the Tenstorrent mesh: %s failed: %s", step, error)
-            failures.append(f"{step}: {type(error).__name__}: {error}")
-            return None
+            logger.error("Closing the Tenstorrent mesh: %s failed: %s", step, describe_error(error))
+            failures.append(f"{step}: {describe_error(error)}")
 
-    read_profiler = getattr(ttnn, "ReadDeviceProfiler", None)  # no-op unless built with the profiler
-    if read_profiler is not None:
-        attempt("reading the device profiler", read_profiler, device.mesh)
-    submeshes = attempt("listing submeshes", device.mesh.get_submeshes) or []
+    if hasattr(ttnn, "ReadDeviceProfiler"):  # a no-op unless ttnn is built with the profiler
+        with attempt("reading the device profiler"):
+            ttnn.ReadDeviceProfiler(device.mesh)
+    submeshes: list[Any] = []
+    with attempt("listing submeshes"):
+        submeshes = list(device.mesh.get_submeshes())
     # ttnn 0.81.1's MeshDevice.quiesce_devices: "Call before closing a mesh that has carved submeshes so
     # the shared command queue is idle, otherwise close throws 'cq is in use by child submesh'".
     # Tenstorrent's close_mesh_device does not call it; older ttnn releases do not have it.
     if submeshes and hasattr(device.mesh, "quiesce_devices"):
-        attempt("draining the command queues", device.mesh.quiesce_devices)
+        with attempt("draining the command queues"):
+            device.mesh.quiesce_devices()
     for submesh in submeshes:
-        attempt("closing a data-parallel submesh", ttnn.close_mesh_device, submesh)
-    attempt("closing the mesh", ttnn.close_mesh_device, device.mesh)
+        with attempt("closing a data-parallel submesh"):
+            ttnn.close_mesh_device(submesh)
+    with attempt("closing the mesh"):
+        ttnn.close_mesh_device(device.mesh)
     if device.plan.fabric is not None:
-        attempt("resetting fabric", _set_fabric_disabled, ttnn)
+        with attempt("resetting fabric"):
+            _set_fabric_disabled(ttnn)
     if failures:
         raise TTNNDeviceError("Closing the Tenstorrent mesh failed: " + "; ".join(failures))
     logger.info("Closed the %s", device.name)
@@ -235,4 +283,4 @@ def _reset_fabric(ttnn: ModuleType) -> None:
     try:
         _set_fabric_disabled(ttnn)
     except Exception as error:
-        logger.error("Resetting fabric after a failed mesh open also failed: %s", error)
+        logger.error("Resetting fabric after a failed mesh open also failed: %s", describe_error(error))
