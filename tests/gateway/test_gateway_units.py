@@ -102,7 +102,7 @@ def test_config_without_gateway_section_has_none(tmp_path: Path) -> None:
     [
         (
             "[gateway]\nprot = 1\n",
-            "gateway.prot: unknown key; allowed keys here: cards, device_root, drain_timeout_s, "
+            "gateway.prot: unknown key; allowed keys here: cards, cluster, device_root, drain_timeout_s, "
             "engine_env_drop, engine_env_keep, hold_requests_s, host, log_dir, models, port, start_timeout_s",
         ),
         ("[gateway]\nport = 0\n", "gateway.port: must be a positive integer, got int 0"),
@@ -132,7 +132,7 @@ def test_config_without_gateway_section_has_none(tmp_path: Path) -> None:
         (
             '[[gateway.models]]\nname = "a"\nmodel = "m"\nflavour = 1\n',
             "gateway.models[0].flavour: unknown key; allowed keys here: backend, cards, env, model, name, "
-            "tt, vllm_args",
+            "replicas, tt, vllm_args",
         ),
         (
             '[[gateway.models]]\nname = "a"\nmodel = "m"\ncards = -1\n',
@@ -148,6 +148,11 @@ def test_config_without_gateway_section_has_none(tmp_path: Path) -> None:
             '[[gateway.models]]\nname = "a"\nmodel = "m"\ncards = [0, 1]\n'
             '[[gateway.models]]\nname = "b"\nmodel = "m"\ncards = [1]\n',
             "gateway.models[1].cards: card 1 is already given to model 'a': one card serves one engine",
+        ),
+        (
+            '[[gateway.models]]\nname = "a"\nmodel = "m"\nreplicas = 2\n',
+            "gateway.models[0].replicas: more than one replica needs cluster mode ([gateway.cluster]); on "
+            "one host add another model",
         ),
         ('[gateway]\ncards = "all"\n', "gateway.cards: must be \"auto\" or a list of card ids, got 'all'"),
         (

@@ -26,7 +26,8 @@ from tt_serve.progress import Phase
 RETRY_AFTER_UNKNOWN_S = 5  # a model's first start: nothing to estimate from
 RETRY_AFTER_MAX_S = 30
 
-EngineFactory = Callable[[ModelSpec, int], Engine]  # (spec, generation) -> a new, unstarted engine
+# (spec, generation, redactor) -> a new, unstarted engine of another kind (cluster mode)
+EngineFactory = Callable[[ModelSpec, int, Redactor], Engine]
 
 
 class Lifecycle:
@@ -48,7 +49,7 @@ class Lifecycle:
         self.events = events
         self.client = client
         self._factory = factory or (
-            lambda spec, generation: Engine(spec, generation, log_dir, redactor, pick_port)
+            lambda spec, generation, redactor: Engine(spec, generation, log_dir, redactor, pick_port)
         )
         self._all: set[Engine] = set()  # every engine with a process, for close()
         self._generations: dict[str, int] = {}
@@ -58,7 +59,7 @@ class Lifecycle:
         """The model's next generation (not started)."""
         generation = self._generations.get(spec.name, 0) + 1
         self._generations[spec.name] = generation
-        return self._factory(spec, generation)
+        return self._factory(spec, generation, self.redactor)
 
     def retry_after(self, engine: Engine) -> int:
         """Seconds a client should wait: the model's last start time less what this start has taken."""
@@ -72,6 +73,11 @@ class Lifecycle:
         """Resolve and check ``engine``'s configuration; on failure it is left "failed" and raised."""
         name = engine.spec.name
         engine.progress.record(Phase.RESOLVING)
+        local = getattr(engine, "local_prepared", None)
+        if local is not None:  # a cluster engine: each replica resolves and checks on its own host
+            engine.prepared = local()
+            engine.backend = engine.prepared.backend
+            return
         try:
             engine.prepared = await prepare(
                 engine.spec, self.config_path, self.settings.engine_env, self.redactor
@@ -152,6 +158,13 @@ class Lifecycle:
         """Stop at once (no drain): a start that failed or was cancelled, a removal while starting."""
         await engine.stop()
         self._all.discard(engine)
+
+    def hand_over(self, old: Engine) -> None:
+        """``old`` was replaced in place (a rolling redeploy of the same cluster application): nothing
+        left to stop."""
+        old.owns_app = False  # type: ignore[attr-defined]
+        old.state, old.healthy = "stopped", False
+        self._all.discard(old)
 
     async def close(self) -> None:
         await asyncio.gather(*(engine.stop() for engine in list(self._all)), return_exceptions=True)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -69,7 +69,10 @@ class Manager:
         log_dir: Path,
         pick_port: Callable[[], int] = free_port,
         factory: EngineFactory | None = None,
+        hooks: tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]] | None = None,
     ) -> None:
+        """``factory`` makes engines of another kind (cluster mode); ``hooks``: (connect, disconnect),
+        awaited before the models start and after every engine stopped."""
         self.settings = settings
         self.config_path = config_path
         self.log_dir = log_dir
@@ -99,6 +102,7 @@ class Manager:
             self.current, self.pending, self.lifecycle, self.pool, self.events, settings.drain_timeout_s
         )
         self._sampler: asyncio.Task[None] | None = None
+        self._hooks = hooks
 
     def _learn_secrets(self, spec: ModelSpec) -> None:
         self.redactor.add(*secret_arg_values(spec.engine_args), *secret_env_values(spec.env))
@@ -124,6 +128,8 @@ class Manager:
     # ---- life cycle ----------------------------------------------------------------------------
     async def start(self) -> None:
         """Start the configured models (concurrently, in the background) and the metrics sampler."""
+        if self._hooks is not None:
+            await self._hooks[0]()
         self._sampler = asyncio.create_task(sample_forever(self))
         if self.pool.cards:
             shown = ", ".join(
@@ -147,6 +153,8 @@ class Manager:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.lifecycle.close()
+        if self._hooks is not None:
+            await self._hooks[1]()
         await self.client.aclose()
 
     def _new_engine(self, spec: ModelSpec) -> Engine:
@@ -162,6 +170,9 @@ class Manager:
         """Give ``engine`` its model's cards: wait while others hold them (``wait``) or raise 409.
         ``tried`` is set after the first try."""
         name, need = engine.spec.name, self._need(engine)
+        if getattr(engine, "placed_by_cluster", False):  # Ray places it: it asks for this many per replica
+            engine.ttnpu = need.count  # type: ignore[attr-defined]
+            return
         if need.count == 0:
             return
 
@@ -307,9 +318,12 @@ class Manager:
             try:
                 await self.lifecycle.prepare(new)
                 # The cards are claimed now, while the old engine serves: a refusal changes nothing.
-                need = self._need(new)
-                if old.cards or need.count:
-                    new.cards = self.pool.claim(name, need)
+                if getattr(new, "placed_by_cluster", False):
+                    await self._place(new, wait=False)
+                else:
+                    need = self._need(new)
+                    if old.cards or need.count:
+                        new.cards = self.pool.claim(name, need)
             except (EngineError, GatewayError) as error:
                 message = error.message if isinstance(error, GatewayError) else error.summary
                 self.events.error(f"swap refused: {message}; generation {old.generation} keeps serving", name)
@@ -318,6 +332,8 @@ class Manager:
                 raise GatewayError(error.status, error.message, "EngineStartError") from None
             finally:
                 self.pending.pop(name, None)
+            if getattr(new, "placed_by_cluster", False):
+                return await self.swapper.rolling(name, old, new)
             if old.exclusive_device or new.exclusive_device or old.cards or new.cards:
                 return await self.swapper.stop_then_start(name, old, new)
             return await self.swapper.overlap(name, old, new)

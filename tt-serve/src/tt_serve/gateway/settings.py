@@ -14,6 +14,10 @@ Example (TOML; the YAML form has the same keys)::
     cards = "auto"            # the host's Tenstorrent cards: "auto" (/dev/tenstorrent/*) or a list of ids
     device_root = "/"         # where dev/tenstorrent and sys/class/tenstorrent are (tests: a folder)
 
+    [gateway.cluster]         # cluster mode (tt-serve[ray]): each model a Ray Serve deployment
+    address = "auto"          # the Ray cluster (ray start --head on one host, ray start --address on others)
+    serve_port = 8100         # Ray Serve's HTTP proxy on the head node, on 127.0.0.1 (the gateway's upstream)
+
     [[gateway.models]]
     name = "smol-a"                  # what clients send as "model"
     model = "smollm2-135m-instruct"  # alias, folder or Hugging Face id, as for `tt-serve serve`
@@ -23,6 +27,7 @@ Example (TOML; the YAML form has the same keys)::
     env = { OMP_NUM_THREADS = "2" }
     cards = 1                        # or explicit ids [0, 1]; default: what MESH_DEVICE implies, else 1
                                      # for a backend needing a card, else none (placement.py)
+    replicas = 1                     # cluster mode: replicas, each on its own cards, anywhere in the cluster
 
 Parsed by ``config.load_config`` through :func:`parse_gateway`, with the same reader, so errors name the
 file and the key. The ``[models.X]`` entries still apply to a gateway model as defaults (its ``model``
@@ -54,8 +59,10 @@ _GATEWAY_KEYS = {
     "models",
     "cards",
     "device_root",
+    "cluster",
 }
-_MODEL_KEYS = {"name", "model", "backend", "vllm_args", "tt", "env", "cards"}
+_MODEL_KEYS = {"name", "model", "backend", "vllm_args", "tt", "env", "cards", "replicas"}
+_CLUSTER_KEYS = {"address", "serve_port"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
 # The gateway owns these: an engine listens where the gateway says and is named after the gateway model.
 RESERVED_ARGS = ("--host", "--port", "--served-model-name", "--model", "--uds")
@@ -73,6 +80,13 @@ class ModelSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     # A number of cards, explicit card ids, or None: decided by placement.card_need.
     cards: int | tuple[int, ...] | None = None
+    replicas: int = 1  # cluster mode only
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    address: str = "auto"
+    serve_port: int = 8100
 
 
 @dataclass(frozen=True)
@@ -88,6 +102,7 @@ class GatewaySettings:
     models: tuple[ModelSpec, ...] = ()
     cards: tuple[int, ...] | None = None  # None: discover the host's cards
     device_root: str = "/"
+    cluster: ClusterSettings | None = None  # None: one host
 
 
 def reserved_arg_problem(args: Sequence[str]) -> str | None:
@@ -204,6 +219,7 @@ def _model(reader: ConfigReader, index: int, value: Any) -> ModelSpec:
         tt=dict(reader.table(table.get("tt", {}), f"{key}.tt")),
         env=reader.string_map(table.get("env", {}), f"{key}.env"),
         cards=cards,
+        replicas=int(_number(reader, table.get("replicas", 1), f"{key}.replicas", integer=True)),
     )
 
 
@@ -261,6 +277,21 @@ def parse_gateway(reader: ConfigReader, value: Any, known_backends: Sequence[str
         cards = tuple(sorted(set(raw_cards)))
     else:
         raise reader.fail("gateway.cards", f'must be "auto" or a list of card ids, got {raw_cards!r}')
+    cluster = None
+    if "cluster" in table:
+        raw = reader.table(table["cluster"], "gateway.cluster", _CLUSTER_KEYS)
+        serve_port = int(
+            _number(reader, raw.get("serve_port", 8100), "gateway.cluster.serve_port", integer=True)
+        )
+        cluster = ClusterSettings(
+            reader.string(raw.get("address", "auto"), "gateway.cluster.address"), serve_port
+        )
+    for index, spec in enumerate(models):
+        if spec.replicas > 1 and cluster is None:
+            raise reader.fail(
+                f"gateway.models[{index}].replicas",
+                "more than one replica needs cluster mode ([gateway.cluster]); on one host add another model",
+            )
     return GatewaySettings(
         host=host,
         port=port,
@@ -272,4 +303,5 @@ def parse_gateway(reader: ConfigReader, value: Any, known_backends: Sequence[str
         models=tuple(models),
         cards=cards,
         device_root=reader.string(table.get("device_root", "/"), "gateway.device_root"),
+        cluster=cluster,
     )

@@ -12,7 +12,14 @@ import time
 from dataclasses import dataclass
 
 from tt_serve.gateway.engine import Engine, EngineError
-from tt_serve.gateway.errors import OVERLAP, STOP_THEN_START, GatewayError, SwapResult, shown_args
+from tt_serve.gateway.errors import (
+    OVERLAP,
+    ROLLING,
+    STOP_THEN_START,
+    GatewayError,
+    SwapResult,
+    shown_args,
+)
 from tt_serve.gateway.events import EventLog
 from tt_serve.gateway.lifecycle import Lifecycle
 from tt_serve.gateway.placement import CardPool, card_env
@@ -84,6 +91,29 @@ class Swapper:
             name,
         )
         return SwapResult(new, STOP_THEN_START, downtime)
+
+    async def rolling(self, name: str, old: Engine, new: Engine) -> SwapResult:
+        """A cluster model: redeploy the same application; Ray Serve replaces its replicas a few at a time,
+        each stopped before its replacement starts (exclusive cards). Requests keep going to the
+        application; while it has no running replica they get 503 + Retry-After (``new`` follows Serve)."""
+        self.events.info(
+            f"swap (rolling redeploy): generation {new.generation} replaces generation {old.generation} "
+            f"replica by replica (backend {new.backend}, engine args {shown_args(new)})",
+            name,
+        )
+        self.current[name] = new
+        try:
+            await self._start(new)
+        except EngineError as error:
+            self.lifecycle.hand_over(old)
+            await self._restore(name, old, error)  # raises
+        self.lifecycle.hand_over(old)
+        downtime = getattr(new, "downtime_s", 0.0)
+        self.events.info(
+            f"swap: generation {new.generation} serving; {name} had no running replica for {downtime:.1f} s",
+            name,
+        )
+        return SwapResult(new, ROLLING, downtime)
 
     async def _restore(self, name: str, old: Engine, error: EngineError) -> None:
         """After a failed stop-then-start swap: start the previous configuration again, say so, raise."""
