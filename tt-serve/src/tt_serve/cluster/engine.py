@@ -225,7 +225,11 @@ class ClusterEngine(Engine):
         rule = {"drop": list(self.settings.engine_env.drop), "keep": list(self.settings.engine_env.keep)}
         config = str(self.config_path) if self.config_path else None
         await self.cluster.deploy(
-            self.app, self.prefix, self._options(), (spec, self.generation, config, rule, timeout)
+            # No generation among the arguments: a change of replicas alone scales, it restarts nothing.
+            self.app,
+            self.prefix,
+            self._options(),
+            (spec, config, rule, timeout),
         )
         deadline, last = time.monotonic() + timeout, time.monotonic()
         while True:

@@ -60,7 +60,6 @@ class EngineReplica:
     async def __init__(  # type: ignore[misc]  # Ray Serve awaits an async constructor
         self,
         spec: dict[str, Any],
-        generation: int,
         config_path: str | None,
         env_rule: dict[str, list[str]],
         start_timeout_s: float,
@@ -70,7 +69,7 @@ class EngineReplica:
         redactor = Redactor([])
         prepared = await prepare(self.spec, Path(config_path) if config_path else None, rule, redactor)
         log_dir = Path(tempfile.mkdtemp(prefix=f"tt-serve-replica-{os.getpid()}-"))
-        self.engine = Engine(self.spec, generation, log_dir, redactor)
+        self.engine = Engine(self.spec, 1, log_dir, redactor)
         self.engine.prepared = prepared
         env = {**rule.apply(os.environ), **self.spec.env, **prepared.env_changes}
         env.update(_mesh_env(env))

@@ -187,17 +187,23 @@ def create_app(manager: Manager, admin_token: str | None) -> FastAPI:
         if (denied := _admin_denied(admin_token, request)) is not None:
             return denied
         body = await _json_object(request)
-        unknown = sorted(set(body) - {"backend", "engine_args", "model", "cards"})
+        unknown = sorted(set(body) - {"backend", "engine_args", "model", "cards", "replicas"})
         if unknown:
             raise GatewayError(
-                422, f"unknown key {unknown[0]!r}; a swap takes backend, engine_args, model, cards"
+                422, f"unknown key {unknown[0]!r}; a swap takes backend, engine_args, model, cards, replicas"
             )
+        replicas = body.get("replicas")
+        if replicas is not None and (
+            isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1
+        ):
+            raise GatewayError(422, f"'replicas' must be a whole number, 1 or more, got {replicas!r}")
         swapped = await manager.swap(
             name,
             backend=_optional_string(body, "backend"),
             engine_args=_engine_args(body),
             model=_optional_string(body, "model"),
             cards=_cards(body),
+            replicas=replicas,
         )
         entry = swapped.engine.as_dict(with_log=True)
         entry["swap"] = {"mode": swapped.mode, "downtime_s": round(swapped.downtime_s, 2)}

@@ -170,10 +170,10 @@ class Manager:
         """Give ``engine`` its model's cards: wait while others hold them (``wait``) or raise 409.
         ``tried`` is set after the first try."""
         name, need = engine.spec.name, self._need(engine)
-        if getattr(engine, "placed_by_cluster", False):  # Ray places it: it asks for this many per replica
-            engine.ttnpu = need.count  # type: ignore[attr-defined]
-            return
-        if need.count == 0:
+        if getattr(engine, "placed_by_cluster", False) or need.count == 0:
+            if tried is not None:
+                tried.set()  # nothing to take from the pool: the next model's turn at once
+            engine.ttnpu = need.count  # type: ignore[attr-defined]  # Ray: this many per replica
             return
 
         def waiting(why: str | None) -> None:
@@ -295,6 +295,7 @@ class Manager:
         engine_args: list[str] | None = None,
         model: str | None = None,
         cards: int | tuple[int, ...] | None = None,
+        replicas: int | None = None,
     ) -> SwapResult:
         old = self.current.get(name)
         if old is None:
@@ -312,7 +313,10 @@ class Manager:
                 engine_args=tuple(engine_args) if engine_args is not None else old.spec.engine_args,
                 model=model if model is not None else old.spec.model,
                 cards=cards if cards is not None else old.spec.cards,
+                replicas=replicas if replicas is not None else old.spec.replicas,
             )
+            if spec.replicas > 1 and not getattr(old, "placed_by_cluster", False):
+                raise GatewayError(422, "more than one replica needs cluster mode ([gateway.cluster])")
             new = self._new_engine(spec)
             self.pending[name] = new  # shown beside the model while it is resolved and checked
             try:
