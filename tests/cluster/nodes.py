@@ -25,7 +25,9 @@ def ray_env() -> dict[str, str]:
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "TT_VISIBLE", "VLLM_", "TT_SERVE"))
     }
-    env.update(RAY_USAGE_STATS_ENABLED="0", RAY_DEDUP_LOGS="0")
+    # Ray's memory monitor watches the whole machine's memory: on a machine shared with other work it
+    # would kill this cluster's Serve controller for memory others use.
+    env.update(RAY_USAGE_STATS_ENABLED="0", RAY_DEDUP_LOGS="0", RAY_memory_monitor_refresh_ms="0")
     return env
 
 
@@ -87,6 +89,8 @@ def start_node(work: Path, name: str, head: bool, ttnpu: int, visible: str | Non
         json.dumps({"TTNPU": ttnpu}) if ttnpu else "{}",
         "--num-cpus",
         "1",
+        "--object-store-memory",
+        str(200 * 1024 * 1024),  # the replicas pass no objects around
         "--disable-usage-stats",
     ]
     if head:
@@ -118,7 +122,7 @@ def live_nodes() -> list[dict]:
         return []
 
 
-def wait_nodes(count: int, timeout: float = 180) -> list[dict]:
+def wait_nodes(count: int, timeout: float = 300) -> list[dict]:
     """Until the cluster has ``count`` live nodes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

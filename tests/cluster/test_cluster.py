@@ -8,8 +8,11 @@ Bounded: the scenario gets SCENARIO_LIMIT_S in all, and stops everything it star
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -27,12 +30,13 @@ def _unshare_works() -> bool:
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def results() -> dict:
     if not (SERVE_BIN / "ray").exists():
         pytest.fail("Ray is not installed in .venv-serve: make setup installs tt-serve[ray] there")
     if not _unshare_works():
         pytest.skip("unshare -n is not permitted here (needs root or user namespaces)")
-    work = tmp_path_factory.mktemp("cluster")
+    # Not under pytest's temporary root: Ray's session files live here for the whole scenario.
+    work = Path(tempfile.mkdtemp(prefix="tt-serve-cluster-"))
     out = work / "results.json"
     subprocess.run(
         ["unshare", "-n", sys.executable, "-m", "tests.cluster.scenario", str(work), str(out)],
@@ -44,7 +48,8 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
     print("\ncluster scenario, measured:", json.dumps(found["measured"], indent=2))
     if "error" in found:
         logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in work.glob("*.log"))
-        pytest.fail(f"the scenario stopped:\n{found['error']}\n{logs}")
+        pytest.fail(f"the scenario stopped (kept: {work}):\n{found['error']}\n{logs}")
+    shutil.rmtree(work, ignore_errors=True)
     return found
 
 

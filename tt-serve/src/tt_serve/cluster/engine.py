@@ -241,7 +241,10 @@ class ClusterEngine(Engine):
             app = self.cluster.apps.get(self.app)
             status = str(getattr(app.status, "value", app.status)) if app is not None else "NOT_STARTED"
             fresh = app is not None and app.last_deployed_time_s != deployed_before
-            self.waiting_for = None if self.running_replicas else self._waiting_text()
+            # Requests go on to the replicas that run (old or new) during a rollout; none: 503.
+            running = self.running_replicas > 0
+            self.state, self.healthy = ("serving", True) if running else ("starting", False)
+            self.waiting_for = None if running else self._waiting_text()
             if fresh and status == "RUNNING":
                 break
             if fresh and status == "DEPLOY_FAILED":
