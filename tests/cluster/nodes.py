@@ -122,6 +122,20 @@ def live_nodes() -> list[dict]:
         return []
 
 
+def start_and_join(work: Path, name: str, head: bool, ttnpu: int, visible: str | None, count: int) -> Node:
+    """Start a node and wait until the cluster has ``count`` live nodes; on a loaded machine a raylet
+    can miss Ray's fixed 30 s registration window and its ``ray start`` exits: start it again (3 tries)."""
+    for attempt in range(3):
+        node = start_node(work, name if not attempt else f"{name}-try{attempt + 1}", head, ttnpu, visible)
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and node.process.poll() is None:
+            if len(live_nodes()) >= count:
+                return node
+            time.sleep(2)
+        node.kill()
+    raise TimeoutError(f"Ray node {name} did not join in 3 tries (logs in {work})")
+
+
 def wait_nodes(count: int, timeout: float = 300) -> list[dict]:
     """Until the cluster has ``count`` live nodes."""
     deadline = time.monotonic() + timeout

@@ -123,9 +123,9 @@ def run(work: Path, results: dict[str, Any]) -> None:
     results["interfaces"] = sorted(p.name for p in Path("/sys/class/net").iterdir())
     started = time.monotonic()
     nodes = results["_nodes"]
-    nodes["head"] = N.start_node(work, "head", True, 0, None)
-    nodes["node-1"] = N.start_node(work, "node-1", False, 1, "0")
-    nodes["node-2"] = N.start_node(work, "node-2", False, 1, "1")
+    nodes["head"] = N.start_and_join(work, "head", True, 0, None, 1)
+    nodes["node-1"] = N.start_and_join(work, "node-1", False, 1, "0", 2)
+    nodes["node-2"] = N.start_and_join(work, "node-2", False, 1, "1", 3)
     node_ids = {n["id"]: n["resources"].get("TTNPU", 0) for n in N.wait_nodes(3)}
     measured["ray_nodes_up_s"] = round(time.monotonic() - started, 1)
     results["ray_nodes"] = node_ids
@@ -227,7 +227,7 @@ def run(work: Path, results: dict[str, Any]) -> None:
 
     # The node comes back: Ray places b's replica on it again.
     restarted_at = time.monotonic()
-    nodes[victim] = N.start_node(work, f"{victim}-again", False, 1, "0" if victim == "node-1" else "1")
+    nodes[victim] = N.start_and_join(work, f"{victim}-again", False, 1, "0" if victim == "node-1" else "1", 3)
     wait_until("b serving again", lambda: complete(client, "smol-b").status_code == 200, timeout=900, every=2)
     measured["time_to_recover_after_node_restart_s"] = round(time.monotonic() - restarted_at, 1)
     measured["node_kill_to_serving_again_s"] = round(time.monotonic() - killed_at, 1)

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from playwright.sync_api import Page, expect
 
 from tests.gateway.conftest import GatewayHandle, stop_gateway
+from tests.gateway.test_console_browser import browser, page, shot  # noqa: F401  (fixtures)
 from tests.gateway.test_gateway_cards import fake_host
 
 pytestmark = [pytest.mark.engine, pytest.mark.server]
@@ -132,6 +134,16 @@ def test_each_engine_gets_its_own_card_and_a_held_card_is_refused(cards_gateway:
     )
     assert _entry(gateway, "smol-c") is None
     assert _complete(gateway, "smol-a").status_code == 200
+
+
+def test_the_console_shows_who_holds_which_card(cards_gateway: GatewayHandle, page: Page) -> None:  # noqa: F811
+    page.goto(f"{cards_gateway.base_url}/ui")
+    cards = page.get_by_test_id("cards")
+    expect(cards.locator("[data-card='0']")).to_have_text("0 n300: smol-a")
+    expect(cards.locator("[data-card='1']")).to_have_text("1 n300: smol-b")
+    expect(page.locator("tr[data-model='smol-b'] [data-testid='model-cards']")).to_have_text("card 1")
+    expect(page.locator("tr[data-model='smol-w'] [data-testid='progress']")).to_contain_text("a free card")
+    shot(page, "cards")
 
 
 def test_swaps_run_on_the_models_own_card(cards_gateway: GatewayHandle) -> None:

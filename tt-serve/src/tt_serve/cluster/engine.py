@@ -45,6 +45,8 @@ class RayCluster:
         self.apps: dict[str, Any] = {}  # application name -> Serve's ApplicationStatusOverview
         self.engines: dict[str, ClusterEngine] = {}  # application -> the engine the gateway routes to
         self._poller: asyncio.Task[None] | None = None
+        # One Serve API call at a time: two deploys from two threads at once lose one of them.
+        self._calls = asyncio.Lock()
 
     @property
     def base_url(self) -> str:
@@ -86,12 +88,14 @@ class RayCluster:
             deployment = serve.deployment(EngineReplica, name="engine", **options)
             _run(deployment.bind(*args), name=app, route_prefix=prefix, _blocking=False)
 
-        await asyncio.to_thread(run)
+        async with self._calls:
+            await asyncio.to_thread(run)
 
     async def delete(self, app: str) -> None:
         from ray import serve
 
-        await asyncio.to_thread(serve.delete, app, True)
+        async with self._calls:
+            await asyncio.to_thread(serve.delete, app, True)
         self.apps.pop(app, None)
 
     async def close(self) -> None:
@@ -124,6 +128,10 @@ class ClusterEngine(Engine):
         self.ttnpu = 0  # cards per replica, set by the manager's placement (placement.card_need)
         self.owns_app = True  # False once a newer generation took the application over (a rolling swap)
         self.replica_states: dict[str, int] = {}
+        self.deployment_status = ""  # Serve's: UPDATING, HEALTHY, UPSCALING, UNHEALTHY, DEPLOY_FAILED, ...
+        self.observed_at = 0.0  # monotonic time of the poller's last look at the application
+        # Set while no replica runs: requests waiting for an answer stop waiting (proxy.py) and get 503.
+        self.replicas_lost = asyncio.Event()
         self.message = ""
         self.downtime_s = 0.0  # time with no running replica during its start (a swap's downtime)
         self._needs_card = needs_card
@@ -163,11 +171,14 @@ class ClusterEngine(Engine):
 
     def observe(self, app: Any | None) -> None:
         """Follow Serve's view of the application (called by the cluster's poller)."""
+        self.observed_at = time.monotonic()
         if app is None:
-            self.replica_states, self.message = {}, ""
+            self.replica_states, self.message, self.deployment_status = {}, "", ""
         else:
             deployment = next(iter(app.deployments.values()), None)
             states = dict(deployment.replica_states) if deployment is not None else {}
+            status = deployment.status if deployment is not None else ""
+            self.deployment_status = str(getattr(status, "value", status))
             self.replica_states = {str(getattr(k, "value", k)): int(v) for k, v in states.items()}
             self.message = (deployment.message if deployment is not None else "") or app.message or ""
         if self.state not in ("serving", "starting") or self.ready_at is None:
@@ -175,10 +186,19 @@ class ClusterEngine(Engine):
         running = self.running_replicas > 0
         self.state, self.healthy = ("serving", True) if running else ("starting", False)
         self.waiting_for = None if running else self._waiting_text()
+        self._mark(running)
+
+    def _mark(self, running: bool) -> None:
+        if running and self.replicas_lost.is_set():
+            self.replicas_lost = asyncio.Event()  # a fresh one: nobody waits on a stale "lost"
+        elif not running:
+            self.replicas_lost.set()
 
     def _waiting_text(self) -> str:
         need = f"{self.ttnpu} {RESOURCE} per replica" if self.ttnpu else "no card"
-        said = f"; Ray Serve: {self.message}" if self.message else ""
+        # Serve's message may hold a whole traceback: its first line says what matters.
+        first = self.message.strip().splitlines()[0][:300] if self.message.strip() else ""
+        said = f"; Ray Serve: {first}" if first else ""
         return (
             f"Ray to place and start a replica ({need}; replicas {self.replica_states or 'none yet'}){said}"
         )
@@ -207,8 +227,9 @@ class ClusterEngine(Engine):
         """Deploy (or roll) the application and return once it runs this generation; EngineError if Serve
         says the deployment failed or ``timeout`` passes."""
         self.timeout, self.started_at = timeout, time.time()
-        before = self.cluster.apps.get(self.app)
-        deployed_before = before.last_deployed_time_s if before is not None else None
+        # Serve keeps an application's last_deployed_time_s across redeploys: a rollout is known by the
+        # application or its deployment leaving RUNNING / HEALTHY, and its end by their coming back.
+        changed = self.cluster.apps.get(self.app) is None
         self.progress.record(
             Phase.STARTING, f"Ray Serve application {self.app}: {self.spec.replicas} replica(s)"
         )
@@ -220,8 +241,7 @@ class ClusterEngine(Engine):
             "engine_args": list(self.spec.engine_args),
             "tt": dict(self.spec.tt),
             "env": dict(self.spec.env),
-            "replicas": self.spec.replicas,
-        }
+        }  # not the number of replicas: a change of it alone must not look like a new version
         rule = {"drop": list(self.settings.engine_env.drop), "keep": list(self.settings.engine_env.keep)}
         config = str(self.config_path) if self.config_path else None
         await self.cluster.deploy(
@@ -232,19 +252,27 @@ class ClusterEngine(Engine):
             (spec, config, rule, timeout),
         )
         deadline, last = time.monotonic() + timeout, time.monotonic()
+        deployed = last  # the deploy call has returned: Serve's controller has the new target
         while True:
             await asyncio.sleep(0.2)
             now = time.monotonic()
             if self.running_replicas == 0:
                 self.downtime_s += now - last
             last = now
+            if self.observed_at <= deployed:
+                continue  # no look at the application since the deploy was sent
             app = self.cluster.apps.get(self.app)
             status = str(getattr(app.status, "value", app.status)) if app is not None else "NOT_STARTED"
-            fresh = app is not None and app.last_deployed_time_s != deployed_before
+            if app is not None and (status != "RUNNING" or self.deployment_status != "HEALTHY"):
+                changed = True
+            # A redeploy that changes nothing never leaves RUNNING: done once it has had time to.
+            unchanged = now - deployed > 15 and self.running_replicas == self.spec.replicas
+            fresh = app is not None and (changed or unchanged)
             # Requests go on to the replicas that run (old or new) during a rollout; none: 503.
             running = self.running_replicas > 0
             self.state, self.healthy = ("serving", True) if running else ("starting", False)
             self.waiting_for = None if running else self._waiting_text()
+            self._mark(running)
             if fresh and status == "RUNNING":
                 break
             if fresh and status == "DEPLOY_FAILED":
