@@ -120,7 +120,9 @@ class Clients:
 def run(work: Path, results: dict[str, Any]) -> None:
     measured = results["measured"]
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    results["interfaces"] = sorted(p.name for p in Path("/sys/class/net").iterdir())
+    # /proc/net/dev is this network namespace's (/sys/class/net shows the namespace /sys was mounted in)
+    lines = Path("/proc/net/dev").read_text().splitlines()[2:]
+    results["interfaces"] = sorted(line.split(":")[0].strip() for line in lines)
     started = time.monotonic()
     nodes = results["_nodes"]
     nodes["head"] = N.start_and_join(work, "head", True, 0, None, 1)

@@ -46,6 +46,9 @@ def results() -> dict:
     )
     found = json.loads(out.read_text())
     print("\ncluster scenario, measured:", json.dumps(found["measured"], indent=2))
+    for step in ("swap", "two_replicas"):
+        if step in found:
+            print(f"{step}:", json.dumps(found[step]["load"]))
     if "error" in found:
         logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in work.glob("*.log"))
         pytest.fail(f"the scenario stopped (kept: {work}):\n{found['error']}\n{logs}")
