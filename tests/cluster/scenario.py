@@ -168,6 +168,7 @@ def run(work: Path, results: dict[str, Any]) -> None:
             "backend": "host",
             "cards": 1,
             "engine_args": ["--max-num-seqs", "4", "--max-model-len", "512"],
+            "tt": {"kv_cache_tokens": 4096},  # as the configured models: a small KV pool on a shared host
         }
         with httpx.Client() as own:
             answer = own.post(f"{GATEWAY}/admin/api/models", json=body, headers=AUTH, timeout=1200)
