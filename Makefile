@@ -43,7 +43,8 @@ $(STAMP): pyproject.toml tt-serve/pyproject.toml Makefile
 $(STAMP_SERVE): tt-serve/pyproject.toml Makefile
 	test -x $(VENV_SERVE)/bin/python || $(PYTHON) -m venv $(VENV_SERVE)
 	$(VENV_SERVE)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV_SERVE)/bin/python -m pip install --quiet -e ./tt-serve
+	# With its cluster extra (Ray Serve) for tests/cluster; `pip install ./tt-serve` alone stays light.
+	$(VENV_SERVE)/bin/python -m pip install --quiet -e './tt-serve[ray]'
 	touch $(STAMP_SERVE)
 
 model: setup

@@ -88,6 +88,7 @@ def test_read_only_gateway_refuses_writes(
         "log_tails_shown": False,
         "models": [],
         "swaps_in_progress": [],
+        "cards": [],  # this machine has no Tenstorrent card
     }
 
 

@@ -102,8 +102,8 @@ def test_config_without_gateway_section_has_none(tmp_path: Path) -> None:
     [
         (
             "[gateway]\nprot = 1\n",
-            "gateway.prot: unknown key; allowed keys here: drain_timeout_s, engine_env_drop, "
-            "engine_env_keep, hold_requests_s, host, log_dir, models, port, start_timeout_s",
+            "gateway.prot: unknown key; allowed keys here: cards, cluster, device_root, drain_timeout_s, "
+            "engine_env_drop, engine_env_keep, hold_requests_s, host, log_dir, models, port, start_timeout_s",
         ),
         ("[gateway]\nport = 0\n", "gateway.port: must be a positive integer, got int 0"),
         (
@@ -131,9 +131,30 @@ def test_config_without_gateway_section_has_none(tmp_path: Path) -> None:
         ),
         (
             '[[gateway.models]]\nname = "a"\nmodel = "m"\nflavour = 1\n',
-            "gateway.models[0].flavour: unknown key; allowed keys here: backend, env, model, name, tt, "
-            "vllm_args",
+            "gateway.models[0].flavour: unknown key; allowed keys here: backend, cards, env, model, name, "
+            "replicas, tt, vllm_args",
         ),
+        (
+            '[[gateway.models]]\nname = "a"\nmodel = "m"\ncards = -1\n',
+            "gateway.models[0].cards: must be a number of cards (0 or more) or a list of distinct card ids, "
+            "got -1",
+        ),
+        (
+            '[[gateway.models]]\nname = "a"\nmodel = "m"\ncards = [1, 1]\n',
+            "gateway.models[0].cards: must be a number of cards (0 or more) or a list of distinct card ids, "
+            "got [1, 1]",
+        ),
+        (
+            '[[gateway.models]]\nname = "a"\nmodel = "m"\ncards = [0, 1]\n'
+            '[[gateway.models]]\nname = "b"\nmodel = "m"\ncards = [1]\n',
+            "gateway.models[1].cards: card 1 is already given to model 'a': one card serves one engine",
+        ),
+        (
+            '[[gateway.models]]\nname = "a"\nmodel = "m"\nreplicas = 2\n',
+            "gateway.models[0].replicas: more than one replica needs cluster mode ([gateway.cluster]); on "
+            "one host add another model",
+        ),
+        ('[gateway]\ncards = "all"\n', "gateway.cards: must be \"auto\" or a list of card ids, got 'all'"),
         (
             '[[gateway.models]]\nname = "a"\nmodel = "m"\n[[gateway.models]]\nname = "a"\nmodel = "n"\n',
             "gateway.models[1].name: 'a' is already used by another model",

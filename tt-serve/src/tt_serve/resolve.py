@@ -69,6 +69,8 @@ class Resolution:
             "entry_point": self.backend.entry_point,
             # The gateway swaps the engines of such a backend stop-then-start.
             "exclusive_device": self.backend.exclusive_device,
+            # The gateway gives the engines of such a backend their own Tenstorrent card(s).
+            "hardware": self.backend.hardware.value,
             "source": self.source.value,
             "reason": self.reason,
             "steps": [

@@ -16,7 +16,7 @@ from tt_serve.gateway.auth import check_admin
 from tt_serve.gateway.manager import GatewayError, Manager
 from tt_serve.gateway.paths import OPENAI_POST_ROUTES, DotSegmentGuard, served_routes_text
 from tt_serve.gateway.proxy import forward, list_models, openai_error
-from tt_serve.gateway.settings import ModelSpec, check_name, reserved_arg_problem
+from tt_serve.gateway.settings import ModelSpec, check_name, parse_cards, reserved_arg_problem
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -66,6 +66,15 @@ def _tt(body: dict[str, Any]) -> dict[str, Any] | None:
     if value is not None and not isinstance(value, dict):
         raise GatewayError(422, f"'tt' must be an object of TT options, got {value!r}")
     return value
+
+
+def _cards(body: dict[str, Any]) -> int | tuple[int, ...] | None:
+    if body.get("cards") is None:
+        return None
+    try:
+        return parse_cards(body["cards"])
+    except ValueError as error:
+        raise GatewayError(422, f"'cards' {error}") from None
 
 
 def create_app(manager: Manager, admin_token: str | None) -> FastAPI:
@@ -161,6 +170,7 @@ def create_app(manager: Manager, admin_token: str | None) -> FastAPI:
             backend=_optional_string(body, "backend"),
             engine_args=tuple(_engine_args(body) or ()),
             tt=_tt(body) or {},
+            cards=_cards(body),
         )
         engine = await manager.add(spec)
         return JSONResponse(engine.as_dict(with_log=True), status_code=201)
@@ -177,14 +187,23 @@ def create_app(manager: Manager, admin_token: str | None) -> FastAPI:
         if (denied := _admin_denied(admin_token, request)) is not None:
             return denied
         body = await _json_object(request)
-        unknown = sorted(set(body) - {"backend", "engine_args", "model"})
+        unknown = sorted(set(body) - {"backend", "engine_args", "model", "cards", "replicas"})
         if unknown:
-            raise GatewayError(422, f"unknown key {unknown[0]!r}; a swap takes backend, engine_args, model")
+            raise GatewayError(
+                422, f"unknown key {unknown[0]!r}; a swap takes backend, engine_args, model, cards, replicas"
+            )
+        replicas = body.get("replicas")
+        if replicas is not None and (
+            isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1
+        ):
+            raise GatewayError(422, f"'replicas' must be a whole number, 1 or more, got {replicas!r}")
         swapped = await manager.swap(
             name,
             backend=_optional_string(body, "backend"),
             engine_args=_engine_args(body),
             model=_optional_string(body, "model"),
+            cards=_cards(body),
+            replicas=replicas,
         )
         entry = swapped.engine.as_dict(with_log=True)
         entry["swap"] = {"mode": swapped.mode, "downtime_s": round(swapped.downtime_s, 2)}

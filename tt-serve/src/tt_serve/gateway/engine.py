@@ -1,11 +1,8 @@
 """One engine: a vLLM OpenAI server process for one gateway model, started through tt-serve's launch path.
 
-Preparation runs ``tt-serve serve MODEL --dry-run --json`` in a child process: the very resolution,
-checks (trust, versions, exactly-one-plugin narrowing) and ``build_plan`` that ``tt-serve serve`` runs,
-and in a process of its own because the checks import the plugin and change ``os.environ`` while they
-probe it, which must not happen inside a gateway that is serving traffic. The gateway then runs the
-plan's command under the engine environment rule (``environment.py``), on 127.0.0.1 and a port picked
-just before the process starts, and waits for ``/health``.
+Once prepared (``preparation.py``: ``tt-serve serve MODEL --dry-run --json``), the gateway runs the plan's
+command under the engine environment rule (``environment.py``), on 127.0.0.1 and a port picked just
+before the process starts, and waits for ``/health``.
 
 Each engine generation has a status file beside its log: the gateway records ``resolving`` and
 ``starting``, the plugin's worker appends its own phases (``TT_SERVE_STATUS_FILE``), and the gateway
@@ -15,30 +12,29 @@ records ``ready`` when ``/health`` answers 200 (``tt_serve.progress``).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import httpx
 
 from tt_serve import envs
-from tt_serve.gateway.environment import EngineEnvRule
+from tt_serve.gateway.cards import Card
 from tt_serve.gateway.secrets import Redactor, redact_args
-from tt_serve.gateway.settings import ModelSpec, reserved_arg_problem, tt_additional_config
+from tt_serve.gateway.settings import ModelSpec
 from tt_serve.launch import _die_with_parent
 from tt_serve.progress import Phase, StartupProgress
 
+if TYPE_CHECKING:
+    from tt_serve.gateway.preparation import Prepared
+
 State = Literal["starting", "serving", "draining", "stopped", "failed"]
 LOG_TAIL_CHARS = 3000
-PREPARE_TIMEOUT_S = 180
 PORT_ATTEMPTS = 3  # a port another process took between the pick and the engine's bind: pick again
 PORT_TAKEN = "Address already in use"  # what the engine's bind error says (errno EADDRINUSE)
 STATUS_FILE_ENV = envs.TT_SERVE_STATUS_FILE.name
@@ -58,97 +54,10 @@ class EngineError(Exception):
         self.summary = summary or message
 
 
-@dataclass(frozen=True)
-class Prepared:
-    backend: str
-    reason: str
-    model_target: str
-    argv: tuple[str, ...]
-    env_changes: Mapping[str, str]
-    warnings: tuple[str, ...]
-    prepare_model: tuple[str, ...] | None  # prepares the embedded model in the backend's environment
-    exclusive_device: bool  # the backend's engines hold a device no second engine can open
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def engine_args(spec: ModelSpec) -> list[str]:
-    """The vLLM arguments of the engine: the model's own, its TT options, then where it listens
-    (``--port`` is added when the process starts, so the port is as fresh as it can be)."""
-    problem = reserved_arg_problem(spec.engine_args)
-    if problem:
-        raise EngineError(problem, 422)
-    try:
-        args = tt_additional_config(spec.engine_args, spec.tt)
-    except ValueError as error:
-        raise EngineError(str(error), 422) from None
-    return [*args, "--host", "127.0.0.1", "--served-model-name", spec.name]
-
-
-async def prepare(
-    spec: ModelSpec, config_path: Path | None, env_rule: EngineEnvRule, redactor: Redactor
-) -> Prepared:
-    """Resolve and check the backend, build the command: ``tt-serve serve --dry-run --json``."""
-    command = [sys.executable, "-m", "tt_serve.cli", "serve", spec.model, "--dry-run", "--json"]
-    if config_path is not None:
-        command += ["--config", str(config_path)]
-    if spec.backend:
-        command += ["--backend", spec.backend]
-    command += ["--", *engine_args(spec)]
-    # The checks import and probe the plugin: they get the engine's environment, not the gateway's.
-    env = {**env_rule.apply(os.environ), **spec.env}
-    process = await asyncio.create_subprocess_exec(
-        *command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
-    )
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), PREPARE_TIMEOUT_S)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise EngineError(f"tt-serve's resolution and checks took over {PREPARE_TIMEOUT_S} s", 422) from None
-    except asyncio.CancelledError:  # the model was removed meanwhile: leave no child behind
-        process.kill()
-        await process.wait()
-        raise
-    if process.returncode != 0:
-        text = err.decode(errors="replace").strip()
-        message = text.rpartition("tt-serve: error: ")[2] if "tt-serve: error: " in text else text
-        raise EngineError(
-            redactor.text(message or f"tt-serve serve --dry-run exited with {process.returncode}"), 422
-        )
-    data = json.loads(out)
-    warnings = tuple(redactor.text(c["detail"]) for c in data["checks"] if c["status"] == "warning")
-    return Prepared(
-        backend=data["resolution"]["backend"],
-        reason=data["resolution"]["reason"],
-        model_target=data["resolution"]["model_target"],
-        argv=tuple(data["command"]),
-        env_changes=dict(data["env"]),
-        warnings=warnings,
-        prepare_model=tuple(data["prepare_model"]) if data.get("prepare_model") else None,
-        exclusive_device=bool(data["resolution"]["exclusive_device"]),
-    )
-
-
-async def prepare_model_folder(prepared: Prepared, env: Mapping[str, str]) -> None:
-    """The embedded model's alias needs its folder converted once (as ``tt-serve serve`` does first), by
-    the backend's own environment (the command comes from ``serve --dry-run --json``); ``env``: the
-    engine's environment (the conversion is the plugin's code)."""
-    if prepared.prepare_model is None or (Path(prepared.model_target) / "config.json").is_file():
-        return
-    process = await asyncio.create_subprocess_exec(
-        *prepared.prepare_model,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=dict(env),
-    )
-    _, err = await process.communicate()
-    if process.returncode != 0:
-        raise EngineError(f"preparing the embedded model failed: {err.decode(errors='replace')[-1000:]}", 502)
 
 
 class Lease:
@@ -195,6 +104,7 @@ class Engine:
         self.error_log: str | None = None  # the end of the log when it failed, for the admin only
         self.waiting_for: str | None = None  # what a starting engine waits for before its process starts
         self.inflight = 0
+        self.cards: tuple[Card, ...] = ()  # given by placement before it starts
         self.timeout = 0.0  # start_timeout_s of the current start
         self.last_snapshot: object | None = None  # the metrics sampler's previous scrape of THIS engine
 
@@ -205,6 +115,18 @@ class Engine:
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
+
+    @property
+    def where(self) -> str:
+        return f"127.0.0.1:{self.port} (pid {self.pid})"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def exit_status(self) -> int | None:
+        """The process's exit status once it has ended, else None."""
+        return self.process.poll() if self.process is not None else None
 
     @property
     def exclusive_device(self) -> bool:
@@ -345,6 +267,7 @@ class Engine:
             "model": self.spec.model,
             "backend": self.backend,
             "exclusive_device": self.exclusive_device,
+            "cards": [card.id for card in self.cards],
             "engine_args": redact_args(self.spec.engine_args),
             "tt": dict(self.spec.tt),
             "state": self.state,

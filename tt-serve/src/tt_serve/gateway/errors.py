@@ -10,7 +10,7 @@ from tt_serve.gateway.secrets import redact_args
 if TYPE_CHECKING:
     from tt_serve.gateway.engine import Engine
 
-OVERLAP, STOP_THEN_START = "overlap", "stop-then-start"
+OVERLAP, STOP_THEN_START, ROLLING = "overlap", "stop-then-start", "rolling"
 
 
 class GatewayError(Exception):
@@ -24,7 +24,7 @@ class GatewayError(Exception):
 @dataclasses.dataclass(frozen=True)
 class SwapResult:
     engine: Engine
-    mode: str  # OVERLAP or STOP_THEN_START
+    mode: str  # OVERLAP, STOP_THEN_START or ROLLING (a cluster model's redeploy)
     downtime_s: float  # how long the model had no serving engine (0 for an overlap)
 
 

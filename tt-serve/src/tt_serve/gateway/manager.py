@@ -16,6 +16,14 @@ Two kinds of swap, chosen by the backends involved:
 
 A model's first engine (configured, or added) is started by a task the model owns until it serves: a
 removal cancels that task, which stops whatever it had started, so no engine outlives its model.
+
+Cards (placement.py): a model that needs Tenstorrent cards gets its own before its first engine starts
+(a configured model waits for them, answered 503 + Retry-After meanwhile; an added one is refused with
+409 naming the holder); it keeps them across swaps, which then run stop-then-start on those cards, and
+gives them back when it is removed or fails to start.
+
+One place per job: the manager keeps the routing table and the admin operations; ``lifecycle.py`` an
+engine's life (prepare, start, retire), ``placement.py`` the cards, ``swaps.py`` the two kinds of swap.
 """
 
 from __future__ import annotations
@@ -23,16 +31,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
 
-from tt_serve.gateway.engine import Engine, EngineError, free_port, prepare, prepare_model_folder
+from tt_serve.gateway.cards import configured, discover
+from tt_serve.gateway.engine import Engine, EngineError, free_port
 from tt_serve.gateway.errors import GatewayError, SwapResult
 from tt_serve.gateway.events import EventLog
+from tt_serve.gateway.lifecycle import EngineFactory, Lifecycle
 from tt_serve.gateway.metrics import MetricsRing
+from tt_serve.gateway.placement import CardNeed, CardPool, card_env, card_need
 from tt_serve.gateway.sampler import sample_forever
 from tt_serve.gateway.secrets import (
     Redactor,
@@ -41,12 +51,7 @@ from tt_serve.gateway.secrets import (
     secret_env_values,
 )
 from tt_serve.gateway.settings import GatewaySettings, ModelSpec
-from tt_serve.gateway.swaps import swap_overlap, swap_stop_then_start
-from tt_serve.progress import Phase
-
-RETRY_AFTER_UNKNOWN_S = 5  # a model's first start: nothing to estimate from
-RETRY_AFTER_MAX_S = 30
-
+from tt_serve.gateway.swaps import Swapper
 
 _BUSY = {
     "starting": "its first engine is starting; wait until it serves (or fails), or remove it",
@@ -63,11 +68,14 @@ class Manager:
         config_path: Path | None,
         log_dir: Path,
         pick_port: Callable[[], int] = free_port,
+        factory: EngineFactory | None = None,
+        hooks: tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]] | None = None,
     ) -> None:
+        """``factory`` makes engines of another kind (cluster mode); ``hooks``: (connect, disconnect),
+        awaited before the models start and after every engine stopped."""
         self.settings = settings
         self.config_path = config_path
         self.log_dir = log_dir
-        self._pick_port = pick_port
         rule = settings.engine_env
         self.redactor = Redactor(
             secret_env_values(os.environ, [name for name in os.environ if rule.is_secret(name)])
@@ -80,15 +88,21 @@ class Manager:
         self.pending: dict[str, Engine] = {}  # an overlap swap's replacement, while it starts
         self.busy: dict[str, str] = {}  # name -> "starting" | "adding" | "swapping" | "removing"
         self._first: dict[str, asyncio.Task[None]] = {}  # a model's first start, cancelled by its removal
-        self._all: set[Engine] = set()  # every engine with a process, for shutdown
-        self._generations: dict[str, int] = {}
-        self._start_seconds: dict[str, float] = {}  # each model's last start, for Retry-After
         # No read timeout: a generation may legitimately stream for minutes.
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(None, connect=5.0),
             limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
         )
+        found = discover(settings.device_root)
+        self.pool = CardPool(configured(settings.cards, found) if settings.cards is not None else found)
+        self.lifecycle = Lifecycle(
+            settings, config_path, log_dir, self.redactor, self.events, self.client, pick_port, factory
+        )
+        self.swapper = Swapper(
+            self.current, self.pending, self.lifecycle, self.pool, self.events, settings.drain_timeout_s
+        )
         self._sampler: asyncio.Task[None] | None = None
+        self._hooks = hooks
 
     def _learn_secrets(self, spec: ModelSpec) -> None:
         self.redactor.add(*secret_arg_values(spec.engine_args), *secret_env_values(spec.env))
@@ -99,57 +113,116 @@ class Manager:
 
     async def wait_while_loading(self, name: str, hold_s: float) -> Engine | None:
         """The model's engine once it is no longer starting, or still starting after ``hold_s``."""
-        deadline = time.monotonic() + hold_s
+        deadline = asyncio.get_running_loop().time() + hold_s
         engine = self.current.get(name)
-        while engine is not None and engine.state == "starting" and time.monotonic() < deadline:
+        while (
+            engine is not None and engine.state == "starting" and asyncio.get_running_loop().time() < deadline
+        ):
             await asyncio.sleep(0.1)
             engine = self.current.get(name)
         return engine
 
     def retry_after(self, engine: Engine) -> int:
-        """Seconds a client should wait: the model's last start time less what this start has taken."""
-        last = self._start_seconds.get(engine.spec.name)
-        if last is None:
-            return RETRY_AFTER_UNKNOWN_S
-        remaining = last - (time.time() - engine.progress.started_at)
-        return int(min(RETRY_AFTER_MAX_S, max(1, round(remaining))))
+        return self.lifecycle.retry_after(engine)
 
     # ---- life cycle ----------------------------------------------------------------------------
     async def start(self) -> None:
         """Start the configured models (concurrently, in the background) and the metrics sampler."""
+        if self._hooks is not None:
+            await self._hooks[0]()
         self._sampler = asyncio.create_task(sample_forever(self))
+        if self.pool.cards:
+            shown = ", ".join(
+                f"{c.id} ({c.board or 'board unknown'}, {c.pci_address or c.node})"
+                for c in self.pool.cards.values()
+            )
+            self.events.info(f"cards on this host: {shown}")
+        # Configured models try for their cards in the config file's order (each waits for the previous
+        # one's first try), so which model gets which free card does not depend on start-up timing.
+        previous: asyncio.Event | None = None
         for spec in self.settings.models:
             engine = self._new_engine(spec)
             self.current[spec.name] = engine
-            self._start_first(engine, "starting", quiet=True)
+            tried = asyncio.Event()
+            self._start_first(engine, "starting", quiet=True, turn=(previous, tried))
+            previous = tried
 
     async def close(self) -> None:
         tasks = [*self._first.values(), *([self._sampler] if self._sampler else [])]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.gather(*(engine.stop() for engine in list(self._all)), return_exceptions=True)
+        await self.lifecycle.close()
+        if self._hooks is not None:
+            await self._hooks[1]()
         await self.client.aclose()
 
     def _new_engine(self, spec: ModelSpec) -> Engine:
-        generation = self._generations.get(spec.name, 0) + 1
-        self._generations[spec.name] = generation
         self.metrics.setdefault(spec.name, MetricsRing())
         self._learn_secrets(spec)
-        return Engine(spec, generation, self.log_dir, self.redactor, self._pick_port)
+        return self.lifecycle.new(spec)
 
-    def _start_first(self, engine: Engine, what: str, quiet: bool) -> asyncio.Task[None]:
-        """Launch a model's first engine in a task the model owns until it serves or fails."""
+    def _need(self, engine: Engine) -> CardNeed:
+        assert engine.prepared is not None
+        return card_need(engine.spec, self.lifecycle.engine_env(engine), engine.prepared.needs_card)
+
+    async def _place(self, engine: Engine, wait: bool, tried: asyncio.Event | None = None) -> None:
+        """Give ``engine`` its model's cards: wait while others hold them (``wait``) or raise 409.
+        ``tried`` is set after the first try."""
+        name, need = engine.spec.name, self._need(engine)
+        if getattr(engine, "placed_by_cluster", False) or need.count == 0:
+            if tried is not None:
+                tried.set()  # nothing to take from the pool: the next model's turn at once
+            engine.ttnpu = need.count  # type: ignore[attr-defined]  # Ray: this many per replica
+            return
+
+        def waiting(why: str | None) -> None:
+            engine.waiting_for = why
+            if tried is not None:
+                tried.set()
+
+        engine.cards = (
+            await self.pool.wait_claim(name, need, waiting) if wait else self.pool.claim(name, need)
+        )
+        self.events.info(
+            f"generation {engine.generation} gets card(s) {', '.join(str(c.id) for c in engine.cards)} "
+            f"({need.why})",
+            name,
+        )
+
+    def _start_first(
+        self,
+        engine: Engine,
+        what: str,
+        quiet: bool,
+        turn: tuple[asyncio.Event | None, asyncio.Event] | None = None,
+    ) -> asyncio.Task[None]:
+        """Launch a model's first engine in a task the model owns until it serves or fails; ``turn``:
+        (the event to wait for before taking cards, the event to set once it has tried)."""
         name = engine.spec.name
         self.busy[name] = what
+        before, tried = turn if turn is not None else (None, None)
 
         async def launch() -> None:
             try:
-                await self._launch(engine)
-            except EngineError:
+                await self.lifecycle.prepare(engine)
+                if before is not None:
+                    await before.wait()
+                await self._place(engine, wait=quiet, tried=tried)
+                await self.lifecycle.start(engine, card_env(engine.cards, self.lifecycle.engine_env(engine)))
+            except (EngineError, GatewayError) as error:
+                self.pool.release(name)
+                if isinstance(error, GatewayError):  # placement refused it: shown like a failed start
+                    engine.state, engine.last_error = "failed", error.message
+                    self.events.error(f"generation {engine.generation} cannot start: {error.message}", name)
                 if not quiet:
                     raise  # recorded on the engine and in the events either way
+            except asyncio.CancelledError:
+                self.pool.release(name)
+                raise
             finally:
+                if tried is not None:
+                    tried.set()  # failed or cancelled before its try: the next model's turn
                 if self._first.get(name) is task:
                     del self._first[name]
                     self.busy.pop(name, None)
@@ -157,79 +230,6 @@ class Manager:
         task = asyncio.create_task(launch())
         self._first[name] = task
         return task
-
-    async def _launch(self, engine: Engine) -> None:
-        """Prepare and start ``engine``; on failure it is left "failed" with the reason, and raised."""
-        name = engine.spec.name
-        engine.progress.record(Phase.RESOLVING)
-        try:
-            engine.prepared = await prepare(
-                engine.spec, self.config_path, self.settings.engine_env, self.redactor
-            )
-        except EngineError as error:
-            engine.state, engine.last_error = "failed", error.summary
-            self.events.error(f"generation {engine.generation} cannot start: {error.summary}", name)
-            raise
-        except asyncio.CancelledError:
-            engine.state = "stopped"
-            raise
-        engine.backend = engine.prepared.backend
-        for warning in engine.prepared.warnings:
-            self.events.warning(warning, name)
-        await self._start(engine)
-
-    async def _start(self, engine: Engine) -> None:
-        """Start a prepared engine and wait until it serves; stopped (and raised) if it does not."""
-        name, prepared = engine.spec.name, engine.prepared
-        assert prepared is not None
-        self.events.info(
-            f"generation {engine.generation}: backend {prepared.backend} ({prepared.reason}"
-            f"{'; exclusive device' if prepared.exclusive_device else ''}); starting, log {engine.log_path}",
-            name,
-        )
-        env = {**self.settings.engine_env.apply(os.environ), **engine.spec.env, **prepared.env_changes}
-        self._all.add(engine)
-        try:
-            await prepare_model_folder(prepared, env)
-            await engine.start(self.settings.start_timeout_s, self.client, env, self._port_taken)
-        except EngineError as error:
-            self.events.error(f"generation {engine.generation} failed to start: {error.summary}", name)
-            await engine.stop()
-            self._all.discard(engine)
-            raise
-        except asyncio.CancelledError:  # its model was removed (or the gateway stops): no engine left over
-            await engine.stop()
-            self._all.discard(engine)
-            raise
-        took = (engine.ready_at or time.time()) - engine.progress.started_at
-        self._start_seconds[name] = took
-        self.events.info(
-            f"generation {engine.generation} serving on 127.0.0.1:{engine.port} (pid {engine.pid}, "
-            f"{took:.0f} s to start)",
-            name,
-        )
-
-    def _port_taken(self, engine: Engine, port: int) -> None:
-        self.events.warning(
-            f"generation {engine.generation}: port {port} was taken before the engine could bind it; "
-            "starting again on another port",
-            engine.spec.name,
-        )
-
-    async def _retire(self, engine: Engine) -> None:
-        """Drain (bounded) and stop an engine no request is routed to any more."""
-        name = engine.spec.name
-        if engine.process is not None and engine.process.poll() is None:
-            drained = await engine.drain(self.settings.drain_timeout_s)
-            if not drained:
-                self.events.warning(
-                    f"generation {engine.generation}: {engine.inflight} request(s) still running after "
-                    f"drain_timeout_s={self.settings.drain_timeout_s:g}; stopping it anyway",
-                    name,
-                )
-        await engine.stop()
-        self._all.discard(engine)
-        self.events.info(f"generation {engine.generation} stopped", name)
 
     # ---- admin operations ----------------------------------------------------------------------
     def _claim(self, name: str, what: str) -> None:
@@ -247,9 +247,11 @@ class Manager:
         try:
             # Shielded: a client that hangs up does not stop the start; a removal does (it cancels the task).
             await asyncio.shield(task)
-        except EngineError as error:
+        except (EngineError, GatewayError) as error:
             if self.current.get(spec.name) is engine:
                 del self.current[spec.name]
+            if isinstance(error, GatewayError):
+                raise
             raise GatewayError(error.status, error.message, "EngineStartError") from None
         except asyncio.CancelledError:
             if not task.cancelled():
@@ -268,8 +270,8 @@ class Manager:
             self.events.info(f"removing generation {engine.generation} while it starts", name)
             first.cancel()
             await asyncio.gather(first, return_exceptions=True)
-            await engine.stop()
-            self._all.discard(engine)
+            await self.lifecycle.stop(engine)
+            self.pool.release(name)
             self.metrics.pop(name, None)
             self.events.info(f"generation {engine.generation} stopped before it served", name)
             return
@@ -277,7 +279,10 @@ class Manager:
         try:
             engine = self.current.pop(name)  # new requests get 404 from here on
             self.events.info(f"removing generation {engine.generation}", name)
-            await self._retire(engine)
+            await self.lifecycle.retire(engine)
+            freed = self.pool.release(name)
+            if freed:
+                self.events.info(f"card(s) {', '.join(map(str, freed))} free again", name)
             self.metrics.pop(name, None)
         finally:
             self.busy.pop(name, None)
@@ -289,6 +294,8 @@ class Manager:
         backend: str | None = None,
         engine_args: list[str] | None = None,
         model: str | None = None,
+        cards: int | tuple[int, ...] | None = None,
+        replicas: int | None = None,
     ) -> SwapResult:
         old = self.current.get(name)
         if old is None:
@@ -305,25 +312,35 @@ class Manager:
                 backend=backend if backend is not None else old.spec.backend,
                 engine_args=tuple(engine_args) if engine_args is not None else old.spec.engine_args,
                 model=model if model is not None else old.spec.model,
+                cards=cards if cards is not None else old.spec.cards,
+                replicas=replicas if replicas is not None else old.spec.replicas,
             )
+            if spec.replicas > 1 and not getattr(old, "placed_by_cluster", False):
+                raise GatewayError(422, "more than one replica needs cluster mode ([gateway.cluster])")
             new = self._new_engine(spec)
             self.pending[name] = new  # shown beside the model while it is resolved and checked
-            new.progress.record(Phase.RESOLVING)
             try:
-                new.prepared = await prepare(spec, self.config_path, self.settings.engine_env, self.redactor)
-            except EngineError as error:
-                self.events.error(
-                    f"swap refused: {error.summary}; generation {old.generation} keeps serving", name
-                )
+                await self.lifecycle.prepare(new)
+                # The cards are claimed now, while the old engine serves: a refusal changes nothing.
+                if getattr(new, "placed_by_cluster", False):
+                    await self._place(new, wait=False)
+                else:
+                    need = self._need(new)
+                    if old.cards or need.count:
+                        new.cards = self.pool.claim(name, need)
+            except (EngineError, GatewayError) as error:
+                message = error.message if isinstance(error, GatewayError) else error.summary
+                self.events.error(f"swap refused: {message}; generation {old.generation} keeps serving", name)
+                if isinstance(error, GatewayError):
+                    raise
                 raise GatewayError(error.status, error.message, "EngineStartError") from None
             finally:
                 self.pending.pop(name, None)
-            new.backend = new.prepared.backend
-            for warning in new.prepared.warnings:
-                self.events.warning(warning, name)
-            if old.exclusive_device or new.exclusive_device:
-                return await swap_stop_then_start(self, name, old, new)
-            return await swap_overlap(self, name, old, new)
+            if getattr(new, "placed_by_cluster", False):
+                return await self.swapper.rolling(name, old, new)
+            if old.exclusive_device or new.exclusive_device or old.cards or new.cards:
+                return await self.swapper.stop_then_start(name, old, new)
+            return await self.swapper.overlap(name, old, new)
         finally:
             self.busy.pop(name, None)
 
@@ -340,6 +357,7 @@ class Manager:
             "log_tails_shown": with_logs,
             "models": models,
             "swaps_in_progress": [n for n, what in self.busy.items() if what == "swapping"],
+            "cards": self.pool.as_list(),
         }
 
     def health(self) -> tuple[bool, dict[str, object]]:

@@ -63,6 +63,25 @@ def loading(manager: Manager, engine: Engine) -> JSONResponse:
     )
 
 
+async def _send(manager: Manager, engine: Engine, upstream_request: httpx.Request) -> httpx.Response | None:
+    """Send to the engine; None if it lost every replica before answering (a cluster engine whose node
+    died: Ray Serve would hold the request until a replacement runs, however long that takes)."""
+    lost: asyncio.Event | None = getattr(engine, "replicas_lost", None)
+    if lost is None:
+        return await manager.client.send(upstream_request, stream=True)
+    sending = asyncio.ensure_future(manager.client.send(upstream_request, stream=True))
+    waiting = asyncio.ensure_future(lost.wait())
+    try:
+        await asyncio.wait({sending, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+    if sending.done():
+        return sending.result()
+    sending.cancel()
+    await asyncio.gather(sending, return_exceptions=True)
+    return None
+
+
 async def forward(manager: Manager, request: Request, route: str) -> Response:
     """Relay a request for one of paths.OPENAI_POST_ROUTES (``route``) to its model's engine."""
     body = await request.body()
@@ -98,12 +117,15 @@ async def forward(manager: Manager, request: Request, route: str) -> Response:
         content=body,
     )
     try:
-        upstream = await manager.client.send(upstream_request, stream=True)
+        upstream = await _send(manager, engine, upstream_request)
     except (httpx.HTTPError, asyncio.CancelledError) as error:
         lease.release()
         if isinstance(error, asyncio.CancelledError):
             raise
         return openai_error(502, f"the engine of `{name}` did not answer: {error}", "BadGatewayError")
+    if upstream is None:  # its replicas went away before it answered: loading again
+        lease.release()
+        return loading(manager, engine)
     out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _DROP_RESPONSE}
     out_headers[ENGINE_HEADER] = f"{name}/{engine.generation}/{engine.pid}"
     return StreamingResponse(

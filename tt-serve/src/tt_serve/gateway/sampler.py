@@ -28,7 +28,7 @@ async def sample_forever(manager: Manager) -> None:
 
 async def _sample(manager: Manager, engine: Engine) -> None:
     name = engine.spec.name
-    status = engine.process.poll() if engine.process is not None else None
+    status = engine.exit_status()
     if status is not None:
         if engine.state == "serving":  # died under us: say so, keep it visible as failed
             engine.fail(f"the engine exited with status {status} (log: {engine.log_path})")

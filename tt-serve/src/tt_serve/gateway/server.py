@@ -61,7 +61,22 @@ def run_gateway(config_path: str | None, host: str | None, port: int | None, adm
             host,
         )
 
-    manager = Manager(settings, config.path, log_dir)
+    extra = {}
+    if settings.cluster is not None:  # only cluster mode imports Ray (tt-serve[ray])
+        try:
+            import ray.serve  # noqa: F401
+
+            from tt_serve.cluster.engine import cluster_manager_args
+        except ImportError as error:
+            logger.error("[gateway.cluster] needs Ray: pip install 'tt-serve[ray]' (%s)", error)
+            return 3
+        extra = cluster_manager_args(settings, config.path, config.catalog(), log_dir)
+        logger.info(
+            "cluster mode: Ray at %s, Ray Serve's proxy on 127.0.0.1:%d",
+            settings.cluster.address,
+            settings.cluster.serve_port,
+        )
+    manager = Manager(settings, config.path, log_dir, **extra)
     app = create_app(manager, admin_token or None)
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
     return 0

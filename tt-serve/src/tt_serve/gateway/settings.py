@@ -11,6 +11,12 @@ Example (TOML; the YAML form has the same keys)::
     log_dir = "/var/log/tt-serve"   # engine logs and status files (default: a fresh temporary folder)
     engine_env_drop = ["MY_SITE_*"]      # globs: variables never passed to engines (see environment.py)
     engine_env_keep = ["HF_TOKEN"]       # globs: secret-named variables engines still get
+    cards = "auto"            # the host's Tenstorrent cards: "auto" (/dev/tenstorrent/*) or a list of ids
+    device_root = "/"         # where dev/tenstorrent and sys/class/tenstorrent are (tests: a folder)
+
+    [gateway.cluster]         # cluster mode (tt-serve[ray]): each model a Ray Serve deployment
+    address = "auto"          # the Ray cluster (ray start --head on one host, ray start --address on others)
+    serve_port = 8100         # Ray Serve's HTTP proxy on the head node, on 127.0.0.1 (the gateway's upstream)
 
     [[gateway.models]]
     name = "smol-a"                  # what clients send as "model"
@@ -19,6 +25,9 @@ Example (TOML; the YAML form has the same keys)::
     vllm_args = ["--max-num-seqs", "8"]   # or a table, as in [models.X]
     tt = { kv_cache_tokens = 8192 }
     env = { OMP_NUM_THREADS = "2" }
+    cards = 1                        # or explicit ids [0, 1]; default: what MESH_DEVICE implies, else 1
+                                     # for a backend needing a card, else none (placement.py)
+    replicas = 1                     # cluster mode: replicas, each on its own cards, anywhere in the cluster
 
 Parsed by ``config.load_config`` through :func:`parse_gateway`, with the same reader, so errors name the
 file and the key. The ``[models.X]`` entries still apply to a gateway model as defaults (its ``model``
@@ -48,8 +57,12 @@ _GATEWAY_KEYS = {
     "engine_env_drop",
     "engine_env_keep",
     "models",
+    "cards",
+    "device_root",
+    "cluster",
 }
-_MODEL_KEYS = {"name", "model", "backend", "vllm_args", "tt", "env"}
+_MODEL_KEYS = {"name", "model", "backend", "vllm_args", "tt", "env", "cards", "replicas"}
+_CLUSTER_KEYS = {"address", "serve_port"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
 # The gateway owns these: an engine listens where the gateway says and is named after the gateway model.
 RESERVED_ARGS = ("--host", "--port", "--served-model-name", "--model", "--uds")
@@ -65,6 +78,15 @@ class ModelSpec:
     engine_args: tuple[str, ...] = ()
     tt: Mapping[str, Any] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
+    # A number of cards, explicit card ids, or None: decided by placement.card_need.
+    cards: int | tuple[int, ...] | None = None
+    replicas: int = 1  # cluster mode only
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    address: str = "auto"
+    serve_port: int = 8100
 
 
 @dataclass(frozen=True)
@@ -78,6 +100,9 @@ class GatewaySettings:
     log_dir: str | None = None
     engine_env: EngineEnvRule = field(default_factory=EngineEnvRule)
     models: tuple[ModelSpec, ...] = ()
+    cards: tuple[int, ...] | None = None  # None: discover the host's cards
+    device_root: str = "/"
+    cluster: ClusterSettings | None = None  # None: one host
 
 
 def reserved_arg_problem(args: Sequence[str]) -> str | None:
@@ -143,6 +168,20 @@ def _globs(reader: ConfigReader, value: Any, key: str) -> tuple[str, ...]:
     return tuple(reader.string(item, f"{key}[{i}]") for i, item in enumerate(value))
 
 
+def parse_cards(value: Any) -> int | tuple[int, ...]:
+    """A model's ``cards``: a count (0 or more) or a non-empty list of distinct card ids; ValueError."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in value)
+        and len(set(value)) == len(value)
+    ):
+        return tuple(value)
+    raise ValueError(f"must be a number of cards (0 or more) or a list of distinct card ids, got {value!r}")
+
+
 def _model(reader: ConfigReader, index: int, value: Any) -> ModelSpec:
     key = f"gateway.models[{index}]"
     table = reader.table(value, key, _MODEL_KEYS)
@@ -166,6 +205,12 @@ def _model(reader: ConfigReader, index: int, value: Any) -> ModelSpec:
     problem = reserved_arg_problem(args)
     if problem:
         raise reader.fail(f"{key}.vllm_args", problem)
+    cards = None
+    if "cards" in table:
+        try:
+            cards = parse_cards(table["cards"])
+        except ValueError as error:
+            raise reader.fail(f"{key}.cards", str(error)) from None
     return ModelSpec(
         name=table["name"],
         model=reader.string(table["model"], f"{key}.model"),
@@ -173,6 +218,8 @@ def _model(reader: ConfigReader, index: int, value: Any) -> ModelSpec:
         engine_args=tuple(args),
         tt=dict(reader.table(table.get("tt", {}), f"{key}.tt")),
         env=reader.string_map(table.get("env", {}), f"{key}.env"),
+        cards=cards,
+        replicas=int(_number(reader, table.get("replicas", 1), f"{key}.replicas", integer=True)),
     )
 
 
@@ -197,6 +244,18 @@ def parse_gateway(reader: ConfigReader, value: Any, known_backends: Sequence[str
                 f"gateway.models[{index}].backend",
                 f"{spec.backend!r} is not a known backend. Known backends: {', '.join(known_backends)}",
             )
+        taken = [
+            (i, other.name)
+            for other in models
+            if isinstance(other.cards, tuple) and isinstance(spec.cards, tuple)
+            for i in other.cards
+            if i in spec.cards
+        ]
+        if taken:
+            raise reader.fail(
+                f"gateway.models[{index}].cards",
+                f"card {taken[0][0]} is already given to model {taken[0][1]!r}: one card serves one engine",
+            )
         models.append(spec)
     log_dir = reader.string(table["log_dir"], "gateway.log_dir") if "log_dir" in table else None
     hold = table.get("hold_requests_s", 0)
@@ -209,6 +268,30 @@ def parse_gateway(reader: ConfigReader, value: Any, known_backends: Sequence[str
         drop=_globs(reader, table.get("engine_env_drop", []), "gateway.engine_env_drop"),
         keep=_globs(reader, table.get("engine_env_keep", list(DEFAULT_KEEP)), "gateway.engine_env_keep"),
     )
+    raw_cards = table.get("cards", "auto")
+    if raw_cards == "auto":
+        cards = None
+    elif isinstance(raw_cards, list) and all(
+        isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in raw_cards
+    ):
+        cards = tuple(sorted(set(raw_cards)))
+    else:
+        raise reader.fail("gateway.cards", f'must be "auto" or a list of card ids, got {raw_cards!r}')
+    cluster = None
+    if "cluster" in table:
+        raw = reader.table(table["cluster"], "gateway.cluster", _CLUSTER_KEYS)
+        serve_port = int(
+            _number(reader, raw.get("serve_port", 8100), "gateway.cluster.serve_port", integer=True)
+        )
+        cluster = ClusterSettings(
+            reader.string(raw.get("address", "auto"), "gateway.cluster.address"), serve_port
+        )
+    for index, spec in enumerate(models):
+        if spec.replicas > 1 and cluster is None:
+            raise reader.fail(
+                f"gateway.models[{index}].replicas",
+                "more than one replica needs cluster mode ([gateway.cluster]); on one host add another model",
+            )
     return GatewaySettings(
         host=host,
         port=port,
@@ -218,4 +301,7 @@ def parse_gateway(reader: ConfigReader, value: Any, known_backends: Sequence[str
         log_dir=log_dir,
         engine_env=engine_env,
         models=tuple(models),
+        cards=cards,
+        device_root=reader.string(table.get("device_root", "/"), "gateway.device_root"),
+        cluster=cluster,
     )

@@ -209,7 +209,10 @@
         m.last_error ? el("div", { class: "err", text: m.last_error }) : null,
         m.log_tail ? el("details", { class: "log" }, el("summary", { text: "end of the engine's log" }),
           el("pre", { text: m.log_tail })) : null),
-      el("td", { class: "mono", text: m.backend }),
+      el("td", { class: "mono" }, m.backend,
+        m.cards && m.cards.length ? el("div", { class: "sub", "data-testid": "model-cards",
+          text: `card${m.cards.length === 1 ? "" : "s"} ${m.cards.join(", ")}` }) : null,
+        m.cluster ? el("div", { class: "sub", "data-testid": "model-cluster", text: clusterText(m.cluster) }) : null),
       el("td", { class: "model mono", text: m.model }),
       el("td", { class: "args" }, m.engine_args.length ? el("code", { text: argsLine(m.engine_args) })
         : el("span", { class: "muted", text: "none" }),
@@ -227,6 +230,25 @@
         }, "Remove"))));
     if (!rows.length) rows.push(el("tr", { class: "empty" }, el("td", { colspan: 10, text: "No models configured." })));
     body.replaceChildren(...rows);
+  }
+
+  // Cluster mode: where Ray Serve has the model's replicas.
+  function clusterText(c) {
+    const states = Object.entries(c.replica_states || {}).map(([k, v]) => `${v} ${k.toLowerCase()}`).join(", ");
+    return `Ray: ${c.replicas} replica${c.replicas === 1 ? "" : "s"}, ${c.ttnpu_per_replica} TTNPU each` +
+      (states ? ` (${states})` : "");
+  }
+
+  // The host's cards and which model holds each (none on a host without Tenstorrent cards).
+  function renderCards() {
+    const cards = (store.state && store.state.cards) || [];
+    const box = $("cards");
+    box.hidden = !cards.length;
+    if (!cards.length) return;
+    box.replaceChildren(el("strong", { text: "Cards " }), ...cards.map((c) => el("span", {
+      class: "card-chip" + (c.holder ? " held" : ""), "data-card": c.id,
+      title: `${c.node}${c.pci_address ? " at " + c.pci_address : ""}`,
+      text: `${c.id}${c.board ? " " + c.board : ""}: ${c.holder || "free"}` })));
   }
 
   // --- action panel (swap / add / remove): built once per opening, so polling never resets the inputs ---
@@ -498,6 +520,7 @@
       renderOverall(e);
     }
     renderModels();
+    renderCards();
   }
   async function refreshBackends() {
     try {
