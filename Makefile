@@ -21,7 +21,7 @@ VENV025 ?= .venv-vllm025
 STAMP025 := $(VENV025)/.tt-vllm-installed
 VLLM025_TESTS := tests/vllm025 tests/contract tests/unit/test_compat.py tests/unit/test_version_and_options.py
 
-.PHONY: setup model chromium serve test test-fast lint bench-setup clean-venv vllm025 test-vllm025 clean-vllm025
+.PHONY: setup model chromium serve serve-ray test test-fast lint bench-setup clean-venv vllm025 test-vllm025 clean-vllm025
 
 setup: $(STAMP) $(STAMP_SERVE)
 
@@ -43,9 +43,15 @@ $(STAMP): pyproject.toml tt-serve/pyproject.toml Makefile
 $(STAMP_SERVE): tt-serve/pyproject.toml Makefile
 	test -x $(VENV_SERVE)/bin/python || $(PYTHON) -m venv $(VENV_SERVE)
 	$(VENV_SERVE)/bin/python -m pip install --quiet --upgrade pip
-	# With its cluster extra (Ray Serve) for tests/cluster; `pip install ./tt-serve` alone stays light.
-	$(VENV_SERVE)/bin/python -m pip install --quiet -e './tt-serve[ray]'
+	$(VENV_SERVE)/bin/python -m pip install --quiet -e ./tt-serve
 	touch $(STAMP_SERVE)
+
+# tt-serve's cluster extra (Ray Serve) for tests/cluster; `make serve` keeps the light install.
+STAMP_SERVE_RAY := $(VENV_SERVE)/.tt-serve-ray-installed
+serve-ray: $(STAMP_SERVE_RAY)
+$(STAMP_SERVE_RAY): $(STAMP_SERVE)
+	$(VENV_SERVE)/bin/python -m pip install --quiet -e './tt-serve[ray]'
+	touch $(STAMP_SERVE_RAY)
 
 model: setup
 	$(PY) -m tt_vllm_plugin.models.default
@@ -60,7 +66,7 @@ chromium:
 	command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
 		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation; }
 
-test: model chromium vllm025
+test: model chromium serve-ray vllm025
 	$(PY) -m pytest -q -ra
 	$(MAKE) --no-print-directory test-vllm025
 	$(MAKE) --no-print-directory test-ttnn
