@@ -58,6 +58,7 @@ Differences read and found to need no code (so nobody looks for them again):
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
 import inspect
@@ -106,9 +107,10 @@ def _input_batch_parameters() -> frozenset[str]:
 
 def input_batch_kwargs(block_sizes: list[int]) -> dict[str, Any]:
     """What this vLLM's ``InputBatch`` needs beyond the arguments every supported release takes:
-    0.25.1's required ``kernel_block_sizes``. The TT runner's attention kernels are the model's, which
-    take the KV block size as it is, so each kernel block size is the block size (no splitting)."""
-    if "kernel_block_sizes" in _input_batch_parameters():
+    0.25.1's and 0.26.0's required ``kernel_block_sizes``. The TT runner's attention kernels are the
+    model's, which take the KV block size as it is, so each kernel block size is the block size (no
+    splitting). The plugin's own batch (see 5) takes none."""
+    if vllm_v1_runner_parts() and "kernel_block_sizes" in _input_batch_parameters():
         return {"kernel_block_sizes": list(block_sizes)}
     return {}
 
@@ -178,3 +180,137 @@ def _vllm_version() -> str:
 def scheduler_output_field(scheduler_output: Any, name: str) -> Any:
     """``scheduler_output.<name>``, or None where this vLLM's ``SchedulerOutput`` has no such field."""
     return getattr(scheduler_output, name, None)
+
+
+# ---- 5. Model Runner V1's persistent batch and sampler ---------------------------------------------
+
+
+@functools.cache
+def vllm_v1_runner_parts() -> bool:
+    """Whether this vLLM still has Model Runner V1's persistent batch, request state, sampler and
+    logits processors (``v1/worker/gpu_input_batch.py``, ``v1/sample/sampler.py``,
+    ``v1/sample/logits_processor/``): up to 0.32 it does, 0.34 removed them. Decided once per process
+    and logged once."""
+    modules = ("vllm.v1.worker.gpu_input_batch", "vllm.v1.sample.sampler", "vllm.v1.sample.logits_processor")
+    found = all(importlib.util.find_spec(module) is not None for module in modules)
+    if not found:
+        logger.info(
+            "vLLM %s has no Model Runner V1 batch or sampler; the runner keeps its own batch and samples "
+            "with the plugin's host sampler (worker/host_sampler.py)",
+            _vllm_version(),
+        )
+    return found
+
+
+def persistent_batch_class() -> type:
+    """vLLM's ``InputBatch``, or the plugin's ``HostInputBatch`` where vLLM has none."""
+    if vllm_v1_runner_parts():
+        from vllm.v1.worker.gpu_input_batch import InputBatch
+
+        return InputBatch
+    from tt_vllm_plugin.worker.host_batch import HostInputBatch
+
+    return HostInputBatch
+
+
+def request_state_class() -> type:
+    """vLLM's ``CachedRequestState``, or the plugin's ``HostRequestState`` (same fields used)."""
+    if vllm_v1_runner_parts():
+        from vllm.v1.worker.gpu_input_batch import CachedRequestState
+
+        return CachedRequestState
+    from tt_vllm_plugin.worker.host_batch import HostRequestState
+
+    return HostRequestState
+
+
+def make_sampler(logprobs_mode: str, use_fp64_gumbel: bool) -> Any:
+    """vLLM's V1 ``Sampler``, or the plugin's ``HostSampler`` (same call, same output fields)."""
+    if vllm_v1_runner_parts():
+        from vllm.v1.sample.sampler import Sampler
+
+        return Sampler(logprobs_mode=logprobs_mode, use_fp64_gumbel=use_fp64_gumbel)
+    from tt_vllm_plugin.worker.host_sampler import HostSampler
+
+    return HostSampler(logprobs_mode=logprobs_mode, use_fp64_gumbel=use_fp64_gumbel)
+
+
+def logprob_helpers() -> Any:
+    """The class whose static ``compute_logprobs`` / ``gather_logprobs`` score prompt logprobs."""
+    if vllm_v1_runner_parts():
+        from vllm.v1.sample.sampler import Sampler
+
+        return Sampler
+    from tt_vllm_plugin.worker.host_sampler import HostSampler
+
+    return HostSampler
+
+
+def logits_processors(vllm_config: Any, device: Any, custom: tuple[Any, ...]) -> Any:
+    """vLLM's built-in and custom logits processors for its V1 batch; None for the plugin's own
+    (its sampler applies min-p, logit bias and min tokens itself; custom ones are refused)."""
+    if not vllm_v1_runner_parts():
+        return None
+    from vllm.v1.sample.logits_processor import build_logitsprocs
+
+    return build_logitsprocs(vllm_config, device, False, False, custom)
+
+
+def apply_grammar_bitmask(scheduler_output: Any, grammar_output: Any, batch: Any, logits: Any) -> None:
+    """Mask structured-output rows with the step's grammar bitmask (vLLM's function where it has it)."""
+    if vllm_v1_runner_parts():
+        from vllm.v1.structured_output.utils import apply_grammar_bitmask as apply
+    else:
+        from tt_vllm_plugin.worker.host_sampler import apply_grammar_bitmask as apply
+    apply(scheduler_output, grammar_output, batch, logits)
+
+
+# ---- 6. Request resumption, SchedulerOutput and ModelRunnerOutput fields ------------------------------
+
+
+def resumed_req_ids(cached: Any) -> set[str]:
+    """``CachedRequestData.resumed_req_ids``; empty where vLLM sends a resumed request in full, as a
+    new request (0.34: no such field)."""
+    return getattr(cached, "resumed_req_ids", None) or set()
+
+
+def resumed_token_ids(cached: Any, req_id: str) -> list[int] | None:
+    """A resumed request's token ids from ``CachedRequestData.all_token_ids`` (up to 0.32), or None."""
+    return (getattr(cached, "all_token_ids", None) or {}).get(req_id)
+
+
+def new_request_output_tokens(new: Any) -> list[int]:
+    """Output tokens a new request already has: 0.34 re-sends a preempted request as a new one whose
+    ``prefill_token_ids`` are its prompt plus the tokens generated before preemption; up to 0.32 the
+    field is None (resumption goes through ``resumed_req_ids``)."""
+    tokens = getattr(new, "prefill_token_ids", None)
+    prompt = new.prompt_token_ids
+    if tokens is None or prompt is None or len(tokens) <= len(prompt):
+        return []
+    return list(tokens[len(prompt) :])
+
+
+@functools.cache
+def _runner_output_fields() -> frozenset[str]:
+    from vllm.v1.outputs import ModelRunnerOutput
+
+    return frozenset(f.name for f in dataclasses.fields(ModelRunnerOutput))
+
+
+def runner_output_index(req_ids: list[str]) -> dict[str, Any]:
+    """``ModelRunnerOutput(req_id_to_index=...)`` where the field exists (up to 0.32; 0.34 maps
+    outputs by the order of ``req_ids``)."""
+    if "req_id_to_index" in _runner_output_fields():
+        return {"req_id_to_index": {req_id: row for row, req_id in enumerate(req_ids)}}
+    return {}
+
+
+# ---- 7. Config fields --------------------------------------------------------------------------
+
+
+def memory_utilization(cache_config: Any) -> float:
+    """The fraction of host memory the engine may use: ``gpu_memory_utilization`` (a float, default
+    0.92, up to 0.32), or 0.34's ``resolved_gpu_memory_utilization`` (the field is None unless the
+    user set it; the default then depends on the extensible KV cache, which the tt worker disables)."""
+    resolved = getattr(cache_config, "resolved_gpu_memory_utilization", None)
+    return float(resolved if resolved is not None else cache_config.gpu_memory_utilization)
