@@ -74,9 +74,7 @@ class HostSamplingMetadata:
             min_p=torch.from_numpy(min_p.astype(np.float32)) if (min_p > _SAMPLING_EPS).any() else None,
             generators=generators,
             max_num_logprobs=max(wanted) if wanted else None,
-            no_penalties=bool(
-                (frequency == 0).all() and (presence == 0).all() and (repetition == 1).all()
-            ),
+            no_penalties=bool((frequency == 0).all() and (presence == 0).all() and (repetition == 1).all()),
             penalties=(frequency, presence, repetition),
             prompt_token_ids=prompt_token_ids,
             output_token_ids=output_token_ids,
