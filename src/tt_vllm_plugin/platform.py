@@ -31,7 +31,13 @@ from tt_vllm_plugin.models.contract import (
     SUPPORTS_PROMPT_LOGPROBS,
 )
 from tt_vllm_plugin.options import report_ignored_options, tt_options_from_vllm_config
-from tt_vllm_plugin.refusals import UnsupportedConfiguration, reject_unsupported, reject_unsupported_caching
+from tt_vllm_plugin.refusals import (
+    HOST_SAMPLER_UNSUPPORTED,
+    UnsupportedConfiguration,
+    host_sampler_refusal,
+    reject_unsupported,
+    reject_unsupported_caching,
+)
 from tt_vllm_plugin.version_check import check_vllm_version
 
 if TYPE_CHECKING:
@@ -174,6 +180,9 @@ class TTPlatform(Platform):
                 f"{type(params).__name__} requests (pooling/embedding) are not supported on the tt platform; "
                 "only text generation is."
             )
+        if (problem := host_sampler_refusal(params)) is not None:
+            field = next(name for name in HOST_SAMPLER_UNSUPPORTED if problem.startswith(name))
+            raise VLLMValidationError(problem, parameter=field)
         if params.prompt_logprobs is not None and not cls._model_capabilities.get(
             SUPPORTS_PROMPT_LOGPROBS, False
         ):
