@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 import importlib.util
 import inspect
 import sys
@@ -151,6 +152,15 @@ def vllm_cpu_kernels_available() -> bool:
     else:
         logger.info("vLLM %s's vllm._C has no CPU kernels; the host models use plain torch", version)
     return loaded
+
+
+@functools.cache
+def vllm_cpu_ops() -> Any:
+    """The Python wrappers of vLLM's CPU kernels: ``vllm._cpu_ops`` where it exists (0.34 moved them
+    there), else ``vllm._custom_ops`` (0.25.1 to 0.32). Imported on first use: only the kernel paths
+    need it."""
+    name = "vllm._cpu_ops" if importlib.util.find_spec("vllm._cpu_ops") is not None else "vllm._custom_ops"
+    return importlib.import_module(name)
 
 
 def has_vllm_cpu_op(name: str) -> bool:

@@ -45,6 +45,21 @@ V1_MODULES = ("vllm.v1.worker.gpu_input_batch", "vllm.v1.sample.sampler", "vllm.
 V1_RUNNER_PARTS = all(importlib.util.find_spec(name) is not None for name in V1_MODULES)
 
 
+def test_cpu_kernel_wrappers_are_where_this_vllm_keeps_them():
+    # 0.34 moved the CPU wrappers from vllm._custom_ops to vllm._cpu_ops.
+    ops = compat.vllm_cpu_ops()
+    moved = importlib.util.find_spec("vllm._cpu_ops") is not None
+    assert ops.__name__ == ("vllm._cpu_ops" if moved else "vllm._custom_ops")
+    for name in (
+        "cpu_attn_get_scheduler_metadata",
+        "cpu_attn_reshape_and_cache",
+        "cpu_attention_with_kv_cache",
+        "create_onednn_mm",
+        "onednn_mm",
+    ):
+        assert callable(getattr(ops, name)), name
+
+
 def test_v1_runner_parts_are_what_this_vllm_has():
     assert compat.vllm_v1_runner_parts() is V1_RUNNER_PARTS
     names = (compat.persistent_batch_class().__name__, compat.request_state_class().__name__)
