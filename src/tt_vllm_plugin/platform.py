@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from tt_vllm_plugin.compat import import_vllm_aside
 
-# Before this module's own vLLM imports: vLLM 0.25.1 imports this module while vLLM itself is being
-# imported, which fails while this module is only half executed (see compat.import_vllm_aside).
+# Before this module's own vLLM imports: vLLM 0.25.1, 0.26.0 and 0.34 import this module while vLLM itself
+# is being imported, which fails while this module is only half executed (see compat.import_vllm_aside).
 import_vllm_aside(__name__)
 
 import os

@@ -92,13 +92,14 @@ def test_the_host_model_runs_its_plain_torch_paths(llm):
 
 def test_what_only_vllms_v1_sampler_does_is_refused_where_the_host_sampler_samples(llm):
     from vllm import SamplingParams
+    from vllm.exceptions import VLLMValidationError
 
     params = SamplingParams(temperature=0.0, max_tokens=2, logprob_token_ids=[5, 7])
     if compat.vllm_v1_runner_parts():  # 0.25.1, 0.26.0: vLLM's V1 sampler does it
         output = llm.generate(["Hi"], params)[0].outputs[0]
         assert len(output.token_ids) == 2 and output.logprobs is not None
         return
-    with pytest.raises(ValueError) as error:  # 0.34: refused per request, naming the field
+    with pytest.raises(VLLMValidationError) as error:  # 0.34: refused per request, naming the field
         llm.generate(["Hi"], params)
     assert "logprob_token_ids (logprobs of chosen token ids) is not supported on the tt platform" in str(
         error.value
