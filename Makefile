@@ -14,14 +14,23 @@ VENV_SERVE ?= .venv-serve
 STAMP_SERVE := $(VENV_SERVE)/.tt-serve-installed
 SERVE_CONFIG ?= deploy/tt-serve.toml
 
-# A second venv built the way a Tenstorrent host builds vLLM: 0.25.1 from source, VLLM_TARGET_DEVICE=empty
-# (no vllm._C), the plugin without its host extra (tests/vllm025/build_env.sh). `make test` runs
-# VLLM025_TESTS there after the main suite.
-VENV025 ?= .venv-vllm025
-STAMP025 := $(VENV025)/.tt-vllm-installed
-VLLM025_TESTS := tests/vllm025 tests/contract tests/unit/test_compat.py tests/unit/test_version_and_options.py
+# vLLM built the way a Tenstorrent host builds it, one venv per release: from the sdist with
+# VLLM_TARGET_DEVICE=empty (no vllm._C) beside torch 2.13.0+cpu, the plugin without its host extra
+# (tests/tenstorrent_vllm/build_env.sh). 0.25.1 and 0.34.0 are the ends of the supported range, 0.26.0
+# is Tenstorrent's pin (and holds the Forge stand-in, as tt-xla pins that vLLM). `make test` runs
+# TENSTORRENT_TESTS in each after the main suite.
+VLLM_RELEASE_025 := 0.25.1
+VLLM_RELEASE_026 := 0.26.0
+VLLM_RELEASE_034 := 0.34.0
+TENSTORRENT_VLLMS := 025 026 034
+FORGE_STANDIN_ENV := 026
+TENSTORRENT_TESTS := tests/tenstorrent_vllm tests/contract tests/unit/test_compat.py \
+	tests/unit/test_version_and_options.py
+FORGE_STANDIN_FILES := $(wildcard tests/fixtures/forge_standin/*.toml tests/fixtures/forge_standin/*/*.py)
 
-.PHONY: setup model chromium serve serve-ray test test-fast lint bench-setup clean-venv vllm025 test-vllm025 clean-vllm025
+.PHONY: setup model chromium serve serve-ray test test-fast lint bench-setup clean-venv \
+	$(addprefix vllm,$(TENSTORRENT_VLLMS)) $(addprefix test-vllm,$(TENSTORRENT_VLLMS)) \
+	$(addprefix clean-vllm,$(TENSTORRENT_VLLMS)) tenstorrent-vllms test-tenstorrent-vllms
 
 setup: $(STAMP) $(STAMP_SERVE)
 
@@ -66,12 +75,12 @@ chromium:
 	command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
 		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation; }
 
-test: model chromium serve-ray vllm025
+test: model chromium serve-ray tenstorrent-vllms
 	$(PY) -m pytest -q -ra
-	$(MAKE) --no-print-directory test-vllm025
+	$(MAKE) --no-print-directory test-tenstorrent-vllms
 	$(MAKE) --no-print-directory test-ttnn
 
-test-fast: model vllm025
+test-fast: model tenstorrent-vllms
 	$(PY) -m pytest -q -ra -m "not engine and not server"
 
 # What the benchmarks need beyond the tests (matplotlib for serve_sweep's plots).
@@ -84,19 +93,25 @@ lint: setup
 clean-venv:
 	rm -rf $(VENV) $(VENV_SERVE)
 
-vllm025: $(STAMP025)
+# One pattern for every release: `make vllm026` builds .venv-vllm026, `make test-vllm026` runs the subset
+# there, `make clean-vllm026` removes it. Rebuilt from scratch only when its vLLM is not built yet; a
+# pyproject change reinstalls the plugin.
+tenstorrent-vllms: $(addprefix vllm,$(TENSTORRENT_VLLMS))
+$(addprefix vllm,$(TENSTORRENT_VLLMS)): vllm%: .venv-vllm%/.tt-vllm-installed
 
-# Rebuilt from scratch only when its vLLM is not built yet; a pyproject change reinstalls the plugin.
-$(STAMP025): tests/vllm025/build_env.sh pyproject.toml $(wildcard tests/fixtures/forge_standin/*.toml tests/fixtures/forge_standin/*/*.py)
-	bash tests/vllm025/build_env.sh $(VENV025) $(PYTHON)
-	touch $(STAMP025)
+.venv-vllm%/.tt-vllm-installed: tests/tenstorrent_vllm/build_env.sh pyproject.toml $(FORGE_STANDIN_FILES)
+	bash tests/tenstorrent_vllm/build_env.sh $(VLLM_RELEASE_$*) .venv-vllm$* $(PYTHON) $(if \
+		$(filter $*,$(FORGE_STANDIN_ENV)),--forge-standin)
+	touch $@
 
 # The embedded model is prepared by the main venv (model); the subset reads the converted folder.
-test-vllm025: model vllm025
-	$(VENV025)/bin/python -m pytest -q -ra $(VLLM025_TESTS)
+test-tenstorrent-vllms: $(addprefix test-vllm,$(TENSTORRENT_VLLMS))
+$(addprefix test-vllm,$(TENSTORRENT_VLLMS)): test-vllm%: model vllm%
+	@echo "== the Tenstorrent-built vLLM subset on vLLM $(VLLM_RELEASE_$*) (.venv-vllm$*)"
+	.venv-vllm$*/bin/python -m pytest -q -ra $(TENSTORRENT_TESTS)
 
-clean-vllm025:
-	rm -rf $(VENV025)
+$(addprefix clean-vllm,$(TENSTORRENT_VLLMS)): clean-vllm%:
+	rm -rf .venv-vllm$*
 
 # The real ttnn 0.81.1 (Python 3.12: its wheels are cp310/cp312; no torch, no vLLM), with tt-umd's cluster
 # descriptors standing in for cards: tests/real_ttnn run there (tests/real_ttnn/build_env.sh). The

@@ -44,6 +44,11 @@ TT_VLLM_HOST_COMPUTE_DTYPE = EnvVar(
 TT_VLLM_HOST_ATTENTION = EnvVar(
     "TT_VLLM_HOST_ATTENTION", "auto", "auto | torch: torch forces the host models' plain-torch attention"
 )
+TT_VLLM_ALLOW_UNTESTED_VLLM = EnvVar(
+    "TT_VLLM_ALLOW_UNTESTED_VLLM",
+    None,
+    "1: start on a vLLM newer than the supported range anyway, with a warning (version_check.py)",
+)
 TT_VLLM_CACHE = EnvVar(
     "TT_VLLM_CACHE", None, "cache root for the embedded model and downloads (default ~/.cache/tt-vllm-plugin)"
 )

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from tt_vllm_plugin.compat import import_vllm_aside
 
-# Before this module's own vLLM imports: vLLM 0.25.1 imports this module while vLLM itself is being
-# imported, which fails while this module is only half executed (see compat.import_vllm_aside).
+# Before this module's own vLLM imports: vLLM 0.25.1, 0.26.0 and 0.34 import this module while vLLM itself
+# is being imported, which fails while this module is only half executed (see compat.import_vllm_aside).
 import_vllm_aside(__name__)
 
 import os
@@ -33,7 +33,13 @@ from tt_vllm_plugin.models.contract import (
     SUPPORTS_PROMPT_LOGPROBS,
 )
 from tt_vllm_plugin.options import report_ignored_options, tt_options_from_vllm_config
-from tt_vllm_plugin.refusals import UnsupportedConfiguration, reject_unsupported, reject_unsupported_caching
+from tt_vllm_plugin.refusals import (
+    HOST_SAMPLER_UNSUPPORTED,
+    UnsupportedConfiguration,
+    host_sampler_refusal,
+    reject_unsupported,
+    reject_unsupported_caching,
+)
 from tt_vllm_plugin.version_check import check_vllm_version
 
 if TYPE_CHECKING:
@@ -178,6 +184,9 @@ class TTPlatform(Platform):
                 f"{type(params).__name__} requests (pooling/embedding) are not supported on the tt platform; "
                 "only text generation is."
             )
+        if (problem := host_sampler_refusal(params)) is not None:
+            field = next(name for name in HOST_SAMPLER_UNSUPPORTED if problem.startswith(name))
+            raise VLLMValidationError(problem, parameter=field)
         if params.prompt_logprobs is not None and not cls._model_capabilities.get(
             SUPPORTS_PROMPT_LOGPROBS, False
         ):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tt_vllm_plugin import compat
 from tt_vllm_plugin.activation import DeviceChoice
 from tt_vllm_plugin.options import TTOptions
 
@@ -66,6 +67,12 @@ def _features(vllm_config: Any) -> list[str]:
         # silently recompute everything on each side.
         problems.append("KV transfer (disaggregated prefill, KV offloading): remove --kv-transfer-config")
     model_config = vllm_config.model_config
+    if model_config is not None and model_config.logits_processors and not compat.vllm_v1_runner_parts():
+        # The plugin's host sampler (vLLM 0.34 removed the V1 sampler they plug into) has no hook for them.
+        problems.append(
+            "custom logits processors on a vLLM without Model Runner V1's sampler (0.34 and later; the "
+            "tt platform samples with its own host sampler there): remove --logits-processors"
+        )
     if model_config is not None and model_config.enable_prompt_embeds:
         # Tenstorrent's contract takes token ids; an embeddings prompt would kill the engine core.
         problems.append("prompt embeddings (the TT models take token ids): remove --enable-prompt-embeds")
@@ -79,6 +86,28 @@ def _features(vllm_config: Any) -> list[str]:
             "or pass auto"
         )
     return problems
+
+
+# What vLLM's V1 sampler does that the plugin's host sampler does not (SamplingParams field -> what).
+HOST_SAMPLER_UNSUPPORTED = {
+    "thinking_token_budget": "a thinking token budget",
+    "logprob_token_ids": "logprobs of chosen token ids",
+}
+
+
+def host_sampler_refusal(params: Any) -> str | None:
+    """Why a request cannot be sampled where the runner uses the plugin's host sampler (a vLLM without
+    Model Runner V1: 0.34), or None (always None on a vLLM with its V1 sampler)."""
+    if compat.vllm_v1_runner_parts():
+        return None
+    for name, what in HOST_SAMPLER_UNSUPPORTED.items():
+        if getattr(params, name, None) is not None:
+            return (
+                f"{name} ({what}) is not supported on the tt platform with this vLLM (no Model Runner V1 "
+                "sampler since 0.34; the platform samples with its own host sampler); remove it from the "
+                "request."
+            )
+    return None
 
 
 def _dtype_name(model_config: Any) -> str:

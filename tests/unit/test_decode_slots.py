@@ -10,12 +10,12 @@ from vllm.v1.worker.gpu_input_batch import CachedRequestState
 
 from tt_vllm_plugin.models.device_sampling import DeviceSamplingParams
 from tt_vllm_plugin.worker.decode_slots import DecodeLayout, DecodeSlots
-from tt_vllm_plugin.worker.input_batch import TTInputBatch
+from tt_vllm_plugin.worker.input_batch import TTInputBatch, make_input_batch
 
 
 def input_batch_with(requests: list[tuple[str, list[int], list[int]]], block_size: int) -> TTInputBatch:
     """A batch holding (req_id, prompt, block ids) requests, each about to decode its last prompt token."""
-    batch = TTInputBatch(
+    batch = make_input_batch(
         max_num_reqs=8,
         max_model_len=16,
         max_num_batched_tokens=64,

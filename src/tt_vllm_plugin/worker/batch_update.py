@@ -9,16 +9,25 @@ never wait on the scheduler; that is what makes vLLM's async scheduling safe her
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from vllm.sampling_params import SamplingType
 from vllm.v1.core.sched.output import NewRequestData, SchedulerOutput
-from vllm.v1.worker.gpu_input_batch import CachedRequestState
 
+from tt_vllm_plugin.compat import (
+    new_request_output_tokens,
+    request_state_class,
+    resumed_req_ids,
+    resumed_token_ids,
+)
 from tt_vllm_plugin.worker.decode_slots import DecodeSlots
 from tt_vllm_plugin.worker.input_batch import TTInputBatch
 from tt_vllm_plugin.worker.prompt_logprobs import PromptLogprobs
 from tt_vllm_plugin.worker.unhandled_work import check_no_unhandled_work
+
+if TYPE_CHECKING:
+    from vllm.v1.worker.gpu_input_batch import CachedRequestState
 
 
 def update_states(
@@ -31,11 +40,12 @@ def update_states(
     """Bring the batch, the request states and the decode slots in line with the scheduler."""
     check_no_unhandled_work(scheduler_output)
     cached = scheduler_output.scheduled_cached_reqs
+    resumed = resumed_req_ids(cached)
     # A slot is kept while the request holds KV blocks: freed when it finishes or is preempted
     # (a resumed request is recomputed from scratch, in whichever slot is free then).
     slots.release(scheduler_output.finished_req_ids)
     slots.release(scheduler_output.preempted_req_ids or ())
-    slots.release(cached.resumed_req_ids)
+    slots.release(resumed)
     for req_id in scheduler_output.finished_req_ids:
         requests.pop(req_id, None)
         prompt_logprobs.discard(req_id)
@@ -44,11 +54,14 @@ def update_states(
     # Requests not scheduled this step (preempted, or waiting for budget) leave the batch but
     # keep their state; they come back through the resumed path.
     scheduled_ids = scheduler_output.num_scheduled_tokens.keys()
-    for req_id in batch.req_id_to_index.keys() - (scheduled_ids - cached.resumed_req_ids):
+    for req_id in batch.req_id_to_index.keys() - (scheduled_ids - resumed):
         batch.remove_request(req_id)
 
     to_add: list[CachedRequestState] = []
     for new in scheduler_output.scheduled_new_reqs:
+        # 0.34 re-sends a resumed request as a new one (compat.new_request_output_tokens); any row
+        # it still had is stale.
+        batch.remove_request(new.req_id)
         state = _new_request_state(new)
         requests[new.req_id] = state
         prompt_logprobs.add(state)
@@ -59,10 +72,10 @@ def update_states(
         state.num_computed_tokens = cached.num_computed_tokens[i]
         new_block_ids = cached.new_block_ids[i]
         num_output = cached.num_output_tokens[i]
-        if req_id in cached.resumed_req_ids:
+        if req_id in resumed:
             # A resumed request got a fresh block list; its tokens are recomputed from scratch.
             state.block_ids = new_block_ids
-            all_tokens = cached.all_token_ids.get(req_id)
+            all_tokens = resumed_token_ids(cached, req_id)
             if all_tokens is not None and num_output > 0:
                 state.output_token_ids = list(all_tokens[-num_output:])
             else:
@@ -100,7 +113,7 @@ def _new_request_state(new: NewRequestData) -> CachedRequestState:
     if params is not None and params.sampling_type == SamplingType.RANDOM_SEED:
         generator = torch.Generator(device="cpu")
         generator.manual_seed(params.seed)
-    return CachedRequestState(
+    return request_state_class()(
         req_id=new.req_id,
         prompt_token_ids=new.prompt_token_ids,
         mm_features=[],
@@ -108,7 +121,7 @@ def _new_request_state(new: NewRequestData) -> CachedRequestState:
         generator=generator,
         block_ids=new.block_ids,
         num_computed_tokens=new.num_computed_tokens,
-        output_token_ids=[],
+        output_token_ids=new_request_output_tokens(new),
     )
 
 

@@ -3,19 +3,21 @@
 vLLM's own ``InputBatch`` already keeps per-slot token ids, block tables and everything its sampler
 needs (temperatures, penalties, generators, logits processors for min_p / logit_bias / min_tokens,
 allowed and bad words), and adds, removes and condenses slots as requests come and go. Reusing it
-keeps sampling identical to vLLM's; this subclass adds the tensors the TT model contract takes.
+keeps sampling identical to vLLM's; :class:`TTInputBatch` adds the tensors the TT model contract
+takes. Where vLLM no longer has that batch (0.34), the same views sit on the plugin's own
+``HostInputBatch`` (``host_batch.py``); ``compat.persistent_batch_class`` says which.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from vllm.v1.worker.gpu_input_batch import InputBatch
 
-from tt_vllm_plugin.compat import input_batch_kwargs
+from tt_vllm_plugin.compat import input_batch_kwargs, persistent_batch_class
 
 
 @dataclass(frozen=True)
@@ -37,12 +39,25 @@ class DecodeInputs:
     page_table: torch.Tensor  # (max_batch, max_blocks_per_request) int32, zero padded
 
 
-class TTInputBatch(InputBatch):
-    """vLLM's persistent batch plus the contract's views of it."""
+def make_input_batch(*, block_sizes: list[int], **kwargs: Any) -> TTInputBatch:
+    """A :class:`TTInputBatch` on this vLLM's persistent batch. Takes 0.32's ``InputBatch`` arguments;
+    what another supported vLLM also needs comes from compat."""
+    cls = _on(persistent_batch_class())
+    return cls(block_sizes=block_sizes, **kwargs, **input_batch_kwargs(block_sizes))
 
-    def __init__(self, *, block_sizes: list[int], **kwargs: Any) -> None:
-        # Takes 0.32's arguments; what another supported vLLM also needs comes from compat.
-        super().__init__(block_sizes=block_sizes, **kwargs, **input_batch_kwargs(block_sizes))
+
+@functools.cache
+def _on(base: type) -> type[TTInputBatch]:
+    return type("TTInputBatch", (TTInputBatch, base), {"__module__": __name__})
+
+
+class TTInputBatch:
+    """The contract's views of the persistent batch (mixed into vLLM's ``InputBatch`` or the plugin's
+    ``HostInputBatch`` by :func:`make_input_batch`, which provide every attribute used here)."""
+
+    block_table: Any
+    token_ids_cpu: np.ndarray
+    num_computed_tokens_cpu: np.ndarray
 
     def _page_table(
         self, rows: np.ndarray, num_rows: int, num_blocks: int, slots: np.ndarray | None = None

@@ -36,6 +36,7 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
 
 from tt_vllm_plugin import envs
+from tt_vllm_plugin.compat import resumed_req_ids
 
 METRICS_DIR_ENV = envs.TT_VLLM_METRICS_DIR.name
 BACKEND_ENV = envs.TT_SERVE_BACKEND.name
@@ -188,8 +189,9 @@ class StepMetrics:
             self._drop(new.req_id)
             self._add(new.req_id, [b for group in new.block_ids[:1] for b in group])
         cached = scheduler_output.scheduled_cached_reqs
+        resumed = resumed_req_ids(cached)
         for req_id, new_ids in zip(cached.req_ids, cached.new_block_ids, strict=True):
-            if req_id in cached.resumed_req_ids:
+            if req_id in resumed:
                 self._drop(req_id)  # a resumed request's list replaces the old one
             if new_ids is not None:
                 self._add(req_id, list(new_ids[0]))

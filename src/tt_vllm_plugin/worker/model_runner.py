@@ -22,16 +22,14 @@ The runner knows nothing about the device: only the contract and the model's dec
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from vllm.config import VllmConfig
 from vllm.v1.core.sched.output import GrammarOutput, SchedulerOutput
 from vllm.v1.outputs import EMPTY_MODEL_RUNNER_OUTPUT, AsyncModelRunnerOutput, ModelRunnerOutput
-from vllm.v1.sample.logits_processor import build_logitsprocs
-from vllm.v1.sample.sampler import Sampler
-from vllm.v1.worker.gpu_input_batch import CachedRequestState
 
+from tt_vllm_plugin.compat import logits_processors, make_sampler, vllm_v1_runner_parts
 from tt_vllm_plugin.device.mesh import kv_heads_per_device
 from tt_vllm_plugin.log import get_logger
 from tt_vllm_plugin.models import registry
@@ -42,7 +40,7 @@ from tt_vllm_plugin.worker.batch_update import append_sampled_tokens, update_sta
 from tt_vllm_plugin.worker.decode import async_decode_usable, finish_decode_read, run_decode
 from tt_vllm_plugin.worker.decode_slots import DecodeLayout, DecodeSlots
 from tt_vllm_plugin.worker.fault_injection import FaultInjector
-from tt_vllm_plugin.worker.input_batch import TTInputBatch
+from tt_vllm_plugin.worker.input_batch import TTInputBatch, make_input_batch
 from tt_vllm_plugin.worker.metrics import StepMetrics
 from tt_vllm_plugin.worker.prefill import run_prefill
 from tt_vllm_plugin.worker.prompt_logprobs import PromptLogprobs
@@ -57,6 +55,9 @@ from tt_vllm_plugin.worker.sampling_mode import (
 from tt_vllm_plugin.worker.step_data import PendingStep, RowOutputs, StepContext
 from tt_vllm_plugin.worker.step_output import StepOutput
 from tt_vllm_plugin.worker.step_plan import plan_step
+
+if TYPE_CHECKING:
+    from vllm.v1.worker.gpu_input_batch import CachedRequestState
 
 logger = get_logger(__name__)
 
@@ -79,12 +80,11 @@ class TTModelRunner:
         self.kv_cache: KVCache = []
         self.input_batch: TTInputBatch | None = None
         self.requests: dict[str, CachedRequestState] = {}
-        self.sampler = Sampler(
-            logprobs_mode=self.model_config.logprobs_mode,
-            use_fp64_gumbel=self.model_config.use_fp64_gumbel,
-        )
-        # Same random draws as vLLM's CPU platform for the same seeds (see sampling_mode.py).
-        use_vllm_cpu_sampling_kernel(self.sampler)
+        # vLLM's V1 Sampler, or the plugin's host sampler on a vLLM without it (compat.py, 5).
+        self.sampler = make_sampler(self.model_config.logprobs_mode, self.model_config.use_fp64_gumbel)
+        if vllm_v1_runner_parts():
+            # Same random draws as vLLM's CPU platform for the same seeds (see sampling_mode.py).
+            use_vllm_cpu_sampling_kernel(self.sampler)
         self.sampling_options = SamplingOptions.of(options)
         # Steps sampled per path ("device" / "host"), for the tt_vllm_sampling_steps_total metric.
         self.sampling_steps: dict[str, int] = {path.value: 0 for path in SamplingPath}
@@ -152,7 +152,7 @@ class TTModelRunner:
     def _make_input_batch(self) -> TTInputBatch:
         device = torch.device("cpu")  # sampling runs on the host whatever the model's device
         custom = tuple(self.model_config.logits_processors or ())
-        return TTInputBatch(
+        return make_input_batch(
             max_num_reqs=self.max_num_reqs,
             max_model_len=self.max_model_len,
             max_num_batched_tokens=self.scheduler_config.max_num_batched_tokens,
@@ -160,7 +160,7 @@ class TTModelRunner:
             vocab_size=self.vocab_size,
             block_sizes=[self.block_size],
             max_num_blocks_per_req=[-(-self.max_model_len // self.block_size)],
-            logitsprocs=build_logitsprocs(self.vllm_config, device, False, False, custom),
+            logitsprocs=logits_processors(self.vllm_config, device, custom),
             logitsprocs_need_output_token_ids=bool(custom),
         )
 

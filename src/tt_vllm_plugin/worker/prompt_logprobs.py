@@ -2,15 +2,21 @@
 
 Follows vLLM's GPU runner: the logits at prompt position i score prompt token i + 1; a request's
 ``LogprobsTensors`` (num_prompt_tokens - 1 rows) is filled slice by slice across prefill chunks and
-handed to vLLM once its prompt is complete. Scores come from vLLM's own sampler helpers.
+handed to vLLM once its prompt is complete. Scores come from vLLM's own sampler helpers (the plugin's
+host sampler's on a vLLM without them, compat.py 5).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from vllm.v1.outputs import LogprobsTensors
-from vllm.v1.sample.sampler import Sampler
-from vllm.v1.worker.gpu_input_batch import CachedRequestState
+
+from tt_vllm_plugin.compat import logprob_helpers
+
+if TYPE_CHECKING:
+    from vllm.v1.worker.gpu_input_batch import CachedRequestState
 
 
 class PromptLogprobs:
@@ -52,9 +58,10 @@ class PromptLogprobs:
         if num_logits > 0:
             targets = torch.tensor(state.prompt_token_ids[first_target : first_target + num_logits])
             scores = logits[:num_logits].float()
+            helpers = logprob_helpers()
             if self.logprobs_mode not in ("raw_logits", "processed_logits"):
-                scores = Sampler.compute_logprobs(scores)
-            token_ids, logprobs, ranks, *_ = Sampler.gather_logprobs(scores, count, targets)
+                scores = helpers.compute_logprobs(scores)
+            token_ids, logprobs, ranks, *_ = helpers.gather_logprobs(scores, count, targets)
             window = slice(num_computed, num_computed + num_logits)
             tensors.logprob_token_ids[window] = token_ids
             tensors.logprobs[window] = logprobs

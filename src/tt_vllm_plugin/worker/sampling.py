@@ -3,20 +3,22 @@ or taken as the model's device sampled them (which sampler, ``sampling_mode.py``
 
 from __future__ import annotations
 
+from typing import Any
+
 from vllm.v1.core.sched.output import GrammarOutput
 from vllm.v1.outputs import LogprobsLists, ModelRunnerOutput
-from vllm.v1.sample.sampler import Sampler
-from vllm.v1.structured_output.utils import apply_grammar_bitmask
 
+from tt_vllm_plugin.compat import apply_grammar_bitmask, runner_output_index
 from tt_vllm_plugin.worker.input_batch import TTInputBatch
 from tt_vllm_plugin.worker.step_data import PendingStep
 
 
 def sample_on_host(
-    sampler: Sampler, batch: TTInputBatch, pending: PendingStep, grammar_output: GrammarOutput | None
+    sampler: Any, batch: TTInputBatch, pending: PendingStep, grammar_output: GrammarOutput | None
 ) -> tuple[list[list[int]], LogprobsLists | None]:
-    """vLLM's sampler over the step's logits, with vLLM's persistent batch metadata (and the grammar
-    bitmask, if any); returns the tokens per row and the logprobs the requests asked for."""
+    """vLLM's sampler (or the plugin's host sampler, compat.py 5) over the step's logits, with the
+    persistent batch's metadata (and the grammar bitmask, if any); returns the tokens per row and the
+    logprobs the requests asked for."""
     logits = pending.outputs.values
     if grammar_output is not None:
         apply_grammar_bitmask(pending.scheduler_output, grammar_output, batch, logits)
@@ -57,9 +59,10 @@ def runner_output(
     logprobs: LogprobsLists | None,
     pending: PendingStep,
 ) -> ModelRunnerOutput:
+    req_ids = batch.req_ids.copy()
     return ModelRunnerOutput(
-        req_ids=batch.req_ids.copy(),
-        req_id_to_index=batch.req_id_to_index.copy(),
+        req_ids=req_ids,
+        **runner_output_index(req_ids),
         sampled_token_ids=sampled_token_ids,
         logprobs=logprobs,
         prompt_logprobs_dict=pending.prompt_logprobs,

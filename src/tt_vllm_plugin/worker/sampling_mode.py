@@ -14,12 +14,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from vllm.sampling_params import SamplingParams
-from vllm.v1.sample.sampler import Sampler
-from vllm.v1.worker.gpu_input_batch import InputBatch
 
 from tt_vllm_plugin.compat import has_vllm_cpu_op
 from tt_vllm_plugin.models.device_sampling import (
@@ -30,6 +29,9 @@ from tt_vllm_plugin.models.device_sampling import (
     request_seed_tensor,
 )
 from tt_vllm_plugin.options import TTOptions
+
+if TYPE_CHECKING:
+    from tt_vllm_plugin.worker.input_batch import TTInputBatch
 
 
 class SamplingPath(enum.Enum):
@@ -105,7 +107,7 @@ def choose_sampling_path(
     return SamplingPath.DEVICE
 
 
-def use_vllm_cpu_sampling_kernel(sampler: Sampler) -> bool:
+def use_vllm_cpu_sampling_kernel(sampler: Any) -> bool:
     """Make ``sampler`` draw random tokens the way vLLM's own CPU platform does; True if it now does.
 
     The runner always samples on the CPU, but vLLM picks its CPU kernel (Gumbel-max with a per-row
@@ -134,7 +136,7 @@ class SamplingOptions:
 
 
 def device_sampling_params(
-    batch: InputBatch,
+    batch: TTInputBatch,
     num_reqs: int,
     discarded: np.ndarray,
     request_seeds: Sequence[int | None],

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from vllm.v1.core.sched.output import SchedulerOutput
 from vllm.v1.outputs import LogprobsTensors
-from vllm.v1.worker.gpu_input_batch import CachedRequestState
 
 from tt_vllm_plugin.models.contract import KVCache, TTModel
 from tt_vllm_plugin.worker.decode_slots import DecodeSlots
 from tt_vllm_plugin.worker.input_batch import TTInputBatch
 from tt_vllm_plugin.worker.metrics import StepMetrics
+
+if TYPE_CHECKING:
+    from vllm.v1.worker.gpu_input_batch import CachedRequestState
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,11 @@ class StepOutput(AsyncModelRunnerOutput):
         assert self._output is not None
         return self._output
 
+    def get_kv_connector_output(self) -> None:
+        """No KV connector output (``--kv-transfer-config`` is refused); abstract in vLLM 0.34's
+        ``AsyncModelRunnerOutput``, absent before."""
+        return None
+
     @property
     def finished(self) -> bool:
         with self._lock:

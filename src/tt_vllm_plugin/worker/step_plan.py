@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from vllm.v1.worker.gpu_input_batch import CachedRequestState
 
 from tt_vllm_plugin.models.device_sampling import DeviceSamplingParams
 from tt_vllm_plugin.worker.input_batch import TTInputBatch
 from tt_vllm_plugin.worker.sampling_mode import SamplingPath, device_sampling_params
+
+if TYPE_CHECKING:
+    from vllm.v1.worker.gpu_input_batch import CachedRequestState
 
 
 @dataclass(frozen=True)

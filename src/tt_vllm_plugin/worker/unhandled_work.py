@@ -7,7 +7,8 @@ caches (``KVCacheConfig.needs_kv_cache_zeroing``), copies for partial prefix-cac
 Mamba "align" hashing (``KVCacheCoordinator.enable_partial_hash_hits``). The tt platform asks for one
 full-attention cache in the model's dtype, so both stay None. Should a future vLLM fill them for that
 layout too, ignoring them would read stale KV blocks: a wrong answer with no error. vLLM 0.25.1 has
-only ``new_block_ids_to_zero`` (see ``compat.scheduler_output_field``).
+only ``new_block_ids_to_zero``; ``kv_cache_block_copies`` exists from 0.26.0 (see
+``compat.scheduler_output_field``).
 """
 
 from __future__ import annotations

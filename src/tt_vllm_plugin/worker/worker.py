@@ -19,6 +19,7 @@ from vllm.v1.outputs import ModelRunnerOutput
 from vllm.v1.worker.worker_base import CompilationTimes, WorkerBase
 
 from tt_vllm_plugin.activation import DeviceChoice, resolve_device
+from tt_vllm_plugin.compat import memory_utilization
 from tt_vllm_plugin.device.host import open_host_device, tolerate_missing_accelerator
 from tt_vllm_plugin.device.ttnn import close_ttnn_device, open_ttnn_device
 from tt_vllm_plugin.log import get_logger
@@ -135,7 +136,7 @@ class TTWorker(WorkerBase):
             return wanted  # the pool lives in device DRAM, sized by the budget, not by host memory
         memory = psutil.virtual_memory()
         rss = psutil.Process(os.getpid()).memory_info().rss
-        limit = int(memory.total * self.cache_config.gpu_memory_utilization) - rss
+        limit = int(memory.total * memory_utilization(self.cache_config)) - rss
         limit = min(limit, memory.available)
         if wanted > limit:
             logger.warning(

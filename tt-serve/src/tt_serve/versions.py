@@ -28,7 +28,8 @@ class VllmRequirement:
 
 def version_in(version: str, specifier: str) -> bool:
     """Whether ``version`` is in any of the " or "-separated ranges of ``specifier`` (the plugin's
-    ``VllmRanges`` text). Local and dev suffixes ("0.32.0+cpu", "0.25.1+empty") count as their release."""
+    range, or a config file's alternatives). Local and dev suffixes ("0.32.0+cpu", "0.26.0+empty") count
+    as their release."""
     try:
         release = Version(Version(version).base_version)
         return any(
@@ -37,6 +38,20 @@ def version_in(version: str, specifier: str) -> bool:
         )
     except (InvalidVersion, InvalidSpecifier):
         return False
+
+
+def past_the_range(version: str, specifier: str) -> bool:
+    """Whether ``version`` is outside ``specifier`` and no older than any version it names (a release
+    newer than the range, not an older or unreadable one)."""
+    if version_in(version, specifier):
+        return False
+    try:
+        release = Version(Version(version).base_version)
+        alternatives = [SpecifierSet(alt.strip()) for alt in str(specifier).split(" or ")]
+        named = [Version(spec.version) for alt in alternatives for spec in alt]
+    except (InvalidVersion, InvalidSpecifier):
+        return False
+    return bool(named) and all(release >= bound for bound in named)
 
 
 def required_vllm(

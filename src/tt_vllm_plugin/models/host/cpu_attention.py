@@ -20,12 +20,11 @@ import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from tt_vllm_plugin import envs
-from tt_vllm_plugin.compat import has_vllm_cpu_op
+from tt_vllm_plugin.compat import has_vllm_cpu_op, vllm_cpu_ops
 
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _KERNEL_OPS = ("cpu_attn_reshape_and_cache", "cpu_attention_with_kv_cache", "get_scheduler_metadata")
@@ -53,13 +52,6 @@ def _isa(dtype: torch.dtype, block_size: int, head_dim: int) -> str:
     from vllm.v1.attention.backends.cpu_attn import _get_attn_isa
 
     return _get_attn_isa(dtype, block_size, head_dim)
-
-
-@functools.cache
-def _ops() -> Any:
-    from vllm import _custom_ops
-
-    return _custom_ops
 
 
 @dataclass(frozen=True)
@@ -97,7 +89,7 @@ class KernelBatch:
         query_start_loc[1:] = torch.tensor(list(new_lens), dtype=torch.int32).cumsum(0)
         lens = torch.tensor(list(seq_lens), dtype=torch.int32)
         isa = _isa(dtype, block_size, head_dim)
-        metadata = _ops().cpu_attn_get_scheduler_metadata(
+        metadata = vllm_cpu_ops().cpu_attn_get_scheduler_metadata(
             num_reqs=len(new_lens),
             num_heads=num_heads,
             num_kv_heads=num_kv_heads,
@@ -130,7 +122,7 @@ class KernelBatch:
     ) -> torch.Tensor:
         """Write the new tokens' ``k``/``v`` (N, kv_heads, head_dim) into the cache, then attend
         ``q`` (N, heads, head_dim) to each request's cached and new tokens. Returns (N, heads * head_dim)."""
-        ops = _ops()
+        ops = vllm_cpu_ops()
         ops.cpu_attn_reshape_and_cache(
             k.to(k_cache.dtype), v.to(v_cache.dtype), k_cache, v_cache, self.slot_mapping, self.isa
         )

@@ -9,13 +9,12 @@ wherever those kernels are not available (CUDA host device, a vLLM build without
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 
-from tt_vllm_plugin.compat import has_vllm_cpu_op, vllm_cpu_kernels_available
+from tt_vllm_plugin.compat import has_vllm_cpu_op, vllm_cpu_kernels_available, vllm_cpu_ops
 
 Backend = Literal["onednn", "sgl", "torch"]
 
@@ -27,7 +26,10 @@ _ONEDNN_PRIMITIVE_CACHE = 32
 
 def _sgl_fits(weight: torch.Tensor) -> bool:
     """vLLM's own rule for its small-GEMM (AMX) kernel."""
-    if not has_vllm_cpu_op("convert_weight_packed"):
+    # The op is in vllm._C; its Python wrapper only from 0.32 (compat.vllm_cpu_ops).
+    if not has_vllm_cpu_op("convert_weight_packed") or not hasattr(
+        vllm_cpu_ops(), "weight_packed_linear_cpu"
+    ):
         return False
     try:
         from vllm.model_executor.layers.utils import check_cpu_sgl_kernel
@@ -68,7 +70,7 @@ class HostLinear:
         self._packed: Any = None
         if self.backend == "onednn":
             try:
-                self._packed = _ops().create_onednn_mm(weight.t(), _ONEDNN_PRIMITIVE_CACHE)
+                self._packed = vllm_cpu_ops().create_onednn_mm(weight.t(), _ONEDNN_PRIMITIVE_CACHE)
             except RuntimeError:  # oneDNN refused this shape/dtype: vLLM falls back the same way
                 self.backend = "torch"
         elif self.backend == "sgl":
@@ -81,20 +83,16 @@ class HostLinear:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.backend == "onednn":
             # oneDNN reads x as a dense row-major (M, K) matrix.
-            return _ops().onednn_mm(self._packed, x if x.is_contiguous() else x.contiguous(), self.bias)
+            return vllm_cpu_ops().onednn_mm(
+                self._packed, x if x.is_contiguous() else x.contiguous(), self.bias
+            )
         if self.backend == "sgl":
-            return _ops().weight_packed_linear_cpu(x.contiguous(), self._packed, self.out_features, self.bias)
+            return vllm_cpu_ops().weight_packed_linear_cpu(
+                x.contiguous(), self._packed, self.out_features, self.bias
+            )
         assert self.weight is not None
         return F.linear(x, self.weight, self.bias)
 
     def __repr__(self) -> str:
         dtype = str(self.dtype).removeprefix("torch.")
         return f"HostLinear({self.in_features} -> {self.out_features}, {dtype}, {self.backend})"
-
-
-@functools.cache
-def _ops() -> Any:
-    """``vllm._custom_ops`` (imported on first use: only the CPU fast paths need it)."""
-    from vllm import _custom_ops
-
-    return _custom_ops

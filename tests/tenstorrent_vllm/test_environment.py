@@ -1,4 +1,5 @@
-"""The environment is Tenstorrent's vLLM build, and installing the plugin left it as it was."""
+"""The environment is vLLM built the way a Tenstorrent host builds it (0.25.1, 0.26.0 or 0.34.0), and
+installing the plugin left vLLM and torch as they were."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-# Written by tests/vllm025/build_env.sh before and after it installed the plugin.
+# Written by tests/tenstorrent_vllm/build_env.sh before and after it installed the plugin.
 VERSIONS_BEFORE = Path(sys.prefix) / "tt-versions-before.json"
 VERSIONS_AFTER = Path(sys.prefix) / "tt-versions-after.json"
 
@@ -31,14 +32,14 @@ def _versions_now() -> dict[str, str]:
     }
 
 
-def test_vllm_is_0_25_1_built_for_target_empty_without_vllm_c():
+def test_vllm_is_built_for_target_empty_without_vllm_c(vllm_release):
     import vllm
 
     distribution = Version(importlib.metadata.version("vllm"))
     print(f"vLLM {vllm.__version__} (distribution vllm {distribution}); vllm._C absent")
-    assert vllm.__version__ == "0.25.1"
+    assert vllm.__version__ == vllm_release
     # vLLM's setup.py appends the target device as the local version: "+empty".
-    assert (distribution.base_version, distribution.local) == ("0.25.1", "empty")
+    assert (distribution.base_version, distribution.local) == (vllm_release, "empty")
     assert importlib.util.find_spec("vllm._C") is None
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("vllm._C")
@@ -70,7 +71,7 @@ def _run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_plugin_activates_on_the_host_device(default_model_path):
+def test_plugin_activates_on_the_host_device(default_model_path, vllm_release):
     code = (
         "from vllm.engine.arg_utils import EngineArgs\n"
         f"EngineArgs(model={default_model_path!r}, max_model_len=256).create_engine_config()\n"
@@ -81,7 +82,8 @@ def test_plugin_activates_on_the_host_device(default_model_path):
     assert "PLATFORM tt TTPlatform" in result.stdout
     lines = [line for line in result.stderr.splitlines() if "Platform tt (tt-vllm-plugin) active" in line]
     assert len(lines) == 1, result.stderr
-    assert lines[0].endswith("Platform tt (tt-vllm-plugin) active on the host device; vLLM 0.25.1+empty")
+    expected = f"Platform tt (tt-vllm-plugin) active on the host device; vLLM {vllm_release}+empty"
+    assert lines[0].endswith(expected)
 
 
 def test_ttnn_without_hardware_stops_with_the_documented_error(default_model_path):

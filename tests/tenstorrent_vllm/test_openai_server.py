@@ -1,5 +1,6 @@
-"""vLLM 0.25.1's OpenAI-compatible server with the tt platform on the host device (a child process),
-through the openai client: greedy tokens identical to transformers."""
+"""The OpenAI-compatible server of a Tenstorrent-built vLLM (0.25.1, 0.26.0, 0.34.0) with the tt platform
+on the host device (a child process), through the openai client: greedy tokens identical to
+transformers."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import openai
 import pytest
 
 from tests.e2e.server import RunningServer, host_plugin_server
-from tests.vllm025.conftest import MAX_TOKENS, PROMPTS
+from tests.tenstorrent_vllm.conftest import MAX_TOKENS, PROMPTS
 
 pytestmark = pytest.mark.server
 
@@ -20,7 +21,7 @@ SERVED_NAME = "smollm2-135m-instruct"
 def server(default_model_path, tmp_path_factory) -> Iterator[RunningServer]:
     with host_plugin_server(
         default_model_path,
-        tmp_path_factory.mktemp("vllm025_server"),
+        tmp_path_factory.mktemp("tenstorrent_vllm_server"),
         "--served-model-name",
         SERVED_NAME,
         "--max-model-len",
@@ -38,9 +39,9 @@ def client(server) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused")
 
 
-def test_log_names_platform_device_and_vllm_0_25_1(server):
+def test_log_names_platform_device_and_vllm_release(server, vllm_release):
     log = server.log()
-    assert "Platform tt (tt-vllm-plugin) active on the host device; vLLM 0.25.1+empty" in log
+    assert f"Platform tt (tt-vllm-plugin) active on the host device; vLLM {vllm_release}+empty" in log
     assert "tt worker on the host (cpu, float32) device" in log
     assert "vllm._C is absent" in log
 
