@@ -110,6 +110,17 @@ class TTPlatform(Platform):
         pass  # the TT runner uses no vLLM custom ops
 
     @classmethod
+    def pre_register_and_update(cls, parser: Any = None) -> None:
+        """Called before vLLM builds its ModelConfig: make the TT architectures, and the bare names
+        TT_MODEL_CLASS_OVERRIDES names, known to vLLM's registry (Tenstorrent's plugin registers there
+        too), so a checkpoint whose architecture only an override serves gets past vLLM's own checks."""
+        super().pre_register_and_update(parser)
+        try:
+            registry.register_with_vllm()
+        except Exception as error:  # check_and_update_config raises it again, where it stops the start
+            logger.warning("TT models not registered with vLLM yet: %s", error)
+
+    @classmethod
     def update_block_size_for_backend(cls, vllm_config: VllmConfig) -> None:
         pass  # set in check_and_update_config; vLLM's version asks attention backends we do not use
 
