@@ -62,6 +62,8 @@ def test_the_ttt_compat_release_serves_all_its_text_generators(tmp_path: Path) -
             "TTExaone4_5_ForConditionalGeneration": f"{module}:Exaone4_5_ForConditionalGeneration",
         }
         assert registry.architectures_needing_images(DeviceChoice.TTNN) == IMAGES
+        # vLLM knows the checkpoint as multimodal; the class serves its text, so vLLM gets the bare name.
+        assert set(registry.resolve(DeviceChoice.TTNN).bare_names) == {"Exaone4_5_ForConditionalGeneration"}
 
 
 def test_the_tt_transformers_release_serves_its_own(tmp_path: Path) -> None:
@@ -103,6 +105,7 @@ def test_classes_elsewhere_in_the_models_package_count_when_their_module_is_ther
     with on_path(checkout(tmp_path, "ttt_compat", ("LlamaForCausalLM",), modules=modules)):
         served = registry.implementations(DeviceChoice.TTNN)
         images = registry.architectures_needing_images(DeviceChoice.TTNN)
+        bare = registry.resolve(DeviceChoice.TTNN).bare_names
     gemma4 = "models.demos.gemma4.tt.generator_vllm:Gemma4ForCausalLM"
     assert served == {
         "TTLlamaForCausalLM": "models.ttt_compat.tt.generator_vllm:LlamaForCausalLM",
@@ -111,3 +114,5 @@ def test_classes_elsewhere_in_the_models_package_count_when_their_module_is_ther
         "TTGemma4UnifiedForConditionalGeneration": gemma4,
     }
     assert images == ["Qwen2_5_VLForConditionalGeneration"]
+    # As Tenstorrent's plugin, the Gemma 4 names go to vLLM's registry bare too (vLLM sees text only).
+    assert sorted(bare) == [name.removeprefix("TT") for name in sorted(served) if "Gemma4" in name]

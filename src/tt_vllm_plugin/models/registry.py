@@ -25,6 +25,7 @@ from tt_vllm_plugin.activation import DeviceChoice, DeviceSelectionError, resolv
 from tt_vllm_plugin.models import user_models
 from tt_vllm_plugin.models.tt_metal import adapter as tt_metal_adapter
 from tt_vllm_plugin.models.tt_metal import generators
+from tt_vllm_plugin.models.tt_metal.inventory import Served
 from tt_vllm_plugin.models.user_models import UserModel
 
 _HOST_LLAMA = "tt_vllm_plugin.models.host.llama.architectures"
@@ -62,7 +63,7 @@ class Resolved:
 
     served: dict[str, UserModel]
     needs_images: dict[str, str]
-    bare_names: dict[str, UserModel]  # override names vLLM's registry must also know
+    bare_names: dict[str, UserModel]  # Hugging Face names vLLM's registry must also know
 
 
 def resolve(device: DeviceChoice | None = None) -> Resolved:
@@ -72,16 +73,15 @@ def resolve(device: DeviceChoice | None = None) -> Resolved:
     :class:`~tt_vllm_plugin.models.tt_metal.generators.TTMetalUnavailable` without tt-metal."""
     device = device or current_device()
     user = user_models.load()
-    builtin: dict[str, str] = {}
-    images: dict[str, str] = {}
-    if user.builtin_enabled:
-        if device is DeviceChoice.TTNN:
-            builtin, images = generators.generator_targets(), generators.image_targets()
-        else:
-            builtin = dict(TT_MODEL_CLASSES)
-    served = {name: UserModel(target, BUILT_IN) for name, target in builtin.items()} | user.served()
-    images = {name: target for name, target in images.items() if name not in served}
-    return Resolved(served, images, user.bare_names)
+    builtin = Served(dict(TT_MODEL_CLASSES), {}, {})
+    if not user.builtin_enabled:
+        builtin = Served({}, {}, {})
+    elif device is DeviceChoice.TTNN:
+        builtin = generators.served_targets()
+    served = {name: UserModel(target, BUILT_IN) for name, target in builtin.text.items()} | user.served()
+    images = {name: target for name, target in builtin.needs_images.items() if name not in served}
+    bare = {name: UserModel(target, BUILT_IN) for name, target in builtin.bare_names.items()}
+    return Resolved(served, images, bare | user.bare_names)
 
 
 def implementations(device: DeviceChoice | None = None) -> dict[str, str]:

@@ -73,16 +73,13 @@ def present_classes() -> dict[GeneratorClass, str]:
     return found
 
 
-def generator_targets() -> dict[str, str]:
-    """TT architecture -> ``"module:Class"`` for every text generator the installed tt-metal has."""
-    text, _ = inventory.served(present_classes())
-    return {TT_PREFIX + arch: target for arch, target in text.items()}
-
-
-def image_targets() -> dict[str, str]:
-    """The same for the generators that need images (listed, refused until the runner passes images)."""
-    _, images = inventory.served(present_classes())
-    return {TT_PREFIX + arch: target for arch, target in images.items()}
+def served_targets() -> inventory.Served:
+    """What the installed tt-metal's classes serve, by TT name (``TT`` + architecture); ``bare_names``
+    stay Hugging Face names."""
+    found = inventory.served(present_classes())
+    text = {TT_PREFIX + arch: target for arch, target in found.text.items()}
+    images = {TT_PREFIX + arch: target for arch, target in found.needs_images.items()}
+    return inventory.Served(text, images, dict(found.bare_names))
 
 
 def load_generator_class(target: str) -> type:

@@ -39,6 +39,9 @@ class GeneratorClass:
     source: str  # where the mapping is read from
     module: str | None = None  # None: tt-metal's generator module (either layout)
     needs_images: bool = False  # its prefill takes images: refused until the runner passes them
+    # vLLM knows these checkpoints as multimodal, the class serves their text: vLLM's registry gets the
+    # bare names too (as PF does for Gemma 4), so vLLM's config treats the checkpoint as text only.
+    bare_names: bool = False
 
 
 # First entry whose class is present wins an architecture.
@@ -56,7 +59,10 @@ GENERATOR_CLASSES: tuple[GeneratorClass, ...] = (
     # Text decoder only (its docstring: "Vision inputs are not yet wired through vLLM"); PF has no
     # built-in entry, the docstring names the TT name TTExaone4_5_ForConditionalGeneration.
     GeneratorClass(
-        "Exaone4_5_ForConditionalGeneration", ("Exaone4_5_ForConditionalGeneration",), "VC docstring"
+        "Exaone4_5_ForConditionalGeneration",
+        ("Exaone4_5_ForConditionalGeneration",),
+        "VC docstring",
+        bare_names=True,
     ),
     # Their prefill takes images (VC: Gemma3 pixel_values, Mistral3 images -> pixel_values/image_sizes,
     # Mllama images and cross_page_table).
@@ -99,6 +105,7 @@ GENERATOR_CLASSES: tuple[GeneratorClass, ...] = (
         ("Gemma4ForCausalLM", "Gemma4ForConditionalGeneration", "Gemma4UnifiedForConditionalGeneration"),
         "PF Gemma4 aliases",
         module=_GEMMA4,
+        bare_names=True,
     ),
     GeneratorClass(
         "DeepseekV3ForCausalLM", ("DeepseekV3ForCausalLM",), "PF TTDeepseekV3ForCausalLM", module=_DEEPSEEK_V3
@@ -106,22 +113,34 @@ GENERATOR_CLASSES: tuple[GeneratorClass, ...] = (
     GeneratorClass(
         "Qwen36ForCausalLM",
         ("Qwen3_5ForConditionalGeneration",),
-        "PF TTQwen3_5ForConditionalGeneration",
+        'PF TTQwen3_5ForConditionalGeneration ("Qwen3.5 - Text")',
         module=_QWEN36,
+        bare_names=True,
     ),
 )
 
 
-def served(present: dict[GeneratorClass, str]) -> tuple[dict[str, str], dict[str, str]]:
-    """Split the classes found (class -> ``"module:Class"``) into what the ttnn device serves and what
-    needs images: two maps, Hugging Face architecture -> target, the first present class winning."""
-    text: dict[str, str] = {}
-    images: dict[str, str] = {}
+@dataclass(frozen=True)
+class Served:
+    """What the classes found serve, Hugging Face architecture -> ``"module:Class"``."""
+
+    text: dict[str, str]
+    needs_images: dict[str, str]
+    bare_names: dict[str, str]  # of ``text``: the architectures vLLM's registry gets under the bare name
+
+
+def served(present: dict[GeneratorClass, str]) -> Served:
+    """Sort the classes found (class -> ``"module:Class"``) by what they serve, the first present class
+    winning an architecture."""
+    result = Served({}, {}, {})
     for entry in GENERATOR_CLASSES:
         target = present.get(entry)
         if target is None:
             continue
         for arch in entry.architectures:
-            if arch not in text and arch not in images:
-                (images if entry.needs_images else text)[arch] = target
-    return text, images
+            if arch in result.text or arch in result.needs_images:
+                continue
+            (result.needs_images if entry.needs_images else result.text)[arch] = target
+            if entry.bare_names and not entry.needs_images:
+                result.bare_names[arch] = target
+    return result
