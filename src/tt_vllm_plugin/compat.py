@@ -22,6 +22,16 @@ Differences that need code here (source paths are inside the ``vllm`` package of
    and :func:`has_vllm_cpu_op`.
 4. ``SchedulerOutput`` (``v1/core/sched/output.py``): ``new_block_ids_to_zero`` is in both,
    ``kv_cache_block_copies`` only in 0.32. See :func:`scheduler_output_field`.
+5. vLLM's KV cache planner and plan. ``get_kv_cache_groups(vllm_config, kv_cache_spec)`` is in
+   ``v1/core/kv_cache_utils.py`` up to 0.32, in ``v1/core/kv_cache_planning.py`` in 0.34 (same signature;
+   :func:`kv_cache_planner`). Which layers share one buffer (``KVCacheConfig.kv_cache_tensors``,
+   ``v1/kv_cache_interface.py``): 0.25.1's ``KVCacheTensor.shared_by`` lists them (the i-th layer of each
+   group); 0.32 and 0.34 give each group's layers one ``KVCacheTensor`` (``layers``, ``layer_stride``,
+   ``offset``) and let groups alias from byte 0, so layers at the same byte offset share (the same i-th
+   layer of each group in a layer-outermost layout). See :func:`kv_cache_buffers`.
+   ``Platform.support_hybrid_kv_cache`` (default False; False turns the hybrid KV cache manager off and
+   vLLM unifies sliding-window specs into full attention, ``config/vllm.py``) and ``SlidingWindowSpec``
+   (``sliding_window`` required) are the same in 0.25.1, 0.32 and 0.34.
 
 Differences read and found to need no code (so nobody looks for them again):
 
@@ -59,6 +69,7 @@ Differences read and found to need no code (so nobody looks for them again):
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.util
 import inspect
 import sys
@@ -178,3 +189,30 @@ def _vllm_version() -> str:
 def scheduler_output_field(scheduler_output: Any, name: str) -> Any:
     """``scheduler_output.<name>``, or None where this vLLM's ``SchedulerOutput`` has no such field."""
     return getattr(scheduler_output, name, None)
+
+
+# ---- 5. vLLM's KV cache planner and plan ----------------------------------------------------
+
+
+@functools.cache
+def kv_cache_planner() -> Any:
+    """The module with vLLM's ``get_kv_cache_groups(vllm_config, kv_cache_spec)`` and
+    ``get_kv_cache_config_from_groups(vllm_config, groups, available_memory)``."""
+    name = "vllm.v1.core.kv_cache_planning"
+    if importlib.util.find_spec(name) is None:
+        name = "vllm.v1.core.kv_cache_utils"
+    return importlib.import_module(name)
+
+
+def kv_cache_buffers(kv_cache_config: Any) -> list[list[str]]:
+    """The layer names of each KV buffer in vLLM's plan: layers listed together share one buffer
+    (hybrid groups overlay each other; a block id belongs to one group at a time)."""
+    buffers: dict[Any, list[str]] = {}
+    for index, tensor in enumerate(kv_cache_config.kv_cache_tensors):
+        shared_by = getattr(tensor, "shared_by", None)
+        if shared_by is not None:  # 0.25.1
+            buffers[("tensor", index)] = list(shared_by)
+            continue
+        for position, name in enumerate(tensor.layers):  # 0.32, 0.34: same bytes, same buffer
+            buffers.setdefault(("offset", tensor.offset + position * tensor.layer_stride), []).append(name)
+    return list(buffers.values())

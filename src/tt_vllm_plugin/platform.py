@@ -106,6 +106,14 @@ class TTPlatform(Platform):
         return False
 
     @classmethod
+    def support_hybrid_kv_cache(cls) -> bool:
+        """Yes, as Tenstorrent's platform says: a model whose ``get_kv_cache_spec`` mixes attention types
+        gets several KV cache groups and one page table per layer (``worker/kv_cache_layout.py``). With
+        False (vLLM's default), vLLM turns its hybrid KV cache manager off and merges sliding-window specs
+        into full attention. A model with one spec type gets one group either way."""
+        return True
+
+    @classmethod
     def import_kernels(cls) -> None:
         pass  # the TT runner uses no vLLM custom ops
 
