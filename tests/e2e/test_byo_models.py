@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.e2e.in_process import in_process_llm
 from tests.e2e.random_models import save_random_model
@@ -77,3 +78,26 @@ def test_an_override_serves_an_architecture_vllm_does_not_know(tmp_path, monkeyp
         got, served = generate(llm), llm.collective_rpc("get_model_inspection")
     assert served == ["tt_byo_outside_models.MyLlamaForCausalLM on the tt platform"]
     assert got == transformers_greedy(str(folder), PROMPTS, MAX_TOKENS)
+
+
+def test_a_class_with_its_own_kv_cache_spec_and_per_layer_allocation(tmp_path, monkeypatch):
+    """The worker takes the spec from the class's get_kv_cache_spec and the runner allocates through its
+    allocate_kv_cache_per_layer (one buffer per layer: a single KV cache group), with vLLM's hybrid KV cache
+    manager on (the platform supports it); the tokens are transformers'."""
+    monkeypatch.syspath_prepend(str(FIXTURES / "outside"))
+    monkeypatch.setenv(
+        "TT_MODEL_CLASS_OVERRIDES", "LlamaForCausalLM=tt_byo_outside_models:HybridSpecLlamaForCausalLM"
+    )
+    from tt_byo_outside_models import HybridSpecLlamaForCausalLM
+
+    folder = str(save_random_model("LlamaForCausalLM", tmp_path / "llama"))
+    with in_process_llm(model=folder, **ENGINE) as llm:
+        got = generate(llm)
+        assert llm.llm_engine.vllm_config.scheduler_config.disable_hybrid_kv_cache_manager is False
+    asked = HybridSpecLlamaForCausalLM.asked
+    assert asked["spec"] and set(asked["spec"]) == {2}
+    blocks = ENGINE["additional_config"]["tt"]["kv_cache_tokens"] // ENGINE["block_size"]
+    assert asked["allocate"] == [
+        [((blocks, 2, 16, 16), torch.float32, 0), ((blocks, 2, 16, 16), torch.float32, 1)]
+    ]
+    assert got == transformers_greedy(folder, PROMPTS, MAX_TOKENS)

@@ -279,8 +279,10 @@ class TTModelRunner:
 
 def _check_takes_page_tables_per_layer(model: Any, num_groups: int) -> None:
     """A model whose layers sit in several KV cache groups needs one page table per layer."""
+    takes = getattr(model, "takes_keyword", None)  # the adapter answers for the generator behind it
     for method in ("prefill_forward", "decode_forward"):
-        if not accepts(getattr(model, method), "page_tables_per_layer"):
+        name = "page_tables_per_layer"
+        if not (takes(method, name) if takes is not None else accepts(getattr(model, method), name)):
             raise NotImplementedError(
                 f"{type(model).__name__}: vLLM planned {num_groups} KV cache groups (hybrid attention), but "
                 f"its {method} takes no page_tables_per_layer (one page table per layer, each its group's)."

@@ -36,7 +36,7 @@ from tt_vllm_plugin.models.optional_hooks import (
     trace_flags,
 )
 from tt_vllm_plugin.models.tt_metal.sampling import for_generator
-from tt_vllm_plugin.models.tt_metal.signatures import accepts, forward_target, initialize_kwargs
+from tt_vllm_plugin.models.tt_metal.signatures import accepts, forward_chain, initialize_kwargs
 
 logger = get_logger(__name__)
 
@@ -92,16 +92,17 @@ class TTMetalModel:
 
         return processed
 
-    def _takes(self, method: str, name: str) -> bool:
-        """Whether ``generator.<method>`` takes ``name``: the shim names it (tt-metal's hybrid classes take
-        ``page_tables_per_layer`` themselves) or the method it hands the call to does."""
+    def takes_keyword(self, method: str, name: str) -> bool:
+        """Whether ``generator.<method>`` takes ``name``: a shim on the way names it (tt-metal's hybrid
+        classes take ``page_tables_per_layer`` themselves) or the method the call ends in does. The
+        runner asks this of any model that answers it."""
         key = (method, name)
         if key not in self._accepted:
-            direct = getattr(self.generator, method)
-            self._accepted[key] = accepts(direct, name) or accepts(
-                forward_target(self.generator, method), name
-            )
+            chain = forward_chain(self.generator, method)
+            self._accepted[key] = any(accepts(function, name) for function in chain)
         return self._accepted[key]
+
+    _takes = takes_keyword
 
     def _per_layer_kwargs(
         self, method: str, page_tables_per_layer: list[torch.Tensor] | None

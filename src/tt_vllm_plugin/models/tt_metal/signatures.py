@@ -78,23 +78,30 @@ def _shim_callee(function: Any, name: str, mro: tuple[type, ...], index: int) ->
     return None
 
 
-def forward_target(generator: Any, method: str) -> Callable[..., Any]:
-    """The function whose signature says what ``generator.<method>(...)`` really takes."""
+def forward_chain(generator: Any, method: str) -> list[Callable[..., Any]]:
+    """The functions ``generator.<method>(...)`` goes through, shims first; the last one's signature says
+    what the call really takes, and a keyword any of them names is taken (a shim may take one itself)."""
     own = getattr(generator, "__dict__", {})
     if method in own:  # set on the instance (tests wrap calls this way)
-        return own[method]
+        return [own[method]]
     mro, name, start = type(generator).__mro__, method, 0
-    function: Any = getattr(generator, method)
+    chain: list[Any] = []
     for _ in range(_MAX_SHIM_DEPTH):
         found = _class_function(mro, name, start)
         if found is None:
             break
         index, function = found
+        chain.append(function)
         callee = _shim_callee(function, name, mro, index) if _is_pass_through(function) else None
         if callee is None:
             break
         name, start = callee
-    return function
+    return chain or [getattr(generator, method)]
+
+
+def forward_target(generator: Any, method: str) -> Callable[..., Any]:
+    """The function whose signature says what ``generator.<method>(...)`` really takes."""
+    return forward_chain(generator, method)[-1]
 
 
 def initialize_kwargs(
