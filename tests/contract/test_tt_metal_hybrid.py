@@ -166,6 +166,19 @@ def test_a_hook_answering_something_else_is_named(vllm_config):
     )
 
 
+def test_prefix_caching_and_chunked_prefill_stay_off_for_the_hybrid_class(vllm_config):
+    """tt-metal's hybrid classes declare neither; the platform turns both off (platform.py)."""
+    import copy
+
+    from tt_vllm_plugin.platform import _gate_on_capabilities
+
+    config = copy.deepcopy(vllm_config)
+    config.cache_config.enable_prefix_caching = config.scheduler_config.enable_chunked_prefill = True
+    _gate_on_capabilities(config, adapter_for(hybrid.GptOssForCausalLM))
+    assert not config.cache_config.enable_prefix_caching
+    assert not config.scheduler_config.enable_chunked_prefill
+
+
 # ---- restored: sliding-window layers in a group of their own
 
 

@@ -51,8 +51,9 @@ GENERATOR_CLASSES: tuple[GeneratorClass, ...] = (
     GeneratorClass(
         "QwenForCausalLM", ("Qwen2ForCausalLM", "Qwen3ForCausalLM"), "PF TTQwen2/TTQwen3ForCausalLM; VC"
     ),
-    # tt-metal once named its Qwen generator Qwen2ForCausalLM (Qwen2 only).
-    GeneratorClass("Qwen2ForCausalLM", ("Qwen2ForCausalLM",), "older generator_vllm.py"),
+    # tt-metal once named its Qwen generator Qwen2ForCausalLM (Qwen2 only): older versions of
+    # models/tt_transformers/tt/generator_vllm.py, stored in the search index without a commit.
+    GeneratorClass("Qwen2ForCausalLM", ("Qwen2ForCausalLM",), "older tt_transformers generator_vllm.py"),
     GeneratorClass("MistralForCausalLM", ("MistralForCausalLM",), "PF TTMistralForCausalLM; VC, V, V1"),
     # Hybrid sliding/full attention (VC: a HybridAttentionForCausalLM subclass; a plain Generator in V, V1).
     GeneratorClass("GptOssForCausalLM", ("GptOssForCausalLM",), "PF TTGptOssForCausalLM; VC, V, V1"),
