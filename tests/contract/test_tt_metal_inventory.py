@@ -116,3 +116,17 @@ def test_classes_elsewhere_in_the_models_package_count_when_their_module_is_ther
     assert images == ["Qwen2_5_VLForConditionalGeneration"]
     # As Tenstorrent's plugin, the Gemma 4 names go to vLLM's registry bare too (vLLM sees text only).
     assert sorted(bare) == [name.removeprefix("TT") for name in sorted(served) if "Gemma4" in name]
+
+
+def test_an_override_serves_on_the_ttnn_device_without_tt_metals_own_models(tmp_path, monkeypatch):
+    """Without tt-metal's generator module the built-in map is missing; a user's class still serves, and
+    an architecture nobody serves says why."""
+    from tt_vllm_plugin.models.tt_metal.generators import TTMetalUnavailable
+
+    monkeypatch.setenv("TT_MODEL_CLASS_OVERRIDES", f"LlamaForCausalLM={DOUBLE}")
+    with on_path(write_checkout(tmp_path, {})):  # a `models` package without generators
+        assert registry.load_model_class("TTLlamaForCausalLM", DeviceChoice.TTNN).generator_cls is (
+            doubles.TttCompatLlama
+        )
+        with pytest.raises(TTMetalUnavailable, match="tt-metal's models are not importable"):
+            registry.load_model_class("TTQwen3ForCausalLM", DeviceChoice.TTNN)

@@ -64,6 +64,8 @@ class Resolved:
     served: dict[str, UserModel]
     needs_images: dict[str, str]
     bare_names: dict[str, UserModel]  # Hugging Face names vLLM's registry must also know
+    # Why the ttnn built-in map is missing when user models are served anyway (no tt-metal on the path).
+    builtin_unavailable: generators.TTMetalUnavailable | None = None
 
 
 def resolve(device: DeviceChoice | None = None) -> Resolved:
@@ -74,14 +76,20 @@ def resolve(device: DeviceChoice | None = None) -> Resolved:
     device = device or current_device()
     user = user_models.load()
     builtin = Served(dict(TT_MODEL_CLASSES), {}, {})
+    unavailable = None
     if not user.builtin_enabled:
         builtin = Served({}, {}, {})
     elif device is DeviceChoice.TTNN:
-        builtin = generators.served_targets()
+        try:
+            builtin = generators.served_targets()
+        except generators.TTMetalUnavailable as error:
+            if not user.served():
+                raise
+            builtin, unavailable = Served({}, {}, {}), error  # the user's classes may not need it
     served = {name: UserModel(target, BUILT_IN) for name, target in builtin.text.items()} | user.served()
     images = {name: target for name, target in builtin.needs_images.items() if name not in served}
     bare = {name: UserModel(target, BUILT_IN) for name, target in builtin.bare_names.items()}
-    return Resolved(served, images, bare | user.bare_names)
+    return Resolved(served, images, bare | user.bare_names, unavailable)
 
 
 def implementations(device: DeviceChoice | None = None) -> dict[str, str]:
@@ -106,6 +114,8 @@ def load_model_class(tt_arch: str, device: DeviceChoice | None = None) -> type:
     hf_arch = tt_arch.removeprefix(_TT_PREFIX)
     model = resolved.served.get(tt_arch)
     if model is None:
+        if resolved.builtin_unavailable is not None:
+            raise resolved.builtin_unavailable
         if tt_arch in resolved.needs_images:
             raise ValueError(f"{hf_arch} {NEEDS_IMAGES} (tt-metal's {resolved.needs_images[tt_arch]}).")
         where = " in the installed tt-metal" if device is DeviceChoice.TTNN else ""
