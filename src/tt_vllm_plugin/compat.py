@@ -47,6 +47,16 @@ Differences that need code here (source paths inside the ``vllm`` package of eac
    ``None`` unless set in 0.34 (``resolved_gpu_memory_utilization`` gives the default, 1.0 only with
    the extensible KV cache, which the engine core disables for the tt worker). See
    :func:`memory_utilization`.
+8. vLLM's KV cache planner and plan. ``get_kv_cache_groups(vllm_config, kv_cache_spec)`` is in
+   ``v1/core/kv_cache_utils.py`` up to 0.32, in ``v1/core/kv_cache_planning.py`` in 0.34 (same signature;
+   :func:`kv_cache_planner`). Which layers share one buffer (``KVCacheConfig.kv_cache_tensors``,
+   ``v1/kv_cache_interface.py``): 0.25.1's and 0.26.0's ``KVCacheTensor.shared_by`` lists them (the i-th
+   layer of each group); 0.32 and 0.34 give each group's layers one ``KVCacheTensor`` (``layers``, ``layer_stride``,
+   ``offset``) and let groups alias from byte 0, so layers at the same byte offset share (the same i-th
+   layer of each group in a layer-outermost layout). See :func:`kv_cache_buffers`.
+   ``Platform.support_hybrid_kv_cache`` (default False; False turns the hybrid KV cache manager off and
+   vLLM unifies sliding-window specs into full attention, ``config/vllm.py``) and ``SlidingWindowSpec``
+   (``sliding_window`` required) are the same in 0.25.1, 0.26.0, 0.32 and 0.34.
 
 Differences read and found to need no code (so nobody looks for them again):
 
@@ -349,3 +359,30 @@ def memory_utilization(cache_config: Any) -> float:
     user set it; the default then depends on the extensible KV cache, which the tt worker disables)."""
     resolved = getattr(cache_config, "resolved_gpu_memory_utilization", None)
     return float(resolved if resolved is not None else cache_config.gpu_memory_utilization)
+
+
+# ---- 8. vLLM's KV cache planner and plan ----------------------------------------------------
+
+
+@functools.cache
+def kv_cache_planner() -> Any:
+    """The module with vLLM's ``get_kv_cache_groups(vllm_config, kv_cache_spec)`` and
+    ``get_kv_cache_config_from_groups(vllm_config, groups, available_memory)``."""
+    name = "vllm.v1.core.kv_cache_planning"
+    if importlib.util.find_spec(name) is None:
+        name = "vllm.v1.core.kv_cache_utils"
+    return importlib.import_module(name)
+
+
+def kv_cache_buffers(kv_cache_config: Any) -> list[list[str]]:
+    """The layer names of each KV buffer in vLLM's plan: layers listed together share one buffer
+    (hybrid groups overlay each other; a block id belongs to one group at a time)."""
+    buffers: dict[Any, list[str]] = {}
+    for index, tensor in enumerate(kv_cache_config.kv_cache_tensors):
+        shared_by = getattr(tensor, "shared_by", None)
+        if shared_by is not None:  # 0.25.1, 0.26.0
+            buffers[("tensor", index)] = list(shared_by)
+            continue
+        for position, name in enumerate(tensor.layers):  # 0.32, 0.34: same bytes, same buffer
+            buffers.setdefault(("offset", tensor.offset + position * tensor.layer_stride), []).append(name)
+    return list(buffers.values())

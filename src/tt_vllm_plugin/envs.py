@@ -64,6 +64,16 @@ TT_VLLM_EXIT_REPORTS = EnvVar(
 TT_VLLM_ENGINE_FAILURE_FILE = EnvVar(
     "TT_VLLM_ENGINE_FAILURE_FILE", None, "set by tt-serve: where the worker writes why its engine failed"
 )
+# ---- models users bring, as Tenstorrent's plugin reads them (models/user_models.py) ----------------
+TT_MODEL_CLASS_OVERRIDES = EnvVar(
+    "TT_MODEL_CLASS_OVERRIDES", None, '"Arch=module.path:Class,...": serve Arch with that class (wins)'
+)
+EXTRA_MODELS_DIR = EnvVar(
+    "EXTRA_MODELS_DIR", None, "a folder of model bundles, each <name>/vllm_metadata.json (arch, main_class)"
+)
+TT_VLLM_BUILTIN_MODELS = EnvVar(
+    "TT_VLLM_BUILTIN_MODELS", "1", "0/false/no/off: serve only the models above, not the built-in map"
+)
 # ---- tt-metal and Tenstorrent's tooling (read by ttnn too) ----------------------------------------
 MESH_DEVICE = EnvVar(
     "MESH_DEVICE", None, "the mesh to open: a system name (N300, T3K, TG, ...) or (rows, cols)"

@@ -112,8 +112,27 @@ class TTPlatform(Platform):
         return False
 
     @classmethod
+    def support_hybrid_kv_cache(cls) -> bool:
+        """Yes, as Tenstorrent's platform says: a model whose ``get_kv_cache_spec`` mixes attention types
+        gets several KV cache groups and one page table per layer (``worker/kv_cache_layout.py``). With
+        False (vLLM's default), vLLM turns its hybrid KV cache manager off and merges sliding-window specs
+        into full attention. A model with one spec type gets one group either way."""
+        return True
+
+    @classmethod
     def import_kernels(cls) -> None:
         pass  # the TT runner uses no vLLM custom ops
+
+    @classmethod
+    def pre_register_and_update(cls, parser: Any = None) -> None:
+        """Called before vLLM builds its ModelConfig: make the TT architectures, and the bare names
+        TT_MODEL_CLASS_OVERRIDES names, known to vLLM's registry (Tenstorrent's plugin registers there
+        too), so a checkpoint whose architecture only an override serves gets past vLLM's own checks."""
+        super().pre_register_and_update(parser)
+        try:
+            registry.register_with_vllm()
+        except Exception as error:  # check_and_update_config raises it again, where it stops the start
+            logger.warning("TT models not registered with vLLM yet: %s", error)
 
     @classmethod
     def update_block_size_for_backend(cls, vllm_config: VllmConfig) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from tt_vllm_plugin import compat
 from tt_vllm_plugin.activation import DeviceChoice
+from tt_vllm_plugin.models.registry import NEEDS_IMAGES
 from tt_vllm_plugin.options import TTOptions
 
 PREFIX = "Not supported on the tt platform: "
@@ -125,5 +126,7 @@ def _model_kind(vllm_config: Any) -> list[str]:
     if model_config.is_encoder_decoder:
         problems.append("encoder-decoder models")
     if model_config.is_multimodal_model:
-        problems.append("multimodal models")
+        # Checked before the architecture is rewritten: vLLM knows which checkpoints take images.
+        arch = (getattr(model_config, "architectures", None) or ["the model"])[0]
+        problems.append(f"{arch} {NEEDS_IMAGES}")
     return problems

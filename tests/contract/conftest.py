@@ -10,6 +10,9 @@ Pointed at any other model (a Tenstorrent developer, on hardware):
         --tt-model models.ttt_compat.tt.generator_vllm:LlamaForCausalLM --tt-device ttnn \\
         --hf-model /path/to/Llama-3.1-8B-Instruct [--tt-options '{"trace_mode": "none"}'] [--n-layers 2]
 
+``--tt-model`` also takes a model you bring (see ``resolve_target``): a bundle folder written for
+Tenstorrent's plugin (``tests/fixtures/byo_models/bundles/llama_bundle``) or ``path/to/module.py:Class``.
+
 On the ttnn device the class is wrapped in the same adapter the runner uses, the mesh is opened through
 device/ttnn.py, and logits are compared by Pearson correlation (``--pcc``, default 0.99).
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +34,7 @@ from tests.e2e.random_models import architecture_configs, save_random_model
 from tt_vllm_plugin.activation import DeviceChoice
 from tt_vllm_plugin.device.host import HostDevice
 from tt_vllm_plugin.device.mesh import kv_heads_per_device
-from tt_vllm_plugin.models import registry
+from tt_vllm_plugin.models import registry, user_models
 from tt_vllm_plugin.models.tt_metal import adapter as tt_metal_adapter
 from tt_vllm_plugin.models.tt_metal import generators
 from tt_vllm_plugin.options import TTOptions
@@ -40,7 +44,11 @@ HOST_TOLERANCE = 1e-4  # fp32 on the host: the same math as transformers, up to 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("tt-contract", "TT model contract conformance (tests/contract)")
-    group.addoption("--tt-model", default=None, help="module:Class to check (default: every host model)")
+    group.addoption(
+        "--tt-model",
+        default=None,
+        help="module:Class, path/to/module.py:Class or a bundle folder to check (default: every host model)",
+    )
     group.addoption("--tt-device", default="host", choices=["host", "ttnn"], help="device to run it on")
     group.addoption(
         "--hf-model", default=None, help="Hugging Face checkpoint folder (default: tiny random checkpoints)"
@@ -82,10 +90,36 @@ def subject_specs(config: pytest.Config) -> list[SubjectSpec]:
         return specs + [
             SubjectSpec("adapter-TTLlamaForCausalLM", host["TTLlamaForCausalLM"], True, "LlamaForCausalLM")
         ]
-    hf_arch = target.split(":")[-1].removeprefix("TT")
-    return [
-        SubjectSpec(target, target, device == "ttnn", hf_arch if hf_arch in architecture_configs() else None)
-    ]
+    target, hf_arch = resolve_target(target)
+    return [SubjectSpec(target, target, device == "ttnn", hf_arch)]
+
+
+def resolve_target(raw: str) -> tuple[str, str | None]:
+    """``--tt-model`` as ``(module:Class, architecture of the random checkpoint or None)``. Accepted: a
+    bundle folder (Tenstorrent's ``vllm_metadata.json``: its folder goes on ``sys.path``, its ``arch`` is
+    the architecture), ``path/to/module.py:Class`` (its folder goes on ``sys.path``) or an importable
+    ``module:Class``. Without a bundle's ``arch``, the architecture is the first class of the model's MRO
+    whose name (without ``TT``) has a random config, so a thin subclass of a host model needs no
+    ``--hf-model``."""
+    if Path(raw).is_dir():
+        arch, target = user_models.bundle_target(raw)
+        arch = arch.removeprefix("TT")
+        return target, arch if arch in architecture_configs() else None
+    module, _, name = raw.rpartition(":")
+    if module.endswith(".py") or "/" in module:
+        path = Path(module).resolve()
+        if str(path.parent) not in sys.path:
+            sys.path.append(str(path.parent))
+        raw = f"{path.stem}:{name}"
+    try:
+        cls = generators.load_generator_class(raw)
+    except (ImportError, AttributeError, ValueError):
+        return raw, None  # reported when the subject is built
+    known = architecture_configs()
+    arch = next(
+        (c.__name__.removeprefix("TT") for c in cls.__mro__ if c.__name__.removeprefix("TT") in known), None
+    )
+    return raw, arch
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

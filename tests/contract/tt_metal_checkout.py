@@ -33,13 +33,16 @@ def write_checkout(
     generators: Mapping[str, Mapping[str, str]],
     sampling_params_in: str | None = None,
     broken: str | None = None,
+    modules: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Path:
     """Write a ``models`` package under ``root``.
 
     ``generators``: layout -> {class name in generator_vllm: "module:Class" of the double it re-exports}.
     ``sampling_params_in``: "common" (models/common/sampling/sampling_params.py) or a layout (its
     tt/generator.py) defines a ``SamplingParams`` class; None: none does. ``broken``: a layout whose
-    generator_vllm raises ImportError when imported (a tt-metal written for another vLLM).
+    generator_vllm raises ImportError when imported (a tt-metal written for another vLLM). ``modules``:
+    other modules of the ``models`` package (dotted name -> {class name: "module:Class"}), e.g.
+    ``models.demos.qwen25_vl.tt.generator_vllm``, written with an ``__init__.py`` in every package above.
     """
     files: dict[str, str] = {"models/__init__.py": ""}
     for layout, classes in generators.items():
@@ -55,6 +58,17 @@ def write_checkout(
             f"models/{layout}/tt/generator_vllm.py": "\n".join(lines) + "\n",
             f"models/{layout}/tt/generator.py": "",
         }
+    for dotted, classes in (modules or {}).items():
+        parts = dotted.split(".")
+        for depth in range(1, len(parts)):
+            files.setdefault("/".join(parts[:depth]) + "/__init__.py", "")
+        files["/".join(parts) + ".py"] = (
+            "\n".join(
+                f"from {target.split(':')[0]} import {target.split(':')[1]} as {name}"
+                for name, target in classes.items()
+            )
+            + "\n"
+        )
     sampling_params = textwrap.dedent(
         """
         from dataclasses import dataclass

@@ -91,10 +91,13 @@ def _config(**model_fields) -> SimpleNamespace:
     ("model_fields", "message"),
     [
         ({"is_encoder_decoder": True}, "encoder-decoder models."),
-        ({"is_multimodal_model": True}, "multimodal models."),
+        (
+            {"is_multimodal_model": True, "architectures": ["Gemma3ForConditionalGeneration"]},
+            "Gemma3ForConditionalGeneration needs images; multimodal models are not supported yet.",
+        ),
         (
             {"is_encoder_decoder": True, "is_multimodal_model": True},
-            "encoder-decoder models; multimodal models.",
+            "encoder-decoder models; the model needs images; multimodal models are not supported yet.",
         ),
     ],
 )

@@ -49,6 +49,17 @@ Conventions (all tensors on the host, in torch):
     takes ``(tt_out, unpadded_batch, is_tokens)`` instead decode synchronously
     (``optional_hooks.async_read_problem``).
 
+``get_kv_cache_spec(vllm_config)`` (optional classmethod), ``allocate_kv_cache_per_layer(specs)`` and
+``page_tables_per_layer`` (hybrid attention, ``worker/kv_cache_layout.py``)
+    A class with the classmethod gives vLLM its KV cache spec (``{"model.layers.<i>.self_attn": spec}``);
+    without it, every layer is one ``FullAttentionSpec``. A model with ``allocate_kv_cache_per_layer`` is
+    allocated through it: ``specs`` is ``[(shape, dtype, tensor_idx)]`` in layer order, layers with one
+    ``tensor_idx`` share one buffer; it returns one ``[K, V]`` per layer. When vLLM plans several KV cache
+    groups (a spec mixing attention types), ``prefill_forward`` and ``decode_forward`` also get
+    ``page_tables_per_layer``: one (max_batch, blocks) int32 table per layer, its group's block ids for
+    the call's rows (prefill rows in order, decode rows at their slots), zero padded; ``page_table`` is
+    group 0's.
+
 ``sampling_params`` (capability ``supports_sample_on_device``)
     The runner passes it only for steps whose every request needs no more than greedy / temperature /
     top-k / top-p / seed (``worker/sampling_mode.py``); host models take a

@@ -4,7 +4,9 @@ the adapter, ``tt_metal/adapter.py``), the host models offer none, so nothing ch
 - ``get_max_tokens_all_users``: the model's own KV budget (:func:`kv_token_budget`);
 - ``warmup_model_prefill`` / ``warmup_model_decode``: compile kernels and capture traces (:func:`warm_up`);
 - ``read_decode_output`` / ``process_decode_output_host``: the async decode read
-  (:func:`async_read_problem` says whether a model's pair is the one the runner uses).
+  (:func:`async_read_problem` says whether a model's pair is the one the runner uses);
+- ``allocate_kv_cache_per_layer`` (and the classmethod ``get_kv_cache_spec``): the KV cache of a hybrid
+  attention model (``worker/kv_cache_layout.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from tt_vllm_plugin.models.tt_metal.signatures import accepts, call_with_accepte
 OPTIONAL_HOOKS = ("get_max_tokens_all_users", "warmup_model_prefill", "warmup_model_decode")
 # Read the output of decode_forward(read_from_device=False) (capability supports_async_decode).
 ASYNC_DECODE_HOOKS = ("read_decode_output", "process_decode_output_host")
+# Per-layer KV buffers, shared by tensor_idx (worker/kv_cache_layout.py: hybrid attention models).
+KV_CACHE_HOOKS = ("allocate_kv_cache_per_layer",)
 
 
 @dataclass(frozen=True)

@@ -1,22 +1,32 @@
 """Which TT model class implements which Hugging Face architecture, on which device.
 
-TT classes are named like Tenstorrent's: ``"TT" + <HF architecture>`` (``TTLlamaForCausalLM``). The
-device picks the implementation: on the host device our PyTorch models, on the ttnn device tt-metal's
-generator classes (``models.ttt_compat.tt.generator_vllm``, or ``models.tt_transformers`` before tt-metal
-renamed it), seen through :class:`~tt_vllm_plugin.models.tt_metal.adapter.TTMetalModel`. Everything is
-referenced as ``"module:Class"`` strings so nothing heavy is imported until a model is needed.
+TT classes are named like Tenstorrent's: ``"TT" + <HF architecture>`` (``TTLlamaForCausalLM``). Where the
+class comes from, first match winning (Tenstorrent's precedence, ``user_models.py``):
 
-Callers that pass no device get the one the platform runs on (``TT_VLLM_DEVICE``), falling back to the
-host device when that cannot be resolved (the plugin is then inactive anyway).
+1. ``TT_MODEL_CLASS_OVERRIDES``, then 2. ``EXTRA_MODELS_DIR`` bundles (both on either device);
+3. the built-in map of the device, unless ``TT_VLLM_BUILTIN_MODELS=0``: on the host device our PyTorch
+   models (:data:`TT_MODEL_CLASSES`); on the ttnn device every generator class the installed tt-metal has
+   (``tt_metal/inventory.py``: found in ``models.ttt_compat.tt.generator_vllm``, or ``models.tt_transformers``
+   before tt-metal renamed it). tt-metal's classes that need images are listed and refused by name.
+
+On the ttnn device every class is seen through :class:`~tt_vllm_plugin.models.tt_metal.adapter.TTMetalModel`
+(a class brought for Tenstorrent's plugin is a tt-metal generator too); on the host device classes are
+used as they are. Everything is referenced as ``"module:Class"`` strings so nothing heavy is imported until
+a model is needed. Callers that pass no device get the one the platform runs on (``TT_VLLM_DEVICE``),
+falling back to the host device when that cannot be resolved (the plugin is then inactive anyway).
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 
 from tt_vllm_plugin.activation import DeviceChoice, DeviceSelectionError, resolve_device
+from tt_vllm_plugin.models import user_models
 from tt_vllm_plugin.models.tt_metal import adapter as tt_metal_adapter
 from tt_vllm_plugin.models.tt_metal import generators
+from tt_vllm_plugin.models.tt_metal.inventory import Served
+from tt_vllm_plugin.models.user_models import UserModel
 
 _HOST_LLAMA = "tt_vllm_plugin.models.host.llama.architectures"
 
@@ -29,6 +39,9 @@ TT_MODEL_CLASSES: dict[str, str] = {
 }
 
 _TT_PREFIX = "TT"
+BUILT_IN = "the built-in map"
+# How a class that takes images is refused, here and in refusals.py.
+NEEDS_IMAGES = "needs images; multimodal models are not supported yet"
 
 
 def tt_architecture(hf_arch: str) -> str:
@@ -44,14 +57,44 @@ def current_device() -> DeviceChoice:
         return DeviceChoice.HOST
 
 
-def implementations(device: DeviceChoice | None = None) -> dict[str, str]:
-    """TT architecture -> ``"module:Class"`` on ``device``. On the ttnn device this imports tt-metal's
-    generator module (raising :class:`~tt_vllm_plugin.models.tt_metal.generators.TTMetalUnavailable`
-    if it cannot)."""
+@dataclass(frozen=True)
+class Resolved:
+    """What a device serves (TT name -> class and where it was named) and what it lists as needing images."""
+
+    served: dict[str, UserModel]
+    needs_images: dict[str, str]
+    bare_names: dict[str, UserModel]  # Hugging Face names vLLM's registry must also know
+    # Why the ttnn built-in map is missing when user models are served anyway (no tt-metal on the path).
+    builtin_unavailable: generators.TTMetalUnavailable | None = None
+
+
+def resolve(device: DeviceChoice | None = None) -> Resolved:
+    """Overrides, bundles and built-ins on ``device``, by precedence. Raises
+    :class:`~tt_vllm_plugin.models.user_models.UserModelError` for malformed user entries and, on the ttnn
+    device with the built-in map on,
+    :class:`~tt_vllm_plugin.models.tt_metal.generators.TTMetalUnavailable` without tt-metal."""
     device = device or current_device()
-    if device is DeviceChoice.TTNN:
-        return generators.generator_targets()
-    return dict(TT_MODEL_CLASSES)
+    user = user_models.load()
+    builtin = Served(dict(TT_MODEL_CLASSES), {}, {})
+    unavailable = None
+    if not user.builtin_enabled:
+        builtin = Served({}, {}, {})
+    elif device is DeviceChoice.TTNN:
+        try:
+            builtin = generators.served_targets()
+        except generators.TTMetalUnavailable as error:
+            if not user.served():
+                raise
+            builtin, unavailable = Served({}, {}, {}), error  # the user's classes may not need it
+    served = {name: UserModel(target, BUILT_IN) for name, target in builtin.text.items()} | user.served()
+    images = {name: target for name, target in builtin.needs_images.items() if name not in served}
+    bare = {name: UserModel(target, BUILT_IN) for name, target in builtin.bare_names.items()}
+    return Resolved(served, images, bare | user.bare_names, unavailable)
+
+
+def implementations(device: DeviceChoice | None = None) -> dict[str, str]:
+    """TT architecture -> ``"module:Class"`` served on ``device`` (see :func:`resolve`)."""
+    return {name: model.target for name, model in resolve(device).served.items()}
 
 
 def supported_architectures(device: DeviceChoice | None = None) -> list[str]:
@@ -59,30 +102,62 @@ def supported_architectures(device: DeviceChoice | None = None) -> list[str]:
     return sorted(name.removeprefix(_TT_PREFIX) for name in implementations(device))
 
 
+def architectures_needing_images(device: DeviceChoice | None = None) -> list[str]:
+    """tt-metal's classes ``device`` has but refuses until the runner passes images, sorted."""
+    return sorted(name.removeprefix(_TT_PREFIX) for name in resolve(device).needs_images)
+
+
 def load_model_class(tt_arch: str, device: DeviceChoice | None = None) -> type:
     """The contract class for ``tt_arch`` (a TT name, see :func:`tt_architecture`) on ``device``."""
     device = device or current_device()
-    known = implementations(device)
-    target = known.get(tt_arch)
-    if target is None:
-        hf_arch = tt_arch.removeprefix(_TT_PREFIX)
+    resolved = resolve(device)
+    hf_arch = tt_arch.removeprefix(_TT_PREFIX)
+    model = resolved.served.get(tt_arch)
+    if model is None:
+        if resolved.builtin_unavailable is not None:
+            raise resolved.builtin_unavailable
+        if tt_arch in resolved.needs_images:
+            raise ValueError(f"{hf_arch} {NEEDS_IMAGES} (tt-metal's {resolved.needs_images[tt_arch]}).")
         where = " in the installed tt-metal" if device is DeviceChoice.TTNN else ""
+        supported = ", ".join(sorted(name.removeprefix(_TT_PREFIX) for name in resolved.served))
         raise ValueError(
             f"Architecture '{hf_arch}' has no TT implementation{where}. "
-            f"Supported architectures: {', '.join(supported_architectures(device))}."
+            f"Supported architectures: {supported or 'none'}."
         )
-    if device is DeviceChoice.TTNN:
-        return tt_metal_adapter.adapter_for(generators.load_generator_class(target))
-    module_name, class_name = target.split(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    cls = _import(model)
+    return tt_metal_adapter.adapter_for(cls) if device is DeviceChoice.TTNN else cls
+
+
+def _import(model: UserModel) -> type:
+    module_name, class_name = model.target.split(":")
+    if model.origin == BUILT_IN:
+        return getattr(importlib.import_module(module_name), class_name)
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(
+            f"{model.origin}: cannot load {model.target} ({type(error).__name__}: {error})."
+        ) from error
+    if not isinstance(cls, type):
+        raise ValueError(f"{model.origin}: {model.target} is a {type(cls).__name__}, not a class.")
+    return cls
+
+
+# Names this process registered with vLLM (to the stand-in), so repeated calls stay quiet.
+_registered_with_vllm: set[str] = set()
 
 
 def register_with_vllm(device: DeviceChoice | None = None) -> None:
-    """Make every TT architecture on ``device`` known to vLLM's ``ModelRegistry`` (lazily, by string),
-    as Tenstorrent's plugin does. Idempotent: names already registered are left alone."""
+    """Make every TT architecture served on ``device``, and the bare names of overrides, known to vLLM's
+    ``ModelRegistry``, as Tenstorrent's plugin does. vLLM is shown one stand-in class for all of them
+    (``vllm_stand_in.py``: vLLM refuses a contract class as "not a generation model"); the runner loads the
+    real class from here. Idempotent."""
     from vllm import ModelRegistry
 
-    known = ModelRegistry.get_supported_archs()
-    for name, target in implementations(device).items():
-        if name not in known:
-            ModelRegistry.register_model(name, target)
+    from tt_vllm_plugin.models.vllm_stand_in import TTModelForVllm
+
+    resolved = resolve(device)
+    for name in [*resolved.served, *resolved.bare_names]:
+        if name not in _registered_with_vllm:
+            ModelRegistry.register_model(name, TTModelForVllm)
+            _registered_with_vllm.add(name)

@@ -49,6 +49,8 @@ def run_decode(
         }
     if async_read:
         extra["read_from_device"] = False
+    if ctx.layer_groups is not None:  # hybrid attention: each layer's own group's blocks, per slot
+        extra["page_tables_per_layer"] = ctx.batch.page_tables_per_layer(rows, slots, ctx.layer_groups)
     with ctx.metrics.model_call("decode", len(rows)):
         out = ctx.model.decode_forward(
             inputs.tokens, inputs.start_pos, inputs.page_table, ctx.kv_cache, **extra

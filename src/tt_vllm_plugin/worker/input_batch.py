@@ -60,12 +60,20 @@ class TTInputBatch:
     num_computed_tokens_cpu: np.ndarray
 
     def _page_table(
-        self, rows: np.ndarray, num_rows: int, num_blocks: int, slots: np.ndarray | None = None
+        self,
+        rows: np.ndarray,
+        num_rows: int,
+        num_blocks: int,
+        slots: np.ndarray | None = None,
+        group: int = 0,
+        width: int | None = None,
     ) -> torch.Tensor:
-        """The block ids of ``rows`` as a (num_rows, num_blocks) table, zero padded; row i of the
-        table is ``rows[i]``, or ``rows[i]``'s slot ``slots[i]`` when given."""
-        table = self.block_table[0]
-        out = torch.zeros((num_rows, max(num_blocks, 1)), dtype=torch.int32)
+        """The block ids of ``rows`` in KV cache group ``group`` as a (num_rows, width) table (width
+        ``num_blocks`` unless given), zero padded; row i of the table is ``rows[i]``, or ``rows[i]``'s slot
+        ``slots[i]`` when given."""
+        table = self.block_table[group]
+        num_blocks = min(num_blocks, table.max_num_blocks_per_req)
+        out = torch.zeros((num_rows, max(width or num_blocks, 1)), dtype=torch.int32)
         if len(rows) and num_blocks:
             ids = table.get_cpu_tensor()[rows, :num_blocks].clone()
             # Rows keep stale ids past their own length after a slot is reused, and those blocks may
@@ -76,6 +84,22 @@ class TTInputBatch:
             where = torch.arange(len(rows)) if slots is None else torch.from_numpy(slots)
             out[where, :num_blocks] = ids
         return out
+
+    def page_tables_per_layer(
+        self, rows: np.ndarray, slots: np.ndarray | None, layer_groups: list[int]
+    ) -> list[torch.Tensor]:
+        """One page table per layer, its KV cache group's (``layer_groups[layer]``), for a model with
+        several groups (hybrid attention). As Tenstorrent's runner (vllm-tt-plugin model_runner.py
+        ``_block_tables_per_layer``), every table has tt-metal's persistent shape, (max_num_reqs, the most
+        blocks a request may hold in any group), zero padded, whether the call prefills or decodes; row i
+        is ``rows[i]`` (or sits at ``slots[i]``) as in the call's own page table. Layers of one group share
+        one tensor."""
+        width = max(table.max_num_blocks_per_req for table in self.block_table.block_tables)
+        per_group = {
+            group: self._page_table(rows, self.max_num_reqs, width, slots, group, width)
+            for group in sorted(set(layer_groups))
+        }
+        return [per_group[group] for group in layer_groups]
 
     def prefill_inputs(self, rows: np.ndarray, ends: np.ndarray) -> PrefillInputs:
         """Inputs computing tokens ``[num_computed, end)`` of each slot in ``rows``."""

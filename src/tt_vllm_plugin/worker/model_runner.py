@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from vllm.config import VllmConfig
 from vllm.v1.core.sched.output import GrammarOutput, SchedulerOutput
+from vllm.v1.kv_cache_interface import KVCacheConfig, KVCacheSpec
 from vllm.v1.outputs import EMPTY_MODEL_RUNNER_OUTPUT, AsyncModelRunnerOutput, ModelRunnerOutput
 
 from tt_vllm_plugin.compat import logits_processors, make_sampler, vllm_v1_runner_parts
@@ -35,12 +36,14 @@ from tt_vllm_plugin.log import get_logger
 from tt_vllm_plugin.models import registry
 from tt_vllm_plugin.models.contract import SUPPORTS_SAMPLE_ON_DEVICE, KVCache, TTModel, capability
 from tt_vllm_plugin.models.device_sampling import device_max_top_k
+from tt_vllm_plugin.models.tt_metal.signatures import accepts
 from tt_vllm_plugin.options import TTOptions
 from tt_vllm_plugin.worker.batch_update import append_sampled_tokens, update_states
 from tt_vllm_plugin.worker.decode import async_decode_usable, finish_decode_read, run_decode
 from tt_vllm_plugin.worker.decode_slots import DecodeLayout, DecodeSlots
 from tt_vllm_plugin.worker.fault_injection import FaultInjector
 from tt_vllm_plugin.worker.input_batch import TTInputBatch, make_input_batch
+from tt_vllm_plugin.worker.kv_cache_layout import KVShape, allocate, layer_groups, per_layer_specs
 from tt_vllm_plugin.worker.metrics import StepMetrics
 from tt_vllm_plugin.worker.prefill import run_prefill
 from tt_vllm_plugin.worker.prompt_logprobs import PromptLogprobs
@@ -99,6 +102,7 @@ class TTModelRunner:
         self.decode_slots = DecodeSlots(self.max_num_reqs)
         self.decode_layout = DecodeLayout()
         self.async_decode = False  # set from the model's capabilities in load_model
+        self.layer_groups: list[int] | None = None  # each layer's KV cache group, when several
 
     # ---- start-up -------------------------------------------------------------------------------
 
@@ -134,22 +138,37 @@ class TTModelRunner:
             self.model_config.get_head_size(),
         )
 
-    def initialize_kv_cache(self, num_blocks: int) -> None:
+    def spec_kv_cache_shape(self, spec: KVCacheSpec, num_blocks: int) -> KVShape:
+        """``kv_cache_shape`` of one layer's spec (a hybrid model's layers may differ)."""
+        heads = kv_heads_per_device(spec.num_kv_heads, self.mesh_device.devices_per_submesh)
+        return (num_blocks, heads, spec.block_size, spec.head_size)
+
+    def initialize_kv_cache(self, kv_cache_config: KVCacheConfig) -> None:
+        """Allocate the KV cache vLLM planned (``kv_cache_layout.py``) and the persistent batch with one
+        block table per KV cache group."""
         assert self.tt_model is not None, "load_model must run before the KV cache is allocated"
         num_layers = self.model_config.get_num_layers(self.vllm_config.parallel_config)
-        self.kv_cache = self.tt_model.allocate_kv_cache(
-            self.kv_cache_shape(num_blocks), self.model_config.dtype, num_layers
+        num_blocks = kv_cache_config.num_blocks
+        specs = per_layer_specs(
+            kv_cache_config, num_layers, lambda s: self.spec_kv_cache_shape(s, num_blocks)
         )
-        self.input_batch = self._make_input_batch()
+        self.layer_groups = layer_groups(kv_cache_config, num_layers)
+        if self.layer_groups is not None:
+            _check_takes_page_tables_per_layer(self.tt_model, len(kv_cache_config.kv_cache_groups))
+        self.kv_cache = allocate(self.tt_model, specs)
+        groups = kv_cache_config.kv_cache_groups
+        self.input_batch = self._make_input_batch([group.kv_cache_spec.block_size for group in groups])
         logger.info(
-            "KV cache: %d blocks of %d tokens (%d tokens) over %d layers",
+            "KV cache: %d blocks of %d tokens (%d tokens) over %d layers in %d group(s), %d buffer(s)",
             num_blocks,
             self.block_size,
             num_blocks * self.block_size,
             num_layers,
+            len(groups),
+            len({idx for *_, idx in specs}),
         )
 
-    def _make_input_batch(self) -> TTInputBatch:
+    def _make_input_batch(self, block_sizes: list[int]) -> TTInputBatch:
         device = torch.device("cpu")  # sampling runs on the host whatever the model's device
         custom = tuple(self.model_config.logits_processors or ())
         return make_input_batch(
@@ -158,8 +177,8 @@ class TTModelRunner:
             max_num_batched_tokens=self.scheduler_config.max_num_batched_tokens,
             device=device,
             vocab_size=self.vocab_size,
-            block_sizes=[self.block_size],
-            max_num_blocks_per_req=[-(-self.max_model_len // self.block_size)],
+            block_sizes=block_sizes,
+            max_num_blocks_per_req=[-(-self.max_model_len // size) for size in block_sizes],
             logitsprocs=logits_processors(self.vllm_config, device, custom),
             logitsprocs_need_output_token_ids=bool(custom),
         )
@@ -254,4 +273,17 @@ class TTModelRunner:
             requests=self.requests,
             slots=self.decode_slots,
             metrics=self.metrics,
+            layer_groups=self.layer_groups,
         )
+
+
+def _check_takes_page_tables_per_layer(model: Any, num_groups: int) -> None:
+    """A model whose layers sit in several KV cache groups needs one page table per layer."""
+    takes = getattr(model, "takes_keyword", None)  # the adapter answers for the generator behind it
+    for method in ("prefill_forward", "decode_forward"):
+        name = "page_tables_per_layer"
+        if not (takes(method, name) if takes is not None else accepts(getattr(model, method), name)):
+            raise NotImplementedError(
+                f"{type(model).__name__}: vLLM planned {num_groups} KV cache groups (hybrid attention), but "
+                f"its {method} takes no page_tables_per_layer (one page table per layer, each its group's)."
+            )

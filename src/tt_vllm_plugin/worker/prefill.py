@@ -93,6 +93,8 @@ def single_prefill(
     # tt-metal seeds that slot's sampling state from it (default range(B), the prefill rows) and, with
     # data_parallel > 1, picks the submesh (and KV cache) by it (generator.py prefill_forward_text).
     extra = {**extra, "empty_slots": ctx.slots.of(ctx.batch.req_ids[row] for row in rows).tolist()}
+    if ctx.layer_groups is not None:  # hybrid attention: each layer's own group's blocks
+        extra["page_tables_per_layer"] = ctx.batch.page_tables_per_layer(rows, None, ctx.layer_groups)
     out = ctx.model.prefill_forward(
         inputs.tokens,
         inputs.page_table,

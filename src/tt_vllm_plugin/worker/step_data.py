@@ -36,6 +36,9 @@ class StepContext:
     requests: Mapping[str, CachedRequestState]
     slots: DecodeSlots
     metrics: StepMetrics
+    # The KV cache group of each layer when there are several (hybrid attention): the model then gets
+    # page_tables_per_layer; None with one group.
+    layer_groups: list[int] | None = None
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 import psutil
 from vllm.config import VllmConfig
 from vllm.v1.core.sched.output import GrammarOutput, SchedulerOutput
-from vllm.v1.kv_cache_interface import FullAttentionSpec, KVCacheConfig, KVCacheSpec
+from vllm.v1.kv_cache_interface import KVCacheConfig, KVCacheSpec
 from vllm.v1.outputs import ModelRunnerOutput
 from vllm.v1.worker.worker_base import CompilationTimes, WorkerBase
 
@@ -26,6 +26,7 @@ from tt_vllm_plugin.log import get_logger
 from tt_vllm_plugin.models.optional_hooks import kv_token_budget, trace_flags, warm_up
 from tt_vllm_plugin.options import tt_options_from_vllm_config
 from tt_vllm_plugin.worker.fault_injection import record_engine_failure
+from tt_vllm_plugin.worker.kv_cache_layout import bytes_per_block, full_attention_spec, kv_cache_spec
 from tt_vllm_plugin.worker.metrics import engine_metrics
 from tt_vllm_plugin.worker.model_runner import TTModelRunner
 from tt_vllm_plugin.worker.startup_phases import EnginePhase, report_phase
@@ -89,17 +90,19 @@ class TTWorker(WorkerBase):
         return f"{type(model).__module__}.{type(model).__qualname__} on the tt platform"
 
     def get_kv_cache_spec(self) -> dict[str, KVCacheSpec]:
+        """The model class's own ``get_kv_cache_spec(vllm_config)`` (hybrid models), else a full-attention
+        spec per layer with the model's KV heads, as Tenstorrent's; the allocation is per device
+        (``kv_cache_shape``). See ``kv_cache_layout.py``."""
         runner = self._runner()
-        # The model's KV heads (as Tenstorrent's spec); the allocation is per device (kv_cache_shape).
-        _, num_kv_heads, block_size, head_size = runner.logical_kv_cache_shape(1)
-        spec = FullAttentionSpec(
-            block_size=block_size,
-            num_kv_heads=num_kv_heads,
-            head_size=head_size,
-            dtype=self.model_config.dtype,
-        )
-        num_layers = self.model_config.get_num_layers(self.parallel_config)
-        return {f"model.layers.{i}.self_attn": spec for i in range(num_layers)}
+
+        def from_config() -> dict[str, KVCacheSpec]:
+            _, num_kv_heads, block_size, head_size = runner.logical_kv_cache_shape(1)
+            num_layers = self.model_config.get_num_layers(self.parallel_config)
+            return full_attention_spec(
+                num_layers, block_size, num_kv_heads, head_size, self.model_config.dtype
+            )
+
+        return kv_cache_spec(type(runner.tt_model), self.vllm_config, from_config)
 
     def get_supported_kv_cache_layouts(self) -> list[str]:
         # vLLM would ask its attention backends, which the TT runner does not use.
@@ -110,9 +113,8 @@ class TTWorker(WorkerBase):
         ``--kv-cache-memory-bytes``, or the model's ``get_max_tokens_all_users``, or Tenstorrent's
         131072-token default). On the host device never more than ``--gpu-memory-utilization`` of the
         host memory left after loading the model."""
-        spec = next(iter(self.get_kv_cache_spec().values()))
-        num_layers = self.model_config.get_num_layers(self.parallel_config)
-        bytes_per_token = spec.page_size_bytes * num_layers // spec.block_size
+        # vLLM counts blocks as the pool's bytes over the bytes a block takes across the layers.
+        block_bytes = bytes_per_block(self.vllm_config, self.get_kv_cache_spec())
         explicit = self.cache_config.kv_cache_memory_bytes
         if explicit is not None:
             return int(explicit)
@@ -131,7 +133,7 @@ class TTWorker(WorkerBase):
             model_budget += runner.block_size * runner.max_num_reqs
             logger.info("KV budget from %s: %d tokens", type(runner.tt_model).__name__, model_budget)
         tokens = self.options.kv_cache_tokens or model_budget or DEFAULT_KV_CACHE_TOKENS
-        wanted = tokens * bytes_per_token
+        wanted = tokens * block_bytes // self.cache_config.block_size
         if self.device_choice is DeviceChoice.TTNN:
             return wanted  # the pool lives in device DRAM, sized by the budget, not by host memory
         memory = psutil.virtual_memory()
@@ -149,7 +151,7 @@ class TTWorker(WorkerBase):
 
     def initialize_from_config(self, kv_cache_config: KVCacheConfig) -> None:
         report_phase(EnginePhase.ALLOCATING_KV_CACHE, f"{kv_cache_config.num_blocks} blocks")
-        self._runner().initialize_kv_cache(kv_cache_config.num_blocks)
+        self._runner().initialize_kv_cache(kv_cache_config)
         self._runner().metrics.set_num_blocks(kv_cache_config.num_blocks)
 
     def compile_or_warm_up_model(self) -> CompilationTimes:

@@ -29,13 +29,14 @@ from tt_vllm_plugin.log import get_logger
 from tt_vllm_plugin.models.contract import SUPPORTS_ASYNC_DECODE, KVCache
 from tt_vllm_plugin.models.optional_hooks import (
     ASYNC_DECODE_HOOKS,
+    KV_CACHE_HOOKS,
     OPTIONAL_HOOKS,
     TraceFlags,
     async_read_problem,
     trace_flags,
 )
 from tt_vllm_plugin.models.tt_metal.sampling import for_generator
-from tt_vllm_plugin.models.tt_metal.signatures import accepts, forward_target, initialize_kwargs
+from tt_vllm_plugin.models.tt_metal.signatures import accepts, forward_chain, initialize_kwargs
 
 logger = get_logger(__name__)
 
@@ -47,8 +48,11 @@ def adapter_for(generator_cls: type) -> type[TTMetalModel]:
     if capabilities.get(SUPPORTS_ASYNC_DECODE) and (problem := async_read_problem(generator_cls)):
         logger.warning("%s: %s; decoding synchronously.", generator_cls.__name__, problem)
         capabilities[SUPPORTS_ASYNC_DECODE] = False
-    name = f"TTMetal{generator_cls.__name__}"
-    return type(name, (TTMetalModel,), {"generator_cls": generator_cls, "model_capabilities": capabilities})
+    attributes: dict[str, Any] = {"generator_cls": generator_cls, "model_capabilities": capabilities}
+    spec_hook = getattr(generator_cls, "get_kv_cache_spec", None)
+    if spec_hook is not None:  # a classmethod of the generator (tt-metal's hybrid models)
+        attributes["get_kv_cache_spec"] = staticmethod(spec_hook)
+    return type(f"TTMetal{generator_cls.__name__}", (TTMetalModel,), attributes)
 
 
 def _primary(out: Any) -> Any:
@@ -76,7 +80,7 @@ class TTMetalModel:
         # Only reached for attributes the adapter lacks: expose the generator's optional hooks, so
         # getattr(model, hook, None) is None exactly when the generator has no such hook.
         generator = self.__dict__.get("generator")
-        if generator is None or name not in OPTIONAL_HOOKS + ASYNC_DECODE_HOOKS:
+        if generator is None or name not in OPTIONAL_HOOKS + ASYNC_DECODE_HOOKS + KV_CACHE_HOOKS:
             raise AttributeError(name)
         hook = getattr(generator, name)
         if name != "process_decode_output_host":
@@ -88,11 +92,30 @@ class TTMetalModel:
 
         return processed
 
-    def _takes(self, method: str, name: str) -> bool:
+    def takes_keyword(self, method: str, name: str) -> bool:
+        """Whether ``generator.<method>`` takes ``name``: a shim on the way names it (tt-metal's hybrid
+        classes take ``page_tables_per_layer`` themselves) or the method the call ends in does. The
+        runner asks this of any model that answers it."""
         key = (method, name)
         if key not in self._accepted:
-            self._accepted[key] = accepts(forward_target(self.generator, method), name)
+            chain = forward_chain(self.generator, method)
+            self._accepted[key] = any(accepts(function, name) for function in chain)
         return self._accepted[key]
+
+    _takes = takes_keyword
+
+    def _per_layer_kwargs(
+        self, method: str, page_tables_per_layer: list[torch.Tensor] | None
+    ) -> dict[str, Any]:
+        """``page_tables_per_layer`` (several KV cache groups) where the generator takes it."""
+        if page_tables_per_layer is None:
+            return {}
+        if not self._takes(method, "page_tables_per_layer"):
+            raise NotImplementedError(
+                f"{self.generator_cls.__name__}.{method} takes no page_tables_per_layer, but its KV cache "
+                "has several groups (hybrid attention)."
+            )
+        return {"page_tables_per_layer": page_tables_per_layer}
 
     @classmethod
     def initialize_vllm_model(
@@ -139,6 +162,7 @@ class TTMetalModel:
         enable_trace: bool | None = None,
         sampling_params: Any = None,
         empty_slots: Sequence[int] | None = None,
+        page_tables_per_layer: list[torch.Tensor] | None = None,
         **extra: Any,
     ) -> torch.Tensor:
         """Generator.prefill_forward_text (tt-metal generator.py); ``extra`` (arguments beyond
@@ -158,6 +182,7 @@ class TTMetalModel:
             kwargs.update(self._slots_kwargs(list(empty_slots)))
         if sampling_params is not None:
             kwargs["sampling_params"] = for_generator(sampling_params)
+        kwargs.update(self._per_layer_kwargs("prefill_forward", page_tables_per_layer))
         return _primary(self.generator.prefill_forward(tokens, **kwargs, **extra))
 
     def _slots_kwargs(self, empty_slots: list[int]) -> dict[str, Any]:
@@ -183,6 +208,7 @@ class TTMetalModel:
         read_from_device: bool = True,
         sampling_params: Any = None,
         reset_batch: bool = False,
+        page_tables_per_layer: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Generator.decode_forward (decode_forward_text in older releases). Read from the device, the
         output is logits or tokens (tt-metal's ``(out, log_probs)``: its first element); unread, the
@@ -198,5 +224,6 @@ class TTMetalModel:
         # decode inputs every step unless they sample on the device, which they only do greedy).
         if reset_batch and self._takes("decode_forward", "reset_batch"):
             kwargs["reset_batch"] = True
+        kwargs.update(self._per_layer_kwargs("decode_forward", page_tables_per_layer))
         out = self.generator.decode_forward(tokens, start_pos, **kwargs)
         return _primary(out) if read_from_device else out

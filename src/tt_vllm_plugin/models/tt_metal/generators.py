@@ -1,5 +1,6 @@
-"""Finding tt-metal's vLLM generator classes: which module holds them (both package layouts), which
-class serves which TT architecture, and loading one by its ``"module:Class"`` target.
+"""Finding tt-metal's vLLM generator classes: which module holds them (both package layouts), which of
+the classes in ``inventory.py`` the installed tt-metal has, and loading one by its ``"module:Class"``
+target.
 
 Nothing here runs without a tt-metal checkout on ``PYTHONPATH``; the layouts are tested against checkouts
 written to disk (tests/contract/tt_metal_checkout.py).
@@ -12,23 +13,16 @@ import importlib
 import importlib.util
 from typing import Any
 
+from tt_vllm_plugin.models.tt_metal import inventory
+from tt_vllm_plugin.models.tt_metal.inventory import GeneratorClass
+
 # Where tt-metal keeps its vLLM generators, newest layout first; the first that is there wins. tt-metal
 # PR #55977 moved models/tt_transformers to models/ttt_compat with no shim left behind
 # (models/ttt_compat/tt/generator_vllm.py @ 3dfeae9445a24e18e75ff2de2313c7a30bfe2bcf; vllm-tt-plugin PR #121
 # follows it); releases before it have models/tt_transformers/tt/generator_vllm.py
 # (@ 2a43729eb2eb37d76004e978da0af31e33829840). Both layouts are in the field.
 GENERATOR_MODULES = ("models.ttt_compat.tt.generator_vllm", "models.tt_transformers.tt.generator_vllm")
-
-# TT architecture -> class names in generator_vllm.py, first one present wins (tt-metal once named its
-# Qwen generator Qwen2ForCausalLM). Gemma3 is left out on purpose: generator_vllm only has
-# Gemma3ForConditionalGeneration, a multimodal generator whose prefill takes images, and the platform
-# refuses multimodal models.
-TT_METAL_GENERATORS: dict[str, tuple[str, ...]] = {
-    "TTLlamaForCausalLM": ("LlamaForCausalLM",),
-    "TTMistralForCausalLM": ("MistralForCausalLM",),
-    "TTQwen2ForCausalLM": ("QwenForCausalLM", "Qwen2ForCausalLM"),
-    "TTQwen3ForCausalLM": ("QwenForCausalLM",),
-}
+TT_PREFIX = "TT"  # Tenstorrent's TT names: "TT" + the Hugging Face architecture
 
 
 class TTMetalUnavailable(RuntimeError):
@@ -64,15 +58,28 @@ def _module_exists(name: str) -> bool:
         return False
 
 
-def generator_targets() -> dict[str, str]:
-    """TT architecture -> ``"module:Class"`` for every generator the installed tt-metal has."""
+def present_classes() -> dict[GeneratorClass, str]:
+    """The classes of the inventory (``inventory.py``) the installed tt-metal has -> ``"module:Class"``:
+    generator-module classes by name in that module, the others when their module is there (found
+    without importing it)."""
     module = generator_module()
-    targets = {}
-    for tt_arch, names in TT_METAL_GENERATORS.items():
-        present = next((name for name in names if hasattr(module, name)), None)
-        if present is not None:
-            targets[tt_arch] = f"{module.__name__}:{present}"
-    return targets
+    found: dict[GeneratorClass, str] = {}
+    for entry in inventory.GENERATOR_CLASSES:
+        if entry.module is None:
+            if hasattr(module, entry.name):
+                found[entry] = f"{module.__name__}:{entry.name}"
+        elif _module_exists(entry.module):
+            found[entry] = f"{entry.module}:{entry.name}"
+    return found
+
+
+def served_targets() -> inventory.Served:
+    """What the installed tt-metal's classes serve, by TT name (``TT`` + architecture); ``bare_names``
+    stay Hugging Face names."""
+    found = inventory.served(present_classes())
+    text = {TT_PREFIX + arch: target for arch, target in found.text.items()}
+    images = {TT_PREFIX + arch: target for arch, target in found.needs_images.items()}
+    return inventory.Served(text, images, dict(found.bare_names))
 
 
 def load_generator_class(target: str) -> type:

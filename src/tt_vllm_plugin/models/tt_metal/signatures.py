@@ -38,12 +38,18 @@ def accepts(function: Callable[..., Any], name: str) -> bool:
 
 
 def _is_pass_through(function: Callable[..., Any]) -> bool:
-    """``(self, *args, **kwargs)`` and nothing else: a shim that hands everything to another method."""
+    """``(self, *args, **kwargs)``, possibly with keyword-only arguments the shim takes itself (tt-metal's
+    hybrid classes: ``prefill_forward(self, *args, page_tables_per_layer=None, **kwargs)``): a shim that
+    hands everything else to another method."""
     try:
         kinds = [p.kind for p in inspect.signature(function).parameters.values()]
     except (TypeError, ValueError):
         return False
-    return kinds[-2:] == _PASS_THROUGH and len(kinds) <= 3
+    if len(kinds) < 3 or kinds[1] is not inspect.Parameter.VAR_POSITIONAL:
+        return kinds == _PASS_THROUGH  # (*args, **kwargs) without self
+    return kinds[-1] is inspect.Parameter.VAR_KEYWORD and all(
+        kind is inspect.Parameter.KEYWORD_ONLY for kind in kinds[2:-1]
+    )
 
 
 def _class_function(mro: tuple[type, ...], name: str, start: int) -> tuple[int, Any] | None:
@@ -55,35 +61,47 @@ def _class_function(mro: tuple[type, ...], name: str, start: int) -> tuple[int, 
     return None
 
 
-def _shim_callee(function: Any, name: str) -> tuple[str, bool] | None:
+def _shim_callee(function: Any, name: str, mro: tuple[type, ...], index: int) -> tuple[str, int] | None:
     """Which method a pass-through ``name`` calls (``<name>_text``, ``name`` through super(), or its
-    ``_<name>_impl``) and whether via super()."""
+    ``_<name>_impl``) and where in ``mro`` to look for it: after this class for ``super()``, after ``X``
+    for ``super(X, self)`` (tt-metal's hybrid classes skip their base's placeholder that way), else from
+    the start."""
     names = getattr(getattr(function, "__code__", None), "co_names", ())
     via_super = "super" in names
+    start = 0
+    if via_super:
+        named = [i for i, cls in enumerate(mro) if cls.__name__ in names and i > index]
+        start = (named[0] if named else index) + 1
     for callee in (f"{name}_text", name, f"_{name}_impl"):
         if callee in names and (callee != name or via_super):
-            return callee, via_super
+            return callee, start
     return None
 
 
-def forward_target(generator: Any, method: str) -> Callable[..., Any]:
-    """The function whose signature says what ``generator.<method>(...)`` really takes."""
+def forward_chain(generator: Any, method: str) -> list[Callable[..., Any]]:
+    """The functions ``generator.<method>(...)`` goes through, shims first; the last one's signature says
+    what the call really takes, and a keyword any of them names is taken (a shim may take one itself)."""
     own = getattr(generator, "__dict__", {})
     if method in own:  # set on the instance (tests wrap calls this way)
-        return own[method]
+        return [own[method]]
     mro, name, start = type(generator).__mro__, method, 0
-    function: Any = getattr(generator, method)
+    chain: list[Any] = []
     for _ in range(_MAX_SHIM_DEPTH):
         found = _class_function(mro, name, start)
         if found is None:
             break
         index, function = found
-        callee = _shim_callee(function, name) if _is_pass_through(function) else None
+        chain.append(function)
+        callee = _shim_callee(function, name, mro, index) if _is_pass_through(function) else None
         if callee is None:
             break
-        name, via_super = callee
-        start = index + 1 if via_super else 0
-    return function
+        name, start = callee
+    return chain or [getattr(generator, method)]
+
+
+def forward_target(generator: Any, method: str) -> Callable[..., Any]:
+    """The function whose signature says what ``generator.<method>(...)`` really takes."""
+    return forward_chain(generator, method)[-1]
 
 
 def initialize_kwargs(

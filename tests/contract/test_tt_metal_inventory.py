@@ -1,0 +1,132 @@
+"""The ttnn device serves every generator class the installed tt-metal has (src/tt_vllm_plugin/models/
+tt_metal/inventory.py), under the TT names Tenstorrent's plugin gives them, and refuses by name those that
+need images. Checked against checkouts written to disk (tests/contract/tt_metal_checkout.py) whose
+generator modules hold the class names of the real ones:
+
+- ttt_compat: tenstorrent/tt-metal ``models/ttt_compat/tt/generator_vllm.py`` @
+  3dfeae9445a24e18e75ff2de2313c7a30bfe2bcf (Mistral3ForConditionalGeneration, MllamaForConditionalGeneration,
+  LlamaForCausalLM, QwenForCausalLM, MistralForCausalLM, Gemma3ForConditionalGeneration,
+  Exaone4_5_ForConditionalGeneration, GptOssForCausalLM, and the HybridAttentionForCausalLM base);
+- tt_transformers: ``models/tt_transformers/tt/generator_vllm.py`` @ 2a43729eb2eb37d76004e978da0af31e33829840
+  (the same without Exaone4_5 and the hybrid base).
+
+The inventory reads only the names, so every name re-exports one test double; nothing is built here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.contract import tt_metal_doubles as doubles
+from tests.contract.tt_metal_checkout import on_path, write_checkout
+from tt_vllm_plugin.activation import DeviceChoice
+from tt_vllm_plugin.models import registry
+
+DOUBLE = f"{doubles.__name__}:TttCompatLlama"
+TT_TRANSFORMERS_CLASSES = (
+    "Mistral3ForConditionalGeneration",
+    "MllamaForConditionalGeneration",
+    "LlamaForCausalLM",
+    "QwenForCausalLM",
+    "MistralForCausalLM",
+    "Gemma3ForConditionalGeneration",
+    "GptOssForCausalLM",
+)
+TTT_COMPAT_CLASSES = (
+    *TT_TRANSFORMERS_CLASSES,
+    "Exaone4_5_ForConditionalGeneration",
+    "HybridAttentionForCausalLM",
+)
+IMAGES = [
+    "Gemma3ForConditionalGeneration",
+    "Mistral3ForConditionalGeneration",
+    "MllamaForConditionalGeneration",
+]
+
+
+def checkout(root: Path, layout: str, names: tuple[str, ...], **kwargs) -> Path:
+    return write_checkout(root, {layout: dict.fromkeys(names, DOUBLE)}, **kwargs)
+
+
+def test_the_ttt_compat_release_serves_all_its_text_generators(tmp_path: Path) -> None:
+    with on_path(checkout(tmp_path, "ttt_compat", TTT_COMPAT_CLASSES)):
+        module = "models.ttt_compat.tt.generator_vllm"
+        assert registry.implementations(DeviceChoice.TTNN) == {
+            "TTLlamaForCausalLM": f"{module}:LlamaForCausalLM",
+            "TTQwen2ForCausalLM": f"{module}:QwenForCausalLM",
+            "TTQwen3ForCausalLM": f"{module}:QwenForCausalLM",
+            "TTMistralForCausalLM": f"{module}:MistralForCausalLM",
+            "TTGptOssForCausalLM": f"{module}:GptOssForCausalLM",
+            "TTExaone4_5_ForConditionalGeneration": f"{module}:Exaone4_5_ForConditionalGeneration",
+        }
+        assert registry.architectures_needing_images(DeviceChoice.TTNN) == IMAGES
+        # vLLM knows the checkpoint as multimodal; the class serves its text, so vLLM gets the bare name.
+        assert set(registry.resolve(DeviceChoice.TTNN).bare_names) == {"Exaone4_5_ForConditionalGeneration"}
+
+
+def test_the_tt_transformers_release_serves_its_own(tmp_path: Path) -> None:
+    with on_path(checkout(tmp_path, "tt_transformers", TT_TRANSFORMERS_CLASSES)):
+        assert registry.supported_architectures(DeviceChoice.TTNN) == [
+            "GptOssForCausalLM",
+            "LlamaForCausalLM",
+            "MistralForCausalLM",
+            "Qwen2ForCausalLM",
+            "Qwen3ForCausalLM",
+        ]
+        assert registry.architectures_needing_images(DeviceChoice.TTNN) == IMAGES
+
+
+def test_a_generator_that_needs_images_is_refused_by_name(tmp_path: Path) -> None:
+    with on_path(checkout(tmp_path, "ttt_compat", TTT_COMPAT_CLASSES)):
+        with pytest.raises(ValueError) as error:
+            registry.load_model_class("TTGemma3ForConditionalGeneration", DeviceChoice.TTNN)
+    assert str(error.value) == (
+        "Gemma3ForConditionalGeneration needs images; multimodal models are not supported yet "
+        "(tt-metal's models.ttt_compat.tt.generator_vllm:Gemma3ForConditionalGeneration)."
+    )
+
+
+def test_served_classes_load_through_the_adapter(tmp_path: Path) -> None:
+    with on_path(checkout(tmp_path, "ttt_compat", TTT_COMPAT_CLASSES)):
+        cls = registry.load_model_class("TTExaone4_5_ForConditionalGeneration", DeviceChoice.TTNN)
+    assert cls.generator_cls is doubles.TttCompatLlama
+
+
+def test_classes_elsewhere_in_the_models_package_count_when_their_module_is_there(tmp_path: Path) -> None:
+    """Tenstorrent's built-in map names classes outside the generator module (vllm-tt-plugin
+    platform.py @ 01078a07128216ae085a966749974376cea8e721): Gemma 4 (three checkpoint architectures, one
+    text-only class) and Qwen2.5-VL (images)."""
+    modules = {
+        "models.demos.gemma4.tt.generator_vllm": {"Gemma4ForCausalLM": DOUBLE},
+        "models.demos.qwen25_vl.tt.generator_vllm": {"Qwen2_5_VLForConditionalGeneration": DOUBLE},
+    }
+    with on_path(checkout(tmp_path, "ttt_compat", ("LlamaForCausalLM",), modules=modules)):
+        served = registry.implementations(DeviceChoice.TTNN)
+        images = registry.architectures_needing_images(DeviceChoice.TTNN)
+        bare = registry.resolve(DeviceChoice.TTNN).bare_names
+    gemma4 = "models.demos.gemma4.tt.generator_vllm:Gemma4ForCausalLM"
+    assert served == {
+        "TTLlamaForCausalLM": "models.ttt_compat.tt.generator_vllm:LlamaForCausalLM",
+        "TTGemma4ForCausalLM": gemma4,
+        "TTGemma4ForConditionalGeneration": gemma4,
+        "TTGemma4UnifiedForConditionalGeneration": gemma4,
+    }
+    assert images == ["Qwen2_5_VLForConditionalGeneration"]
+    # As Tenstorrent's plugin, the Gemma 4 names go to vLLM's registry bare too (vLLM sees text only).
+    assert sorted(bare) == [name.removeprefix("TT") for name in sorted(served) if "Gemma4" in name]
+
+
+def test_an_override_serves_on_the_ttnn_device_without_tt_metals_own_models(tmp_path, monkeypatch):
+    """Without tt-metal's generator module the built-in map is missing; a user's class still serves, and
+    an architecture nobody serves says why."""
+    from tt_vllm_plugin.models.tt_metal.generators import TTMetalUnavailable
+
+    monkeypatch.setenv("TT_MODEL_CLASS_OVERRIDES", f"LlamaForCausalLM={DOUBLE}")
+    with on_path(write_checkout(tmp_path, {})):  # a `models` package without generators
+        assert registry.load_model_class("TTLlamaForCausalLM", DeviceChoice.TTNN).generator_cls is (
+            doubles.TttCompatLlama
+        )
+        with pytest.raises(TTMetalUnavailable, match="tt-metal's models are not importable"):
+            registry.load_model_class("TTQwen3ForCausalLM", DeviceChoice.TTNN)
