@@ -51,9 +51,9 @@ Differences that need code here (source paths inside the ``vllm`` package of eac
    ``v1/core/kv_cache_utils.py`` up to 0.32, in ``v1/core/kv_cache_planning.py`` in 0.34 (same signature;
    :func:`kv_cache_planner`). Which layers share one buffer (``KVCacheConfig.kv_cache_tensors``,
    ``v1/kv_cache_interface.py``): 0.25.1's and 0.26.0's ``KVCacheTensor.shared_by`` lists them (the i-th
-   layer of each group); 0.32 and 0.34 give each group's layers one ``KVCacheTensor`` (``layers``, ``layer_stride``,
-   ``offset``) and let groups alias from byte 0, so layers at the same byte offset share (the same i-th
-   layer of each group in a layer-outermost layout). See :func:`kv_cache_buffers`.
+   layer of each group); 0.32 and 0.34 give each group's layers one ``KVCacheTensor`` (``layers``,
+   ``layer_stride``, ``offset``) and let groups alias from byte 0, so layers at the same byte offset share
+   (the same i-th layer of each group in a layer-outermost layout). See :func:`kv_cache_buffers`.
    ``Platform.support_hybrid_kv_cache`` (default False; False turns the hybrid KV cache manager off and
    vLLM unifies sliding-window specs into full attention, ``config/vllm.py``) and ``SlidingWindowSpec``
    (``sliding_window`` required) are the same in 0.25.1, 0.26.0, 0.32 and 0.34.
