@@ -5,10 +5,10 @@ Qwen2 and Qwen3: they share the decoder (RMSNorm, RoPE, GQA attention, SwiGLU ML
 biases, Qwen3's per-head q/k norm and which configs they accept. The classes here say which; the
 registry names them (``models/registry.py``).
 
-Where the rest lives: ``model.py`` (the contract hooks: loading, KV cache, prefill, decode),
-``decoder.py`` (the math), ``weights.py`` and ``host/checkpoint.py`` (loading and packing the weights),
-``host/rope.py`` (RoPE settings), ``host/attention.py`` (attention backends), ``models/device_sampling.py``
-(sampling on the device).
+Where the rest lives: ``model.py`` (loading) on ``host/paged_model.py`` (the contract hooks: KV cache,
+prefill, decode), ``decoder.py`` (the math), ``weights.py`` and ``host/checkpoint.py`` (loading and
+packing the weights), ``host/rope.py`` (RoPE settings), ``host/attention.py`` (attention backends),
+``models/device_sampling.py`` (sampling on the device).
 """
 
 from __future__ import annotations

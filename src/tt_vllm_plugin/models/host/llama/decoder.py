@@ -89,6 +89,10 @@ class LlamaFamilyDecoder:
             x, residual = self.ops.add_rms_norm(self._mlp(layer, x), residual, next_norm, self.eps)
         return x
 
+    @property
+    def vocab_size(self) -> int:
+        return self.weights.lm_head.out_features
+
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.weights.lm_head(hidden).float()
 
