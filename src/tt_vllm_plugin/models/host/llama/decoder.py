@@ -1,4 +1,5 @@
-"""The Llama-family decoder on the host: RMSNorm, RoPE, GQA attention, SwiGLU MLP, in PyTorch.
+"""The Llama-family decoder on the host: RMSNorm, RoPE, GQA attention, each layer's feed-forward block
+(the SwiGLU MLP, ``host/mlp.py``, or a mixture of experts, ``host/moe.py``), in PyTorch.
 
 Linear layers are :class:`~tt_vllm_plugin.models.host.linear.HostLinear` (vLLM's prepacked CPU GEMMs,
 else ``F.linear``), with q/k/v and gate/up packed into one matrix each at load time
@@ -86,7 +87,7 @@ class LlamaFamilyDecoder:
             attn = self._attention(layer, x, rotate, attention, k_cache, v_cache)
             x, residual = self.ops.add_rms_norm(attn, residual, layer.post_norm, self.eps)
             next_norm = layers[index + 1].input_norm if index + 1 < len(layers) else self.weights.norm
-            x, residual = self.ops.add_rms_norm(self._mlp(layer, x), residual, next_norm, self.eps)
+            x, residual = self.ops.add_rms_norm(layer.mlp(x, self.ops), residual, next_norm, self.eps)
         return x
 
     @property
@@ -117,6 +118,3 @@ class LlamaFamilyDecoder:
         q = q.reshape(n, self.num_heads, self.head_dim)
         k = k.reshape(n, self.num_kv_heads, self.head_dim)
         return layer.o(attention.attend(q, k, v, k_cache, v_cache))
-
-    def _mlp(self, layer: LayerWeights, x: torch.Tensor) -> torch.Tensor:
-        return layer.down(self.ops.silu_and_mul(layer.gate_up(x)))
