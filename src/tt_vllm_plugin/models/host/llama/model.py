@@ -14,7 +14,12 @@ from typing import Any
 from tt_vllm_plugin.device.host import HostDevice
 from tt_vllm_plugin.models.host.checkpoint import PackedModulesMapping, model_folder
 from tt_vllm_plugin.models.host.llama.decoder import LlamaFamilyDecoder
-from tt_vllm_plugin.models.host.llama.weights import PACKED_MODULES, FamilyLayout, load_model_weights
+from tt_vllm_plugin.models.host.llama.weights import (
+    PACKED_MODULES,
+    FamilyLayout,
+    MlpLoader,
+    load_model_weights,
+)
 from tt_vllm_plugin.models.host.paged_model import HostPagedModel
 
 
@@ -33,6 +38,11 @@ class HostLlamaFamilyModel(LlamaFamilyDecoder, HostPagedModel):
         return FamilyLayout(
             qkv_bias=attention_bias, o_bias=attention_bias, mlp_bias=bool(getattr(config, "mlp_bias", False))
         )
+
+    @classmethod
+    def mlp_loader(cls, config: Any) -> MlpLoader | None:
+        """Each layer's feed-forward block; None: the dense Llama MLP (``FamilyLayout.mlp_bias``)."""
+        return None
 
     @classmethod
     def check_config(cls, config: Any, max_seq_len: int) -> None:
@@ -80,5 +90,6 @@ class HostLlamaFamilyModel(LlamaFamilyDecoder, HostPagedModel):
             mesh_device.dtype,
             mesh_device.torch_device,
             cls.packed_modules_mapping,
+            cls.mlp_loader(hf_config),
         )
         return cls(hf_config, weights, mesh_device.torch_device, mesh_device.dtype, max_seq_len)
