@@ -21,7 +21,7 @@ COMMON = dict(
 
 
 def architecture_configs() -> dict[str, object]:
-    from transformers import LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
+    from transformers import LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config, Qwen3MoeConfig
 
     return {
         "LlamaForCausalLM": LlamaConfig(
@@ -39,7 +39,25 @@ def architecture_configs() -> dict[str, object]:
         "Qwen2ForCausalLM": Qwen2Config(**COMMON, tie_word_embeddings=False),
         "Qwen3ForCausalLM": Qwen3Config(**COMMON, head_dim=32, tie_word_embeddings=False),
         "MistralForCausalLM": MistralConfig(**COMMON, sliding_window=None, tie_word_embeddings=False),
+        # Three layers: two mixtures of 8 experts (top 2, renormalised) around a dense one (mlp_only_layers).
+        "Qwen3MoeForCausalLM": Qwen3MoeConfig(
+            **{**COMMON, "num_hidden_layers": 3},
+            head_dim=32,
+            moe_intermediate_size=32,
+            num_experts=8,
+            num_experts_per_tok=2,
+            norm_topk_prob=True,
+            mlp_only_layers=[1],
+            tie_word_embeddings=False,
+        ),
     }
+
+
+def longest_window() -> int:
+    """The longest sliding window of any of the configs (0 without any): e2e prompts are longer."""
+    return max(
+        int(getattr(config, "sliding_window", None) or 0) for config in architecture_configs().values()
+    )
 
 
 def save_random_model(arch: str, folder: Path, seed: int = 0) -> Path:
@@ -50,10 +68,10 @@ def save_random_model(arch: str, folder: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     # Random init leaves some weights tiny; scale up so logits differ clearly between tokens and a
-    # wrong implementation cannot agree with transformers by accident.
+    # wrong implementation cannot agree with transformers by accident (experts are stacked in 3-D).
     with torch.no_grad():
         for param in model.parameters():
-            if param.dim() == 2:
+            if param.dim() >= 2:
                 param.normal_(0.0, 0.08)
     model.save_pretrained(folder)
     return folder

@@ -25,6 +25,8 @@ from transformers import (
     Qwen2ForCausalLM,
     Qwen3Config,
     Qwen3ForCausalLM,
+    Qwen3MoeConfig,
+    Qwen3MoeForCausalLM,
 )
 
 from tests.contract import helpers
@@ -117,6 +119,23 @@ CASES = [
     # head_dim 32 != hidden / heads, so it must come from the config.
     Case("qwen3", lambda: (Qwen3Config(**_COMMON, head_dim=32), Qwen3ForCausalLM), {}),
     Case("mistral", lambda: (MistralConfig(**_COMMON, sliding_window=None), MistralForCausalLM), {}),
+    # Layer 0 dense, layer 1 a mixture of 8 experts (decoder_sparse_step 2), top 2 not renormalised.
+    Case(
+        "qwen3-moe",
+        lambda: (
+            Qwen3MoeConfig(
+                **_COMMON,
+                head_dim=32,
+                moe_intermediate_size=32,
+                num_experts=8,
+                num_experts_per_tok=2,
+                norm_topk_prob=False,
+                decoder_sparse_step=2,
+            ),
+            Qwen3MoeForCausalLM,
+        ),
+        {},
+    ),
 ]
 
 
@@ -149,6 +168,7 @@ def checkpoint(request, tmp_path_factory) -> Checkpoint:
     torch.manual_seed(0)
     config, model_cls = case.make()
     config._attn_implementation = "eager"
+    config._experts_implementation = "eager"  # transformers 5 picks grouped_mm for MoE otherwise
     model = model_cls(config).eval()
     model.generation_config.pad_token_id = 0
     model.generation_config.eos_token_id = None
@@ -286,7 +306,12 @@ def test_n_layers_truncates(checkpoint):
     assert len(model.weights.layers) == 1
     reference = (
         type(checkpoint.reference)
-        .from_pretrained(checkpoint.folder, num_hidden_layers=1, attn_implementation="eager")
+        .from_pretrained(
+            checkpoint.folder,
+            num_hidden_layers=1,
+            attn_implementation="eager",
+            experts_implementation="eager",
+        )
         .eval()
     )
     (prompt,) = random_prompts([6], seed=10)
@@ -400,6 +425,7 @@ def test_registry_names_and_classes():
         "MistralForCausalLM",
         "Qwen2ForCausalLM",
         "Qwen3ForCausalLM",
+        "Qwen3MoeForCausalLM",
     ]
     assert tt_architecture("Qwen3ForCausalLM") == "TTQwen3ForCausalLM"
     for name in TT_MODEL_CLASSES:
@@ -412,7 +438,7 @@ def test_unknown_architecture_error_lists_supported():
         load_model_class(tt_architecture("GPT2LMHeadModel"))
     assert str(error.value) == (
         "Architecture 'GPT2LMHeadModel' has no TT implementation. Supported architectures: "
-        "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM."
+        "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Qwen3MoeForCausalLM."
     )
 
 

@@ -19,6 +19,7 @@ from tt_vllm_plugin.models.tt_metal import adapter as tt_metal_adapter
 from tt_vllm_plugin.models.tt_metal import generators
 
 _HOST_LLAMA = "tt_vllm_plugin.models.host.llama.architectures"
+_HOST_QWEN3_MOE = "tt_vllm_plugin.models.host.qwen3_moe.architectures"
 
 # TT architecture name -> "module:ClassName" of the host (PyTorch) implementation.
 TT_MODEL_CLASSES: dict[str, str] = {
@@ -26,6 +27,7 @@ TT_MODEL_CLASSES: dict[str, str] = {
     "TTMistralForCausalLM": f"{_HOST_LLAMA}:TTMistralForCausalLM",
     "TTQwen2ForCausalLM": f"{_HOST_LLAMA}:TTQwen2ForCausalLM",
     "TTQwen3ForCausalLM": f"{_HOST_LLAMA}:TTQwen3ForCausalLM",
+    "TTQwen3MoeForCausalLM": f"{_HOST_QWEN3_MOE}:TTQwen3MoeForCausalLM",
 }
 
 _TT_PREFIX = "TT"

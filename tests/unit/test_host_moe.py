@@ -1,0 +1,102 @@
+"""The host mixture-of-experts layer (models/host/moe.py) against transformers' own MoE modules, with
+transformers' eager experts (its plain definition; grouped_mm sums in another order)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tt_vllm_plugin.models.host.linear import HostLinear
+from tt_vllm_plugin.models.host.moe import Routing, SparseMoE, experts_from_stacked
+from tt_vllm_plugin.models.host.ops import HostOps, fused_kernels_available
+from tt_vllm_plugin.models.host.qwen3_moe.weights import Qwen3MoeMlpLoader
+
+HIDDEN, EXPERTS, INTER = 64, 8, 32
+OPS = [HostOps(False)] + ([HostOps(True)] if fused_kernels_available(torch.device("cpu")) else [])
+
+
+def qwen3_moe_block(norm_topk_prob: bool, top_k: int = 2, seed: int = 0):
+    from transformers import Qwen3MoeConfig
+    from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeSparseMoeBlock
+
+    config = Qwen3MoeConfig(
+        hidden_size=HIDDEN,
+        moe_intermediate_size=INTER,
+        num_experts=EXPERTS,
+        num_experts_per_tok=top_k,
+        norm_topk_prob=norm_topk_prob,
+    )
+    config._experts_implementation = "eager"
+    torch.manual_seed(seed)
+    block = Qwen3MoeSparseMoeBlock(config).eval()
+    with torch.no_grad():
+        for param in block.parameters():
+            param.normal_(0.0, 0.1)
+    return config, block
+
+
+def ours_from(block, config) -> SparseMoE:
+    routing = Routing(config.num_experts_per_tok, softmax_first=True, renormalize=config.norm_topk_prob)
+    experts = experts_from_stacked(block.experts.gate_up_proj.detach(), block.experts.down_proj.detach())
+    return SparseMoE(HostLinear(block.gate.weight.detach()), experts, routing)
+
+
+def hidden_states(tokens: int, seed: int) -> torch.Tensor:
+    return torch.randn(tokens, HIDDEN, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("norm_topk_prob", [True, False])
+@pytest.mark.parametrize("ops", OPS, ids=lambda ops: "fused" if ops.fused else "torch")
+def test_qwen3_moe_block_matches_transformers(norm_topk_prob, ops):
+    config, block = qwen3_moe_block(norm_topk_prob)
+    moe = ours_from(block, config)
+    for tokens in (1, 5, 97):  # a decode step, a short and a long prefill
+        x = hidden_states(tokens, seed=tokens)
+        with torch.inference_mode():
+            expected = block(x[None])[0]
+            _, ref_weights, ref_ids = block.gate(x)
+            weights, ids = moe.route(x)
+            actual = moe(x, ops)
+        assert torch.equal(ids, ref_ids)
+        torch.testing.assert_close(weights, ref_weights, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_every_expert_and_more_than_two_per_token():
+    config, block = qwen3_moe_block(norm_topk_prob=True, top_k=EXPERTS, seed=1)
+    moe = ours_from(block, config)
+    x = hidden_states(9, seed=2)
+    with torch.inference_mode():
+        torch.testing.assert_close(moe(x, HostOps(False)), block(x[None])[0], atol=1e-5, rtol=1e-5)
+
+
+def test_renormalise_needs_softmax_first():
+    with pytest.raises(ValueError, match="softmax-first"):
+        Routing(2, softmax_first=False, renormalize=True)
+
+
+@pytest.mark.parametrize(
+    ("layers", "step", "mlp_only"), [(4, 1, []), (6, 2, []), (6, 3, [2]), (5, 1, [0, 3]), (3, 1, [0, 1, 2])]
+)
+def test_sparse_layers_are_the_ones_transformers_builds(layers, step, mlp_only):
+    from transformers import Qwen3MoeConfig
+    from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeDecoderLayer, Qwen3MoeSparseMoeBlock
+
+    config = Qwen3MoeConfig(
+        hidden_size=16,
+        intermediate_size=16,
+        moe_intermediate_size=8,
+        num_experts=4,
+        num_experts_per_tok=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+        num_hidden_layers=layers,
+        decoder_sparse_step=step,
+        mlp_only_layers=mlp_only,
+    )
+    loader = Qwen3MoeMlpLoader.from_config(config)
+    expected = [
+        isinstance(Qwen3MoeDecoderLayer(config, i).mlp, Qwen3MoeSparseMoeBlock) for i in range(layers)
+    ]
+    assert [loader.is_sparse(i) for i in range(layers)] == expected
