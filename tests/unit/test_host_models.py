@@ -114,6 +114,34 @@ CASES = [
         ),
         {},
     ),
+    # YaRN: ramped frequencies and cos/sin scaled by its attention factor.
+    Case(
+        "qwen2-yarn-rope",
+        lambda: (
+            Qwen2Config(
+                **_COMMON,
+                rope_parameters={
+                    "rope_type": "yarn",
+                    "rope_theta": 10000.0,
+                    "factor": 4.0,
+                    "original_max_position_embeddings": 32,
+                },
+            ),
+            Qwen2ForCausalLM,
+        ),
+        {},
+    ),
+    # Dynamic NTK within max_position_embeddings (beyond it is refused: rope.py).
+    Case(
+        "llama-dynamic-rope",
+        lambda: (
+            LlamaConfig(
+                **_COMMON, rope_parameters={"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0}
+            ),
+            LlamaForCausalLM,
+        ),
+        {},
+    ),
     # Sharded, to load through model.safetensors.index.json.
     Case("qwen2-sharded", lambda: (Qwen2Config(**_COMMON), Qwen2ForCausalLM), {"max_shard_size": "100KB"}),
     # head_dim 32 != hidden / heads, so it must come from the config.
@@ -411,9 +439,12 @@ def test_missing_tensors_are_named(llama_folder):
 
 def test_unsupported_configs_are_refused(llama_folder):
     config = AutoConfig.from_pretrained(llama_folder)
-    config.rope_parameters = {"rope_type": "yarn", "factor": 4.0, "rope_theta": 10000.0}
-    with pytest.raises(NotImplementedError, match="RoPE type 'yarn' is not implemented"):
+    config.rope_parameters = {"rope_type": "proportional", "factor": 4.0, "rope_theta": 10000.0}
+    with pytest.raises(NotImplementedError, match="RoPE type 'proportional' is not implemented"):
         TTLlamaForCausalLM.initialize_vllm_model(config, CPU_FP32, 1, 16)
+    config.rope_parameters = {"rope_type": "dynamic", "factor": 2.0, "rope_theta": 10000.0}
+    with pytest.raises(NotImplementedError, match="'dynamic' beyond max_position_embeddings=256"):
+        TTLlamaForCausalLM.initialize_vllm_model(config, CPU_FP32, 1, 512)
     mistral = MistralConfig(**_COMMON, sliding_window=32)
     with pytest.raises(NotImplementedError, match="sliding_window=32 < max_seq_len=64"):
         TTMistralForCausalLM.initialize_vllm_model(mistral, CPU_FP32, 1, 64)

@@ -77,13 +77,18 @@ class HostOps:
 
 
 def rope_tables(
-    inv_freq: torch.Tensor, max_seq_len: int, dtype: torch.dtype, device: torch.device
+    inv_freq: torch.Tensor,
+    max_seq_len: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    attention_scaling: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin of every position < ``max_seq_len``, (max_seq_len, head_dim) each; computed in
-    float32 then cast, like transformers does per step."""
+    """cos and sin of every position < ``max_seq_len``, (max_seq_len, head_dim) each, times
+    ``attention_scaling`` (YaRN, LongRoPE); computed in float32 then cast, like transformers does per step."""
     freqs = torch.arange(max_seq_len, dtype=torch.float32)[:, None] * inv_freq[None, :]
     emb = torch.cat([freqs, freqs], dim=-1)
-    return emb.cos().to(device=device, dtype=dtype), emb.sin().to(device=device, dtype=dtype)
+    cos, sin = emb.cos() * attention_scaling, emb.sin() * attention_scaling
+    return cos.to(device=device, dtype=dtype), sin.to(device=device, dtype=dtype)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -94,7 +99,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class RotaryEmbedding:
-    """Rotate-half (NeoX-style) RoPE for every position below ``max_seq_len``."""
+    """Rotate-half (NeoX-style) RoPE for every position below ``max_seq_len`` (settings: ``rope.py``)."""
 
     def __init__(
         self,
@@ -104,10 +109,11 @@ class RotaryEmbedding:
         dtype: torch.dtype,
         device: torch.device,
         fused: bool,
+        attention_scaling: float = 1.0,
     ) -> None:
         self.head_dim = head_dim
         self.fused = fused
-        self.cos, self.sin = rope_tables(inv_freq, max_seq_len, dtype, device)
+        self.cos, self.sin = rope_tables(inv_freq, max_seq_len, dtype, device, attention_scaling)
         # vLLM's kernel reads one (max_seq_len, head_dim) table: cos of each frequency, then sin.
         half = head_dim // 2
         self.cos_sin_cache = torch.cat([self.cos[:, :half], self.sin[:, :half]], dim=-1).contiguous()

@@ -19,14 +19,8 @@ import torch.nn.functional as F
 from tt_vllm_plugin.models.contract import KVCache
 from tt_vllm_plugin.models.host.attention import HostAttention, PassAttention, choose_attention
 from tt_vllm_plugin.models.host.llama.weights import LayerWeights, ModelWeights
-from tt_vllm_plugin.models.host.ops import (
-    HostOps,
-    RotaryEmbedding,
-    RotateFn,
-    fused_kernels_available,
-    rms_norm,
-)
-from tt_vllm_plugin.models.host.rope import rope_inv_freq
+from tt_vllm_plugin.models.host.ops import HostOps, RotateFn, fused_kernels_available, rms_norm
+from tt_vllm_plugin.models.host.rope import rotary_embedding
 
 
 def head_dim_of(config: Any) -> int:
@@ -56,14 +50,7 @@ class LlamaFamilyDecoder:
         self.eps = float(config.rms_norm_eps)
         self.scale = self.head_dim**-0.5
         self.ops = HostOps(fused_kernels_available(torch_device))
-        self.rope = RotaryEmbedding(
-            rope_inv_freq(config, self.head_dim),
-            self.head_dim,
-            max_seq_len,
-            dtype,
-            torch_device,
-            self.ops.fused,
-        )
+        self.rope = rotary_embedding(config, self.head_dim, max_seq_len, dtype, torch_device, self.ops.fused)
         # Chosen once here, confirmed for the cache's block size when the model allocates its KV cache.
         self.attention: HostAttention = choose_attention(
             torch_device, dtype, self.num_heads, self.num_kv_heads, self.head_dim, self.scale
