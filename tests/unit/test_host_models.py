@@ -146,8 +146,23 @@ CASES = [
     Case("qwen2-sharded", lambda: (Qwen2Config(**_COMMON), Qwen2ForCausalLM), {"max_shard_size": "100KB"}),
     # head_dim 32 != hidden / heads, so it must come from the config.
     Case("qwen3", lambda: (Qwen3Config(**_COMMON, head_dim=32), Qwen3ForCausalLM), {}),
-    Case("mistral", lambda: (MistralConfig(**_COMMON, sliding_window=None), MistralForCausalLM), {}),
-    # Layer 0 dense, layer 1 a mixture of 8 experts (decoder_sparse_step 2), top 2 not renormalised.
+    # Windows shorter than most prompts (prompts span several 4-token blocks), not a block multiple.
+    Case(
+        "mistral-sliding-window", lambda: (MistralConfig(**_COMMON, sliding_window=5), MistralForCausalLM), {}
+    ),
+    # use_sliding_window: full layer 0, sliding layer 1 (layers from max_window_layers on).
+    Case(
+        "qwen3-sliding-layers",
+        lambda: (
+            Qwen3Config(
+                **_COMMON, head_dim=32, use_sliding_window=True, sliding_window=6, max_window_layers=1
+            ),
+            Qwen3ForCausalLM,
+        ),
+        {},
+    ),
+    # Layer 0 dense, layer 1 a mixture of 8 experts (decoder_sparse_step 2), top 2 not renormalised;
+    # use_sliding_window windows every layer (transformers' Qwen3MoeModel has no layer_types).
     Case(
         "qwen3-moe",
         lambda: (
@@ -159,6 +174,8 @@ CASES = [
                 num_experts_per_tok=2,
                 norm_topk_prob=False,
                 decoder_sparse_step=2,
+                use_sliding_window=True,
+                sliding_window=6,
             ),
             Qwen3MoeForCausalLM,
         ),
@@ -445,8 +462,12 @@ def test_unsupported_configs_are_refused(llama_folder):
     config.rope_parameters = {"rope_type": "dynamic", "factor": 2.0, "rope_theta": 10000.0}
     with pytest.raises(NotImplementedError, match="'dynamic' beyond max_position_embeddings=256"):
         TTLlamaForCausalLM.initialize_vllm_model(config, CPU_FP32, 1, 512)
-    mistral = MistralConfig(**_COMMON, sliding_window=32)
-    with pytest.raises(NotImplementedError, match="sliding_window=32 < max_seq_len=64"):
+    config.rope_parameters = {"rope_type": "default", "rope_theta": 10000.0}
+    config.layer_types = ["full_attention", "sliding_attention"]
+    with pytest.raises(NotImplementedError, match=r"sliding-window attention layers \(sliding_attention\)"):
+        TTLlamaForCausalLM.initialize_vllm_model(config, CPU_FP32, 1, 16)
+    mistral = MistralConfig(**_COMMON, sliding_window=32, layer_types=["full_attention", "sliding_attention"])
+    with pytest.raises(NotImplementedError, match="layer_types mixing full_attention, sliding_attention"):
         TTMistralForCausalLM.initialize_vllm_model(mistral, CPU_FP32, 1, 64)
 
 

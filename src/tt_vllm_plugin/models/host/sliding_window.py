@@ -37,6 +37,12 @@ def window_mask(query_pos: torch.Tensor, key_pos: torch.Tensor, window: int | No
     return mask
 
 
+def effective_windows(windows: LayerWindows, max_seq_len: int) -> LayerWindows:
+    """``windows`` with those at least ``max_seq_len`` long dropped: they never cut anything, and plain
+    causal attention is cheaper."""
+    return [None if window is None or window >= max_seq_len else window for window in windows]
+
+
 def uniform_windows(config: Any, num_layers: int) -> LayerWindows:
     """Every layer windowed by ``config.sliding_window`` (None: no window), as Mistral's
     transformers model does (it has no ``layer_types``)."""

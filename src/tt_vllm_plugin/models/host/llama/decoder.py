@@ -6,7 +6,8 @@ else ``F.linear``), with q/k/v and gate/up packed into one matrix each at load t
 (``weights.py``). Between the matmuls, RMSNorm (fused with the residual add), RoPE and SwiGLU run
 on vLLM's fused CPU kernels where they exist (``host/ops.py``), which agree with transformers' float32
 numerics to about 1e-6. Attention runs on the backend chosen at load (``host/attention.py``), through
-the attention object each pass hands :meth:`LlamaFamilyDecoder.forward`.
+the attention object each pass hands :meth:`LlamaFamilyDecoder.forward`, with each layer's sliding
+window (``host/sliding_window.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ from tt_vllm_plugin.models.host.attention import HostAttention, PassAttention, c
 from tt_vllm_plugin.models.host.llama.weights import LayerWeights, ModelWeights
 from tt_vllm_plugin.models.host.ops import HostOps, RotateFn, fused_kernels_available, rms_norm
 from tt_vllm_plugin.models.host.rope import rotary_embedding
+from tt_vllm_plugin.models.host.sliding_window import (
+    LayerWindows,
+    effective_windows,
+    windows_by_layer_type,
+)
 
 
 def head_dim_of(config: Any) -> int:
@@ -51,10 +57,21 @@ class LlamaFamilyDecoder:
         self.scale = self.head_dim**-0.5
         self.ops = HostOps(fused_kernels_available(torch_device))
         self.rope = rotary_embedding(config, self.head_dim, max_seq_len, dtype, torch_device, self.ops.fused)
+        self.windows = effective_windows(self.layer_windows(config, len(weights.layers)), max_seq_len)
         # Chosen once here, confirmed for the cache's block size when the model allocates its KV cache.
         self.attention: HostAttention = choose_attention(
             torch_device, dtype, self.num_heads, self.num_kv_heads, self.head_dim, self.scale
         )
+
+    @classmethod
+    def layer_windows(cls, config: Any, num_layers: int) -> LayerWindows:
+        """Each layer's sliding window, by ``layer_types`` (Qwen2 and Qwen3 in transformers); the
+        architectures override it (``architectures.py``)."""
+        return windows_by_layer_type(config, num_layers, cls.__name__)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.weights.lm_head.out_features
 
     def forward(
         self, ids: torch.Tensor, positions: torch.Tensor, kv_cache: KVCache, attention: PassAttention
@@ -71,15 +88,11 @@ class LlamaFamilyDecoder:
         x = self.ops.rms_norm(residual, layers[0].input_norm, self.eps)
         for index, layer in enumerate(layers):
             k_cache, v_cache = kv_cache[index]
-            attn = self._attention(layer, x, rotate, attention, k_cache, v_cache)
+            attn = self._attention(layer, x, rotate, attention, k_cache, v_cache, self.windows[index])
             x, residual = self.ops.add_rms_norm(attn, residual, layer.post_norm, self.eps)
             next_norm = layers[index + 1].input_norm if index + 1 < len(layers) else self.weights.norm
             x, residual = self.ops.add_rms_norm(layer.mlp(x, self.ops), residual, next_norm, self.eps)
         return x
-
-    @property
-    def vocab_size(self) -> int:
-        return self.weights.lm_head.out_features
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.weights.lm_head(hidden).float()
@@ -92,6 +105,7 @@ class LlamaFamilyDecoder:
         attention: PassAttention,
         k_cache: torch.Tensor,
         v_cache: torch.Tensor,
+        window: int | None,
     ) -> torch.Tensor:
         n = x.shape[0]
         q_size, kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
@@ -104,4 +118,4 @@ class LlamaFamilyDecoder:
         q, k = rotate(q, k)
         q = q.reshape(n, self.num_heads, self.head_dim)
         k = k.reshape(n, self.num_kv_heads, self.head_dim)
-        return layer.o(attention.attend(q, k, v, k_cache, v_cache))
+        return layer.o(attention.attend(q, k, v, k_cache, v_cache, sliding_window=window))

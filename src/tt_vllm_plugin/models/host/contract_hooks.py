@@ -1,9 +1,13 @@
-"""The TT model contract over any host decoder: KV cache, batched prefill, padded decode, async read.
+"""The TT model contract (``contract.py``) for every host family: loading onto the host device, the KV
+cache, ``prefill_forward`` / ``decode_forward`` over the paged cache, sampling on the "device" when asked
+(``device_sampling.py``) and the async decode read.
 
-Every host family shares these hooks; what a family brings is its decoder (the math) and how it loads
-(``initialize_vllm_model``). :class:`HostPagedModel` is a mixin placed *after* the decoder in a model
-class's bases (``class Model(FamilyDecoder, HostPagedModel)``), so the decoder's ``forward`` and
-``logits`` are the ones called. What it needs from the decoder is listed on the class.
+A family's model is ``class Host<Family>Model(HostContractModel, <Family>Decoder)``: the decoder is the
+family's math, built as ``Decoder(config, weights, torch_device, dtype, max_seq_len)``, and provides
+``forward(ids, positions, kv_cache, attention)`` (hidden states of flat tokens), ``logits(hidden)``
+(float32), ``vocab_size``, ``num_kv_heads``, ``head_dim``, ``device``, ``max_seq_len`` and ``attention``
+(``attention.py``); the family's model class says which configs it takes (:meth:`check_config`) and how
+its checkpoint is read (:meth:`load_weights`).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 
 import torch
 
+from tt_vllm_plugin.device.host import HostDevice
 from tt_vllm_plugin.models.contract import (
     SUPPORTS_ASYNC_DECODE,
     SUPPORTS_CHUNKED_PREFILL,
@@ -22,16 +27,16 @@ from tt_vllm_plugin.models.contract import (
     KVCache,
 )
 from tt_vllm_plugin.models.device_sampling import sample_rows
-from tt_vllm_plugin.models.host.attention import HostAttention, PassAttention
+from tt_vllm_plugin.models.host.attention import HostAttention
 from tt_vllm_plugin.models.host.paged_attention import PassContext
 
 
-def as_int_list(values: torch.Tensor | Sequence[int]) -> list[int]:
+def _as_int_list(values: torch.Tensor | Sequence[int]) -> list[int]:
     return [int(v) for v in (values.tolist() if isinstance(values, torch.Tensor) else values)]
 
 
-class HostPagedModel:
-    """Contract hooks (see ``contract.py``) over a decoder that provides the members below."""
+class HostContractModel:
+    """The contract hooks of a host model, on its family's decoder (see the module docstring)."""
 
     model_capabilities: dict[str, bool] = {
         SUPPORTS_PREFIX_CACHING: True,
@@ -44,23 +49,49 @@ class HostPagedModel:
         SUPPORTS_ASYNC_DECODE: True,
     }
 
-    # ---- what the decoder provides
+    # What the family's decoder provides (besides forward, logits and vocab_size; see the module docstring).
     device: torch.device
     max_seq_len: int
     num_kv_heads: int
     head_dim: int
-    vocab_size: int  # columns of the logits
     attention: HostAttention
 
-    def forward(
-        self, ids: torch.Tensor, positions: torch.Tensor, kv_cache: KVCache, attention: PassAttention
-    ) -> torch.Tensor:
-        """Final hidden states (N, hidden) of flat tokens ``ids`` at ``positions``."""
+    # ---- construction
+
+    @classmethod
+    def check_config(cls, config: Any, max_seq_len: int) -> None:
+        """Refuse configs whose math this implementation does not do, instead of computing wrongly."""
+
+    @classmethod
+    def load_weights(cls, config: Any, num_layers: int, device: HostDevice) -> Any:
+        """The first ``num_layers`` layers' weights (and the rest of the model) from the checkpoint."""
         raise NotImplementedError
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """float32 logits (N, vocab) of hidden states (N, hidden)."""
-        raise NotImplementedError
+    @classmethod
+    def initialize_vllm_model(
+        cls,
+        hf_config: Any,
+        mesh_device: Any,
+        max_batch_size: int,
+        max_seq_len: int,
+        n_layers: int | None = None,
+        tt_data_parallel: int = 1,
+        optimizations: str = "performance",
+    ) -> HostContractModel:
+        """Load the checkpoint ``hf_config`` came from onto the host device.
+
+        ``mesh_device`` is a :class:`~tt_vllm_plugin.device.host.HostDevice`. ``max_batch_size``,
+        ``tt_data_parallel`` and ``optimizations`` are accepted for the contract; the host computes all
+        rows at once, so they change nothing observable.
+        """
+        if not isinstance(mesh_device, HostDevice):
+            raise TypeError(f"{cls.__name__} runs on a HostDevice, got {type(mesh_device).__name__}.")
+        cls.check_config(hf_config, max_seq_len)
+        num_layers = int(hf_config.num_hidden_layers)
+        if n_layers is not None:
+            num_layers = min(num_layers, int(n_layers))
+        weights = cls.load_weights(hf_config, num_layers, mesh_device)
+        return cls(hf_config, weights, mesh_device.torch_device, mesh_device.dtype, max_seq_len)
 
     # ---- contract
 
@@ -105,8 +136,8 @@ class HostPagedModel:
         """
         if sampling_params is not None and return_all_logits:
             raise ValueError("prefill_forward: sampling_params and return_all_logits exclude each other.")
-        lens = as_int_list(prompt_lens)
-        starts = [0] * len(lens) if start_pos is None else as_int_list(start_pos)
+        lens = _as_int_list(prompt_lens)
+        starts = [0] * len(lens) if start_pos is None else _as_int_list(start_pos)
         spans = list(zip(starts, lens, strict=True))
         for row, (start, end) in enumerate(spans):
             if not 0 <= start < end:
