@@ -143,10 +143,12 @@ class KernelBatch:
         k_cache: torch.Tensor,
         v_cache: torch.Tensor,
         sliding_window: int | None = None,
+        sinks: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Write the new tokens' ``k``/``v`` (N, kv_heads, head_dim) into the cache, then attend
         ``q`` (N, heads, head_dim) to each request's cached and new tokens, inside ``sliding_window``
-        when given (the kernels' window means what transformers' does). Returns (N, heads * head_dim)."""
+        when given (the kernels' window means what transformers' does), with attention ``sinks``
+        (heads,) when given (``sinks.py``). Returns (N, heads * head_dim)."""
         ops = _ops()
         window = -1 if sliding_window is None else int(sliding_window)
         ops.cpu_attn_reshape_and_cache(
@@ -168,7 +170,8 @@ class KernelBatch:
             block_table=self.block_table,
             softcap=0.0,
             scheduler_metadata=self.scheduler_metadata(window),
-            s_aux=None,
+            # As vLLM's CPU backend: float32 sinks (the kernels also take bfloat16 ones).
+            s_aux=None if sinks is None else sinks.to(torch.float32).contiguous(),
         )
         return out.to(q.dtype).reshape(q.shape[0], -1)
 

@@ -4,9 +4,9 @@ Cache layout per layer (the contract's): K and V each ``(num_blocks, num_kv_head
 Token position ``p`` of a request lives in block ``page_table[p // block_size]`` at offset
 ``p % block_size``. Everything here is vectorised over tokens; the only Python loop is over the
 requests of a prefill batch, whose attention shapes differ. A layer with a sliding window
-(``sliding_window.py``) reads only the blocks its window covers. A forward pass says where its new tokens
-sit in the cache (:class:`PassContext`, read by both attention backends, ``attention.py``);
-:class:`TorchBatch` is its attention object on this path.
+(``sliding_window.py``) reads only the blocks its window covers; attention sinks: ``sinks.py``. A
+forward pass says where its new tokens sit in the cache (:class:`PassContext`, read by both attention
+backends, ``attention.py``); :class:`TorchBatch` is its attention object on this path.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from tt_vllm_plugin.models.contract import KVCache
+from tt_vllm_plugin.models.host.sinks import sdpa_with_sinks
 from tt_vllm_plugin.models.host.sliding_window import first_visible, window_mask
 
 
@@ -102,6 +103,7 @@ def prefill_attention(
     new_lens: Sequence[int],
     scale: float,
     sliding_window: int | None = None,
+    sinks: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Causal attention of a flat ragged batch of new tokens.
 
@@ -110,8 +112,9 @@ def prefill_attention(
     ``start_pos[i] ..``). Each request attends to its cached prefix [0, start_pos[i]), read from the
     cache through its ``page_table`` row, plus its own new tokens; with ``sliding_window`` only to the
     keys inside each query's window (``sliding_window.py``), so only that part of the prefix is read.
-    Returns (N, heads * head_dim). The new tokens' K/V are expected to be written to the cache by the
-    caller; they are used here directly so the result does not depend on the cache dtype.
+    ``sinks`` (heads,): attention sinks (``sinks.py``). Returns (N, heads * head_dim). The new tokens'
+    K/V are expected to be written to the cache by the caller; they are used here directly so the
+    result does not depend on the cache dtype.
     """
     outputs = []
     offset = 0
@@ -121,7 +124,7 @@ def prefill_attention(
         vi = v[offset : offset + count].transpose(0, 1)
         offset += count
         first = first_visible(start, sliding_window)
-        if start == 0 and (sliding_window is None or sliding_window >= count):
+        if sinks is None and start == 0 and (sliding_window is None or sliding_window >= count):
             out = F.scaled_dot_product_attention(qi, ki, vi, is_causal=True, scale=scale, enable_gqa=True)
         else:
             if first < start:
@@ -133,7 +136,10 @@ def prefill_attention(
             query_pos = torch.arange(start, start + count, device=q.device)
             key_pos = torch.arange(first, start + count, device=q.device)
             mask = window_mask(query_pos, key_pos, sliding_window)
-            out = F.scaled_dot_product_attention(qi, ki, vi, attn_mask=mask, scale=scale, enable_gqa=True)
+            if sinks is not None:
+                out = sdpa_with_sinks(qi, ki, vi, mask, scale, sinks[:, None, None], enable_gqa=True)
+            else:
+                out = F.scaled_dot_product_attention(qi, ki, vi, attn_mask=mask, scale=scale, enable_gqa=True)
         outputs.append(out.transpose(0, 1).reshape(count, -1))
     return torch.cat(outputs, dim=0)
 
@@ -146,12 +152,14 @@ def decode_attention(
     positions: torch.Tensor,
     scale: float,
     sliding_window: int | None = None,
+    sinks: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One query per request against its cached K/V, all requests in one batched call.
 
     ``q``: (B, heads, head_dim) at ``positions`` (B,); the token's own K/V must already be in the
     cache, so request ``b`` attends to positions [0, positions[b]], or with ``sliding_window`` to the
-    last ``sliding_window`` of them (only their blocks are read). Returns (B, heads * head_dim).
+    last ``sliding_window`` of them (only their blocks are read); ``sinks`` (heads,): attention sinks
+    (``sinks.py``). Returns (B, heads * head_dim).
     """
     batch, heads, head_dim = q.shape
     kv_heads, block_size = k_cache.shape[1], k_cache.shape[2]
@@ -176,9 +184,12 @@ def decode_attention(
     # the group's queries become the query-length axis of one (B, kv_heads, group, head_dim) attention.
     # About 3x faster on CPU than enable_gqa, which expands K/V to every query head.
     grouped = q.reshape(batch, kv_heads, heads // kv_heads, head_dim)
-    out = F.scaled_dot_product_attention(
-        grouped, keys.to(q.dtype), values.to(q.dtype), attn_mask=mask[:, None, None, :], scale=scale
-    )
+    keys, values, mask = keys.to(q.dtype), values.to(q.dtype), mask[:, None, None, :]
+    if sinks is not None:  # head h = kv * group + g, as the grouping above
+        sink_logits = sinks.reshape(1, kv_heads, heads // kv_heads, 1)
+        out = sdpa_with_sinks(grouped, keys, values, mask, scale, sink_logits)
+    else:
+        out = F.scaled_dot_product_attention(grouped, keys, values, attn_mask=mask, scale=scale)
     return out.reshape(batch, heads * head_dim)
 
 
@@ -240,13 +251,24 @@ class TorchBatch:
         k_cache: torch.Tensor,
         v_cache: torch.Tensor,
         sliding_window: int | None = None,
+        sinks: torch.Tensor | None = None,
     ) -> torch.Tensor:
         ctx = self.context
         write_kv(k_cache, v_cache, ctx.blocks, ctx.offsets, k, v)
         if ctx.decode:
             return decode_attention(
-                q, k_cache, v_cache, ctx.page_table, ctx.positions, self.scale, sliding_window
+                q, k_cache, v_cache, ctx.page_table, ctx.positions, self.scale, sliding_window, sinks
             )
         return prefill_attention(
-            q, k, v, k_cache, v_cache, ctx.page_table, ctx.starts, ctx.new_lens, self.scale, sliding_window
+            q,
+            k,
+            v,
+            k_cache,
+            v_cache,
+            ctx.page_table,
+            ctx.starts,
+            ctx.new_lens,
+            self.scale,
+            sliding_window,
+            sinks,
         )
