@@ -21,7 +21,14 @@ COMMON = dict(
 
 
 def architecture_configs() -> dict[str, object]:
-    from transformers import LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config, Qwen3MoeConfig
+    from transformers import (
+        GptOssConfig,
+        LlamaConfig,
+        MistralConfig,
+        Qwen2Config,
+        Qwen3Config,
+        Qwen3MoeConfig,
+    )
 
     return {
         "LlamaForCausalLM": LlamaConfig(
@@ -50,6 +57,17 @@ def architecture_configs() -> dict[str, object]:
             mlp_only_layers=[1],
             tie_word_embeddings=False,
         ),
+        # Sliding (window 16), full, sliding layers; sinks, biases, YaRN RoPE (the released configs'
+        # parameters); 8 experts, top 2, SwiGLU clamped at 1.0 so the clamp bites at these scales.
+        "GptOssForCausalLM": GptOssConfig(
+            **{**COMMON, "num_hidden_layers": 3, "intermediate_size": 32},
+            head_dim=32,
+            num_local_experts=8,
+            num_experts_per_tok=2,
+            sliding_window=16,
+            swiglu_limit=1.0,
+            tie_word_embeddings=False,
+        ),
     }
 
 
@@ -70,8 +88,12 @@ def save_random_model(arch: str, folder: Path, seed: int = 0) -> Path:
     # Random init leaves some weights tiny; scale up so logits differ clearly between tokens and a
     # wrong implementation cannot agree with transformers by accident (experts are stacked in 3-D).
     with torch.no_grad():
-        for param in model.parameters():
+        for name, param in model.named_parameters():
             if param.dim() >= 2:
                 param.normal_(0.0, 0.08)
+            elif name.endswith("sinks"):  # transformers starts them near zero
+                param.normal_(0.0, 1.0)
+            elif name.endswith("bias"):  # and biases at zero
+                param.normal_(0.0, 0.1)
     model.save_pretrained(folder)
     return folder

@@ -16,6 +16,8 @@ import pytest
 import torch
 from transformers import (
     AutoConfig,
+    GptOssConfig,
+    GptOssForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
     MistralConfig,
@@ -181,6 +183,23 @@ CASES = [
         ),
         {},
     ),
+    # Sliding (window 5) then full layer, sinks, biases, YaRN, 8 experts (top 2) clamped at 1.0 so the
+    # clamp bites; head_dim 32 for vLLM's attention kernels.
+    Case(
+        "gpt-oss",
+        lambda: (
+            GptOssConfig(
+                **{**_COMMON, "intermediate_size": 32},
+                head_dim=32,
+                num_local_experts=8,
+                num_experts_per_tok=2,
+                sliding_window=5,
+                swiglu_limit=1.0,
+            ),
+            GptOssForCausalLM,
+        ),
+        {},
+    ),
 ]
 
 
@@ -215,6 +234,10 @@ def checkpoint(request, tmp_path_factory) -> Checkpoint:
     config._attn_implementation = "eager"
     config._experts_implementation = "eager"  # transformers 5 picks grouped_mm for MoE otherwise
     model = model_cls(config).eval()
+    with torch.no_grad():  # transformers starts biases at zero and sinks near it: make them count
+        for name, param in model.named_parameters():
+            if name.endswith(("sinks", "bias")):
+                param.normal_(0.0, 1.0 if name.endswith("sinks") else 0.1)
     model.generation_config.pad_token_id = 0
     model.generation_config.eos_token_id = None
     folder = tmp_path_factory.mktemp(case.name)
@@ -473,6 +496,7 @@ def test_unsupported_configs_are_refused(llama_folder):
 
 def test_registry_names_and_classes():
     assert supported_architectures() == [
+        "GptOssForCausalLM",
         "LlamaForCausalLM",
         "MistralForCausalLM",
         "Qwen2ForCausalLM",
@@ -490,7 +514,8 @@ def test_unknown_architecture_error_lists_supported():
         load_model_class(tt_architecture("GPT2LMHeadModel"))
     assert str(error.value) == (
         "Architecture 'GPT2LMHeadModel' has no TT implementation. Supported architectures: "
-        "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Qwen3MoeForCausalLM."
+        "GptOssForCausalLM, LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
+        "Qwen3MoeForCausalLM."
     )
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tt_vllm_plugin.models.host.gpt_oss.weights import GptOssMlpLoader, gpt_oss_experts
 from tt_vllm_plugin.models.host.linear import HostLinear
-from tt_vllm_plugin.models.host.moe import Routing, SparseMoE, experts_from_stacked
+from tt_vllm_plugin.models.host.moe import ClampedSwiGLU, Routing, SparseMoE, experts_from_stacked
 from tt_vllm_plugin.models.host.ops import HostOps, fused_kernels_available
 from tt_vllm_plugin.models.host.qwen3_moe.weights import Qwen3MoeMlpLoader
 
@@ -100,3 +101,66 @@ def test_sparse_layers_are_the_ones_transformers_builds(layers, step, mlp_only):
         isinstance(Qwen3MoeDecoderLayer(config, i).mlp, Qwen3MoeSparseMoeBlock) for i in range(layers)
     ]
     assert [loader.is_sparse(i) for i in range(layers)] == expected
+
+
+def gpt_oss_mlp(alpha: float, limit: float, seed: int = 0):
+    from transformers import GptOssConfig
+    from transformers.models.gpt_oss.modeling_gpt_oss import GptOssMLP
+
+    config = GptOssConfig(
+        hidden_size=HIDDEN,
+        intermediate_size=INTER,
+        num_local_experts=EXPERTS,
+        num_experts_per_tok=2,
+        swiglu_alpha=alpha,
+        swiglu_limit=limit,
+    )
+    config._experts_implementation = "eager"
+    torch.manual_seed(seed)
+    mlp = GptOssMLP(config).eval()
+    with torch.no_grad():
+        for param in mlp.parameters():  # large enough that the clamp bites on both sides
+            param.normal_(0.0, 0.4)
+    return config, mlp
+
+
+@pytest.mark.parametrize(("alpha", "limit"), [(1.702, 7.0), (1.2, 0.8)])
+def test_gpt_oss_mlp_matches_transformers(alpha, limit):
+    config, mlp = gpt_oss_mlp(alpha, limit)
+    experts = mlp.experts
+    moe = SparseMoE(
+        HostLinear(mlp.router.weight.detach(), mlp.router.bias.detach()),
+        gpt_oss_experts(
+            experts.gate_up_proj.detach(),
+            experts.gate_up_proj_bias.detach(),
+            experts.down_proj.detach(),
+            experts.down_proj_bias.detach(),
+        ),
+        GptOssMlpLoader.from_config(config).routing,
+        GptOssMlpLoader.from_config(config).activation,
+    )
+    for tokens in (1, 6, 83):
+        x = hidden_states(tokens, seed=tokens)
+        with torch.inference_mode():
+            expected, _ = mlp(x[None])
+            _, ref_weights, ref_ids = mlp.router(x)
+            weights, ids = moe.route(x)
+            gate_up = x @ experts.gate_up_proj[0] + experts.gate_up_proj_bias[0]
+            actual = moe(x, HostOps(False))
+        assert torch.equal(ids, ref_ids)
+        torch.testing.assert_close(weights, ref_weights, atol=1e-6, rtol=1e-6)
+        # These weights make outputs of order 10: float32 rounding of sums taken in another order (the
+        # checkpoint's x @ W against F.linear of the transposed matrix) is relative to that.
+        scale = float(expected.abs().max())
+        torch.testing.assert_close(actual, expected[0], atol=2e-6 * scale, rtol=1e-5)
+        if tokens == 83:  # the clamp is exercised: gates above the limit, ups beyond it on both sides
+            assert (gate_up[:, ::2] > limit).any() and (gate_up[:, 1::2].abs() > limit).any()
+
+
+def test_gpt_oss_loader_reads_the_config_and_transformers_defaults():
+    from types import SimpleNamespace
+
+    loader = GptOssMlpLoader.from_config(SimpleNamespace(num_experts_per_tok=4))
+    assert loader.activation == ClampedSwiGLU(alpha=1.702, limit=7.0)
+    assert loader.routing == Routing(4, softmax_first=False)
+    assert "model.layers.3.mlp.experts.gate_up_proj_bias" in loader.tensor_names(3)

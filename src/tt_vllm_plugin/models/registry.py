@@ -20,9 +20,11 @@ from tt_vllm_plugin.models.tt_metal import generators
 
 _HOST_LLAMA = "tt_vllm_plugin.models.host.llama.architectures"
 _HOST_QWEN3_MOE = "tt_vllm_plugin.models.host.qwen3_moe.architectures"
+_HOST_GPT_OSS = "tt_vllm_plugin.models.host.gpt_oss.architectures"
 
 # TT architecture name -> "module:ClassName" of the host (PyTorch) implementation.
 TT_MODEL_CLASSES: dict[str, str] = {
+    "TTGptOssForCausalLM": f"{_HOST_GPT_OSS}:TTGptOssForCausalLM",
     "TTLlamaForCausalLM": f"{_HOST_LLAMA}:TTLlamaForCausalLM",
     "TTMistralForCausalLM": f"{_HOST_LLAMA}:TTMistralForCausalLM",
     "TTQwen2ForCausalLM": f"{_HOST_LLAMA}:TTQwen2ForCausalLM",

@@ -118,4 +118,5 @@ class LlamaFamilyDecoder:
         q, k = rotate(q, k)
         q = q.reshape(n, self.num_heads, self.head_dim)
         k = k.reshape(n, self.num_kv_heads, self.head_dim)
-        return layer.o(attention.attend(q, k, v, k_cache, v_cache, sliding_window=window))
+        out = attention.attend(q, k, v, k_cache, v_cache, sliding_window=window, sinks=layer.sinks)
+        return layer.o(out)

@@ -36,6 +36,7 @@ class FamilyLayout:
     o_bias: bool = False
     mlp_bias: bool = False
     qk_norm: bool = False
+    sinks: bool = False  # attention sinks, one logit per head (GPT-OSS; host/sinks.py)
 
 
 @dataclass
@@ -47,6 +48,7 @@ class LayerWeights:
     k_norm: torch.Tensor | None
     post_norm: torch.Tensor
     mlp: FeedForward  # the dense gated MLP, or a mixture of experts (host/moe.py)
+    sinks: torch.Tensor | None = None  # (heads,)
 
 
 @dataclass
@@ -108,6 +110,8 @@ def attention_tensor_names(index: int, layout: FamilyLayout) -> list[str]:
         names.append(prefix + "self_attn.o_proj.bias")
     if layout.qk_norm:
         names += [prefix + "self_attn.q_norm.weight", prefix + "self_attn.k_norm.weight"]
+    if layout.sinks:
+        names.append(prefix + "self_attn.sinks")
     return names
 
 
@@ -132,6 +136,7 @@ def build_layer(
         k_norm=optional("self_attn.k_norm.weight", layout.qk_norm),
         post_norm=take("post_attention_layernorm.weight"),
         mlp=mlp,
+        sinks=optional("self_attn.sinks", layout.sinks),
     )
 
 
