@@ -39,6 +39,9 @@ TT_VLLM_HOST_TORCH_DEVICE = EnvVar(
 TT_VLLM_HOST_ATTENTION = EnvVar(
     "TT_VLLM_HOST_ATTENTION", "auto", "auto | torch: torch forces the host models' plain-torch attention"
 )
+TT_VLLM_HOST_MOE = EnvVar(
+    "TT_VLLM_HOST_MOE", "auto", "auto | torch: torch forces the host models' plain-torch experts (moe.py)"
+)
 TT_VLLM_CACHE = EnvVar(
     "TT_VLLM_CACHE", None, "cache root for the embedded model and downloads (default ~/.cache/tt-vllm-plugin)"
 )

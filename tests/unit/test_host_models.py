@@ -33,6 +33,7 @@ from transformers import (
 
 from tests.contract import helpers
 from tests.contract.helpers import BlockPool, padded_tokens, page_table
+from tt_vllm_plugin import envs
 from tt_vllm_plugin.device.host import HostDevice
 from tt_vllm_plugin.models.contract import (
     SUPPORTS_ASYNC_DECODE,
@@ -42,12 +43,14 @@ from tt_vllm_plugin.models.contract import (
     SUPPORTS_SAMPLE_ON_DEVICE,
     TTModel,
 )
+from tt_vllm_plugin.models.host.fused_moe import FusedExperts, fused_moe_applies
 from tt_vllm_plugin.models.host.llama import decoder as llama_decoder
 from tt_vllm_plugin.models.host.llama.architectures import (
     HostLlamaFamilyModel,
     TTLlamaForCausalLM,
     TTMistralForCausalLM,
 )
+from tt_vllm_plugin.models.host.moe import SparseMoE, TorchExperts
 from tt_vllm_plugin.models.registry import (
     TT_MODEL_CLASSES,
     load_model_class,
@@ -184,7 +187,8 @@ CASES = [
         {},
     ),
     # Sliding (window 5) then full layer, sinks, biases, YaRN, 8 experts (top 2) clamped at 1.0 so the
-    # clamp bites; head_dim 32 for vLLM's attention kernels.
+    # clamp bites (torch experts: vLLM's kernel has the released 7.0 built in); head_dim 32 for vLLM's
+    # attention kernels.
     Case(
         "gpt-oss",
         lambda: (
@@ -200,7 +204,30 @@ CASES = [
         ),
         {},
     ),
+    # The released SwiGLU constants: the experts run on vLLM's fused-MoE kernel where it is loaded.
+    Case(
+        "gpt-oss-released-swiglu",
+        lambda: (
+            GptOssConfig(
+                **{**_COMMON, "intermediate_size": 32},
+                head_dim=32,
+                num_local_experts=8,
+                num_experts_per_tok=2,
+                sliding_window=5,
+            ),
+            GptOssForCausalLM,
+        ),
+        {},
+    ),
 ]
+
+# Cases whose experts vLLM's fused-MoE kernel computes (hidden 64, expert width 32, plain or the
+# released clamped SwiGLU), when it is loaded.
+KERNEL_EXPERTS = {"qwen3-moe", "gpt-oss-released-swiglu"}
+
+
+def is_moe(layer) -> bool:
+    return isinstance(layer.mlp, SparseMoE)
 
 
 @dataclass
@@ -284,12 +311,22 @@ def test_batched_prefill_matches_transformers(checkpoint):
         torch.testing.assert_close(logits[row, 0], checkpoint.last_logits(prompt), atol=1e-4, rtol=1e-4)
 
 
+def test_experts_run_on_the_kernel_where_it_applies(checkpoint):
+    layers = [layer for layer in checkpoint.tt_model().weights.layers if is_moe(layer)]
+    kernel = checkpoint.case.name in KERNEL_EXPERTS and fused_moe_applies(
+        torch.device("cpu"), torch.float32, 64, 32, None
+    )
+    assert all(type(layer.mlp.experts) is (FusedExperts if kernel else TorchExperts) for layer in layers)
+
+
 def test_plain_torch_ops_match_transformers(checkpoint, monkeypatch):
     """Without vLLM's fused CPU kernels (a CUDA host device, a vLLM without its CPU build) the
-    decoder's elementwise steps run as torch ops; they must give the same logits."""
+    decoder's elementwise steps and the experts run as torch ops; they must give the same logits."""
     monkeypatch.setattr(llama_decoder, "fused_kernels_available", lambda device: False)
+    monkeypatch.setenv(envs.TT_VLLM_HOST_MOE.name, "torch")
     model = checkpoint.tt_model()
     assert not model.ops.fused and not model.rope.fused
+    assert all(type(layer.mlp.experts) is TorchExperts for layer in model.weights.layers if is_moe(layer))
     prompts = random_prompts([6, 11], seed=5)
     table = page_table([list(range(0, 2)), list(range(2, 5))], width=4)
 

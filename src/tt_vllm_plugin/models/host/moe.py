@@ -1,28 +1,33 @@
 """Mixture of experts for the host models: a router picks ``top_k`` experts per token, each expert is a
 gated MLP, and the token's output is the routing-weighted sum of its experts' outputs.
 
-Exact with transformers' *eager* experts (``experts_implementation="eager"``; transformers 5 defaults
-to ``grouped_mm`` where it can, which sums in another order): the same routing arithmetic, and the
-experts visited in ascending order, each adding its weighted rows into a zeroed output with
-``index_add_``, so a token's expert outputs are summed in the same order. Two routings exist:
+The reference is transformers' *eager* experts (``experts_implementation="eager"``; transformers 5
+defaults to ``grouped_mm`` where it can, which sums in another order): the same routing arithmetic
+here, and in :class:`TorchExperts` the experts visited in ascending order, each adding its weighted rows
+into a zeroed output with ``index_add_``, so a token's expert outputs are summed in the same order. Two
+routings exist:
 
 - **softmax, then top-k** (Qwen3-MoE, Mixtral): softmax over every expert's logit in float32, the
   top-k probabilities, renormalised to sum to one when the config says so (``norm_topk_prob``);
 - **top-k, then softmax** (GPT-OSS): the top-k logits (the router has a bias), softmax over those.
 
 Expert activations: SwiGLU (``silu(gate) * up``, vLLM's fused kernel where the model uses it) or
-GPT-OSS's clamped SwiGLU (:class:`ClampedSwiGLU`). Each expert's two matrices are
-:class:`~tt_vllm_plugin.models.host.linear.HostLinear` (vLLM's prepacked CPU GEMMs where they run),
-gate rows before up rows, as the dense MLP.
+GPT-OSS's clamped SwiGLU (:class:`ClampedSwiGLU`). The experts run on vLLM's CPU fused-MoE kernel
+where it computes the same thing (``fused_moe.py``: float32 rounding of sums in its own order, about 1e-7
+of the output), else as :class:`TorchExperts` (transformers' eager order): each expert's two matrices a
+:class:`~tt_vllm_plugin.models.host.linear.HostLinear` (vLLM's prepacked CPU GEMMs where they run), gate
+rows before up rows, as the dense MLP.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 
+from tt_vllm_plugin.models.host.fused_moe import FusedExperts, fused_moe_applies
 from tt_vllm_plugin.models.host.linear import HostLinear
 from tt_vllm_plugin.models.host.ops import HostOps
 
@@ -72,21 +77,24 @@ class Expert:
     down: HostLinear
 
 
-@dataclass
-class SparseMoE:
-    """One layer's mixture of experts (a :class:`~tt_vllm_plugin.models.host.mlp.FeedForward`)."""
+class Experts(Protocol):
+    def __call__(
+        self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor, ops: HostOps
+    ) -> torch.Tensor:
+        """The routing-weighted sum (N, hidden) of each token's experts ``ids`` (N, top_k)."""
+        ...
 
-    router: HostLinear  # (num_experts, hidden), with a bias for GPT-OSS
+
+@dataclass
+class TorchExperts:
+    """The experts in plain torch, in transformers' eager order (see the module docstring)."""
+
     experts: list[Expert]
-    routing: Routing
     clamped: ClampedSwiGLU | None = None  # None: plain SwiGLU
 
-    def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(routing weights (N, top_k), expert ids (N, top_k)) of hidden states ``x`` (N, hidden)."""
-        return self.routing.select(self.router(x))
-
-    def __call__(self, x: torch.Tensor, ops: HostOps) -> torch.Tensor:
-        weights, ids = self.route(x)
+    def __call__(
+        self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor, ops: HostOps
+    ) -> torch.Tensor:
         out = torch.zeros_like(x)
         # Tokens grouped by expert with one sort: flat slot j is (token j // top_k, rank j % top_k).
         flat, flat_weights = ids.reshape(-1), weights.reshape(-1)
@@ -112,6 +120,23 @@ class SparseMoE:
         return ops.silu_and_mul(gate_up)
 
 
+@dataclass
+class SparseMoE:
+    """One layer's mixture of experts (a :class:`~tt_vllm_plugin.models.host.mlp.FeedForward`)."""
+
+    router: HostLinear  # (num_experts, hidden), with a bias for GPT-OSS
+    experts: Experts
+    routing: Routing
+
+    def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(routing weights (N, top_k), expert ids (N, top_k)) of hidden states ``x`` (N, hidden)."""
+        return self.routing.select(self.router(x))
+
+    def __call__(self, x: torch.Tensor, ops: HostOps) -> torch.Tensor:
+        weights, ids = self.route(x)
+        return self.experts(x, weights, ids, ops)
+
+
 def experts_from_stacked(
     gate_up: torch.Tensor,
     down: torch.Tensor,
@@ -127,3 +152,19 @@ def experts_from_stacked(
         )
         for e in range(gate_up.shape[0])
     ]
+
+
+def stacked_experts(
+    gate_up: torch.Tensor,
+    down: torch.Tensor,
+    gate_up_bias: torch.Tensor | None = None,
+    down_bias: torch.Tensor | None = None,
+    clamped: ClampedSwiGLU | None = None,
+) -> Experts:
+    """A layer's experts from stacked matrices (:func:`experts_from_stacked`'s layout): on vLLM's fused
+    CPU kernel where it computes the same thing (``fused_moe.py``), else :class:`TorchExperts`."""
+    hidden, intermediate = down.shape[1], down.shape[2]
+    clamp = None if clamped is None else (clamped.alpha, clamped.limit)
+    if fused_moe_applies(gate_up.device, gate_up.dtype, hidden, intermediate, clamp):
+        return FusedExperts.build(gate_up, down, gate_up_bias, down_bias, clamped is not None)
+    return TorchExperts(experts_from_stacked(gate_up, down, gate_up_bias, down_bias), clamped)

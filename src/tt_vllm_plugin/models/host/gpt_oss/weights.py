@@ -22,7 +22,7 @@ import torch
 
 from tt_vllm_plugin.models.host.llama.weights import take_linear
 from tt_vllm_plugin.models.host.mlp import FeedForward
-from tt_vllm_plugin.models.host.moe import ClampedSwiGLU, Expert, Routing, SparseMoE, experts_from_stacked
+from tt_vllm_plugin.models.host.moe import ClampedSwiGLU, Experts, Routing, SparseMoE, stacked_experts
 
 SWIGLU_ALPHA, SWIGLU_LIMIT = 1.702, 7.0  # transformers' GptOssConfig defaults
 _EXPERT_TENSORS = ("gate_up_proj", "gate_up_proj_bias", "down_proj", "down_proj_bias")
@@ -34,14 +34,19 @@ def uninterleave(gate_up: torch.Tensor) -> torch.Tensor:
 
 
 def gpt_oss_experts(
-    gate_up: torch.Tensor, gate_up_bias: torch.Tensor, down: torch.Tensor, down_bias: torch.Tensor
-) -> list[Expert]:
+    gate_up: torch.Tensor,
+    gate_up_bias: torch.Tensor,
+    down: torch.Tensor,
+    down_bias: torch.Tensor,
+    activation: ClampedSwiGLU,
+) -> Experts:
     """``host/moe.py`` experts from transformers' stacked GPT-OSS tensors (see the module docstring)."""
-    return experts_from_stacked(
+    return stacked_experts(
         uninterleave(gate_up).transpose(1, 2).contiguous(),
         down.transpose(1, 2).contiguous(),
         uninterleave(gate_up_bias),
         down_bias,
+        activation,
     )
 
 
@@ -74,4 +79,4 @@ class GptOssMlpLoader:
         prefix = f"model.layers.{index}.mlp."
         stacked = [tensors.pop(f"{prefix}experts.{name}") for name in _EXPERT_TENSORS]
         router = take_linear(tensors, prefix + "router", bias=True)
-        return SparseMoE(router, gpt_oss_experts(*stacked), self.routing, self.activation)
+        return SparseMoE(router, gpt_oss_experts(*stacked, self.activation), self.routing)

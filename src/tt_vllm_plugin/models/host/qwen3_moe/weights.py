@@ -16,7 +16,7 @@ import torch
 
 from tt_vllm_plugin.models.host.llama.weights import DenseMlpLoader, take_linear
 from tt_vllm_plugin.models.host.mlp import FeedForward
-from tt_vllm_plugin.models.host.moe import Expert, Routing, SparseMoE
+from tt_vllm_plugin.models.host.moe import Routing, SparseMoE, stacked_experts
 
 
 @dataclass(frozen=True)
@@ -61,11 +61,10 @@ class Qwen3MoeMlpLoader:
         if not self.is_sparse(index):
             return DenseMlpLoader().build(tensors, index)
         prefix = f"model.layers.{index}.mlp."
-        experts = [
-            Expert(
-                take_linear(tensors, f"{prefix}experts.{e}.gate_up_proj", bias=False),
-                take_linear(tensors, f"{prefix}experts.{e}.down_proj", bias=False),
-            )
-            for e in range(self.num_experts)
-        ]
+
+        def stack(module: str) -> torch.Tensor:
+            names = [f"{prefix}experts.{e}.{module}.weight" for e in range(self.num_experts)]
+            return torch.stack([tensors.pop(name) for name in names])
+
+        experts = stacked_experts(stack("gate_up_proj"), stack("down_proj"))
         return SparseMoE(take_linear(tensors, prefix + "gate", bias=False), experts, self.routing)
