@@ -20,8 +20,13 @@ COMMON = dict(
 )
 
 
+# Sliding windows shorter than the longer test prompts (and not a multiple of the 16-token KV block), so
+# prompts, cached prefixes, chunks and decode steps all cross them.
+WINDOW = 20
+
+
 def architecture_configs() -> dict[str, object]:
-    from transformers import LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
+    from transformers import Gemma3TextConfig, LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
 
     return {
         "LlamaForCausalLM": LlamaConfig(
@@ -36,10 +41,35 @@ def architecture_configs() -> dict[str, object]:
             },
             tie_word_embeddings=True,
         ),
-        "Qwen2ForCausalLM": Qwen2Config(**COMMON, tie_word_embeddings=False),
+        # use_sliding_window: layer 0 full, layer 1 sliding (layers from max_window_layers on).
+        "Qwen2ForCausalLM": Qwen2Config(
+            **COMMON,
+            tie_word_embeddings=False,
+            use_sliding_window=True,
+            sliding_window=WINDOW,
+            max_window_layers=1,
+        ),
         "Qwen3ForCausalLM": Qwen3Config(**COMMON, head_dim=32, tie_word_embeddings=False),
-        "MistralForCausalLM": MistralConfig(**COMMON, sliding_window=None, tie_word_embeddings=False),
+        "MistralForCausalLM": MistralConfig(**COMMON, sliding_window=WINDOW, tie_word_embeddings=False),
+        # Local and global layers with their own RoPE, query_pre_attn_scalar != head_dim, soft-capped logits.
+        "Gemma3ForCausalLM": Gemma3TextConfig(
+            **{**COMMON, "num_hidden_layers": 3},
+            head_dim=32,
+            sliding_window=WINDOW,
+            layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+            query_pre_attn_scalar=24,
+            final_logit_softcapping=10.0,
+            rope_parameters={
+                "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                "full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1000000.0},
+            },
+        ),
     }
+
+
+# Architectures whose RMSNorm weights are offsets from one (initialised to zero): given random values too,
+# so an implementation without the ``1 + w`` cannot agree by accident.
+NORM_OFFSET_ARCHITECTURES = {"Gemma3ForCausalLM"}
 
 
 def save_random_model(arch: str, folder: Path, seed: int = 0) -> Path:
@@ -55,5 +85,7 @@ def save_random_model(arch: str, folder: Path, seed: int = 0) -> Path:
         for param in model.parameters():
             if param.dim() == 2:
                 param.normal_(0.0, 0.08)
+            elif arch in NORM_OFFSET_ARCHITECTURES:
+                param.normal_(0.0, 0.3)
     model.save_pretrained(folder)
     return folder

@@ -19,9 +19,11 @@ from tt_vllm_plugin.models.tt_metal import adapter as tt_metal_adapter
 from tt_vllm_plugin.models.tt_metal import generators
 
 _HOST_LLAMA = "tt_vllm_plugin.models.host.llama.architectures"
+_HOST_GEMMA3 = "tt_vllm_plugin.models.host.gemma3.architectures"
 
 # TT architecture name -> "module:ClassName" of the host (PyTorch) implementation.
 TT_MODEL_CLASSES: dict[str, str] = {
+    "TTGemma3ForCausalLM": f"{_HOST_GEMMA3}:TTGemma3ForCausalLM",
     "TTLlamaForCausalLM": f"{_HOST_LLAMA}:TTLlamaForCausalLM",
     "TTMistralForCausalLM": f"{_HOST_LLAMA}:TTMistralForCausalLM",
     "TTQwen2ForCausalLM": f"{_HOST_LLAMA}:TTQwen2ForCausalLM",
