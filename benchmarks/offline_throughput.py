@@ -2,12 +2,15 @@
 
     .venv/bin/python benchmarks/offline_throughput.py [--systems plugin,native,transformers] [--dtype float32]
         [--batches 32,1] [--output-tokens 128] [--prefill-batching on|off] [--out FILE.json]
+        [--model FOLDER | --random-model Gemma3ForCausalLM|MistralForCausalLM]
 
 Each system runs in its own child process (vLLM picks its platform once per process), on the same
 model folder, dtype, prompts and thread count (OMP_NUM_THREADS = cores, for every system). Greedy
 decoding with ignore_eos, so every system produces exactly batch x output-tokens tokens. Prints a table
 with ratios against the native platform measured in the same run, and writes JSON. `--prefill-batching off`
-runs the plugin with one request per prefill call (the `prefill_batching` TT option).
+runs the plugin with one request per prefill call (the `prefill_batching` TT option). `--random-model`
+runs a small random-weight checkpoint of a sliding-window family instead of the embedded model
+(random_model.py).
 """
 
 from __future__ import annotations
@@ -112,6 +115,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--systems", default="plugin,native,transformers")
     parser.add_argument("--model", default=None, help="HF folder (default: the embedded model)")
+    parser.add_argument(
+        "--random-model", default=None, help="architecture of a small random checkpoint (random_model.py)"
+    )
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--batches", default="32,1")
     parser.add_argument("--output-tokens", type=int, default=128)
@@ -126,6 +132,10 @@ def main() -> None:
     )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.random_model is not None:
+        from random_model import random_model_folder  # benchmarks/ is on sys.path: this script's folder
+
+        args.model = str(random_model_folder(args.random_model))
     if args.model is None:
         from tt_vllm_plugin.models.default import default_model_path
 
@@ -184,7 +194,8 @@ def main() -> None:
             print(f"{system} vs native: {ratios}")
     short_dtype = {"float32": "fp32", "bfloat16": "bf16"}[args.dtype]
     suffix = "_prefill1" if args.prefill_batching == "off" else ""  # never overwrite the batched figures
-    out = Path(args.out or f"benchmarks/results/offline_throughput_{short_dtype}{suffix}.json")
+    model = f"_{args.random_model}" if args.random_model else ""
+    out = Path(args.out or f"benchmarks/results/offline_throughput{model}_{short_dtype}{suffix}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": vars(args), "threads": threads, "results": results}, indent=2))
     print(f"wrote {out}")
