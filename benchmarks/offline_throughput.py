@@ -1,15 +1,16 @@
 """Offline generation throughput: the tt plugin (host device) vs vLLM's native CPU platform vs transformers.
 
     .venv/bin/python benchmarks/offline_throughput.py [--systems plugin,native,transformers] [--dtype float32]
-        [--batches 32,1] [--output-tokens 128] [--prefill-batching on|off] [--model FOLDER] [--out FILE.json]
+        [--batches 32,1] [--output-tokens 128] [--prefill-batching on|off] [--out FILE.json]
+        [--model FOLDER | --random-model Gemma3ForCausalLM|MistralForCausalLM]
 
 Each system runs in its own child process (vLLM picks its platform once per process), on the same
 model folder, dtype, prompts and thread count (OMP_NUM_THREADS = cores, for every system). Greedy
 decoding with ignore_eos, so every system produces exactly batch x output-tokens tokens. Prints a table
 with ratios against the native platform measured in the same run, and writes JSON. `--prefill-batching off`
-runs the plugin with one request per prefill call (the `prefill_batching` TT option). A model folder without
-a tokenizer (the random checkpoints of benchmarks/random_checkpoints.py) is run with token-id prompts of the
-same shape and vLLM's `skip_tokenizer_init`.
+runs the plugin with one request per prefill call (the `prefill_batching` TT option). `--random-model`
+runs a small random-weight checkpoint of a sliding-window family instead of the embedded model
+(random_model.py).
 """
 
 from __future__ import annotations
@@ -26,17 +27,7 @@ PROMPT_TOKENS = 32
 KV_CACHE_BYTES = 2 * 2**30
 
 
-def _has_tokenizer(model: str) -> bool:
-    folder = Path(model)
-    return not folder.is_dir() or any(
-        (folder / name).exists() for name in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
-    )
-
-
 def _prompts(tokenizer, batch: int) -> list[list[int]]:
-    if tokenizer is None:  # token ids of a tokenizer-less checkpoint: any ids past the special ones
-        base = [(37 * i) % 997 + 3 for i in range(PROMPT_TOKENS)]
-        return [base[i % len(base) :] + base[: i % len(base)] for i in range(batch)]
     base = tokenizer.encode(
         "Write a long and detailed story about a lighthouse keeper who discovers a message in a bottle, "
         "and what happens over the following years in the small town by the sea."
@@ -52,7 +43,6 @@ def run_vllm(
     from vllm.inputs import TokensPrompt
 
     start = time.perf_counter()
-    tokenized = _has_tokenizer(model)
     llm = LLM(
         model=model,
         dtype=dtype,
@@ -61,11 +51,10 @@ def run_vllm(
         seed=0,
         kv_cache_memory_bytes=KV_CACHE_BYTES,  # the same KV space for both platforms
         additional_config=additional_config or {},
-        skip_tokenizer_init=not tokenized,
     )
     results = {"engine_start_s": time.perf_counter() - start}
-    params = SamplingParams(temperature=0.0, max_tokens=output_tokens, ignore_eos=True, detokenize=tokenized)
-    tokenizer = llm.get_tokenizer() if tokenized else None
+    params = SamplingParams(temperature=0.0, max_tokens=output_tokens, ignore_eos=True)
+    tokenizer = llm.get_tokenizer()
     llm.generate([TokensPrompt(prompt_token_ids=_prompts(tokenizer, 1)[0])], params, use_tqdm=False)  # warm
     for batch in batches:
         prompts = [TokensPrompt(prompt_token_ids=p) for p in _prompts(tokenizer, batch)]
@@ -81,7 +70,7 @@ def run_transformers(model: str, dtype: str, batches: list[int], output_tokens: 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model) if _has_tokenizer(model) else None
+    tokenizer = AutoTokenizer.from_pretrained(model)
     hf = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype)).eval()
     results: dict[str, float] = {}
     for batch in batches:
@@ -94,7 +83,7 @@ def run_transformers(model: str, dtype: str, batches: list[int], output_tokens: 
                 max_new_tokens=output_tokens,
                 min_new_tokens=output_tokens,
                 do_sample=False,
-                pad_token_id=tokenizer.eos_token_id if tokenizer else 0,
+                pad_token_id=tokenizer.eos_token_id,
             )
         elapsed = time.perf_counter() - start
         results[f"batch_{batch}_tok_s"] = (out.shape[1] - ids.shape[1]) * batch / elapsed
@@ -126,6 +115,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--systems", default="plugin,native,transformers")
     parser.add_argument("--model", default=None, help="HF folder (default: the embedded model)")
+    parser.add_argument(
+        "--random-model", default=None, help="architecture of a small random checkpoint (random_model.py)"
+    )
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--batches", default="32,1")
     parser.add_argument("--output-tokens", type=int, default=128)
@@ -140,6 +132,10 @@ def main() -> None:
     )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.random_model is not None:
+        from random_model import random_model_folder  # benchmarks/ is on sys.path: this script's folder
+
+        args.model = str(random_model_folder(args.random_model))
     if args.model is None:
         from tt_vllm_plugin.models.default import default_model_path
 
@@ -198,7 +194,8 @@ def main() -> None:
             print(f"{system} vs native: {ratios}")
     short_dtype = {"float32": "fp32", "bfloat16": "bf16"}[args.dtype]
     suffix = "_prefill1" if args.prefill_batching == "off" else ""  # never overwrite the batched figures
-    out = Path(args.out or f"benchmarks/results/offline_throughput_{short_dtype}{suffix}.json")
+    model = f"_{args.random_model}" if args.random_model else ""
+    out = Path(args.out or f"benchmarks/results/offline_throughput{model}_{short_dtype}{suffix}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": vars(args), "threads": threads, "results": results}, indent=2))
     print(f"wrote {out}")

@@ -16,6 +16,8 @@ import pytest
 import torch
 from transformers import (
     AutoConfig,
+    Gemma3ForCausalLM,
+    Gemma3TextConfig,
     GptOssConfig,
     GptOssForCausalLM,
     LlamaConfig,
@@ -43,7 +45,9 @@ from tt_vllm_plugin.models.contract import (
     SUPPORTS_SAMPLE_ON_DEVICE,
     TTModel,
 )
+from tt_vllm_plugin.models.host.contract_hooks import HostContractModel
 from tt_vllm_plugin.models.host.fused_moe import FusedExperts, fused_moe_applies
+from tt_vllm_plugin.models.host.gemma3 import decoder as gemma3_decoder
 from tt_vllm_plugin.models.host.llama import decoder as llama_decoder
 from tt_vllm_plugin.models.host.llama.architectures import (
     HostLlamaFamilyModel,
@@ -84,6 +88,8 @@ class Case:
     name: str
     make: Callable[[], tuple[object, type[PreTrainedModel]]]
     save_kwargs: dict
+    # Random norm weights too (Gemma's start at zero, which would hide a missing ``1 + w``).
+    random_norms: bool = False
 
 
 CASES = [
@@ -151,6 +157,46 @@ CASES = [
     Case("qwen2-sharded", lambda: (Qwen2Config(**_COMMON), Qwen2ForCausalLM), {"max_shard_size": "100KB"}),
     # head_dim 32 != hidden / heads, so it must come from the config.
     Case("qwen3", lambda: (Qwen3Config(**_COMMON, head_dim=32), Qwen3ForCausalLM), {}),
+    # Gemma 3: local (sliding, window 5) and global layers with their own RoPE (linear on the global
+    # ones), query_pre_attn_scalar != head_dim, final logit soft-capping, (1 + w) norms.
+    Case(
+        "gemma3",
+        lambda: (
+            Gemma3TextConfig(
+                **dict(_COMMON, num_hidden_layers=3),
+                head_dim=32,
+                sliding_window=5,
+                layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+                query_pre_attn_scalar=24,
+                final_logit_softcapping=2.0,
+                rope_parameters={
+                    "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                    "full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1000000.0},
+                },
+            ),
+            Gemma3ForCausalLM,
+        ),
+        {},
+        random_norms=True,
+    ),
+    # Gemma 3 with biases, an untied LM head and YaRN on the global layers; the default layer pattern.
+    Case(
+        "gemma3-bias-untied-yarn",
+        lambda: (
+            Gemma3TextConfig(
+                **dict(_COMMON, num_hidden_layers=2),
+                head_dim=16,
+                sliding_window=3,
+                sliding_window_pattern=2,
+                attention_bias=True,
+                tie_word_embeddings=False,
+                rope_scaling={"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32},
+            ),
+            Gemma3ForCausalLM,
+        ),
+        {},
+        random_norms=True,
+    ),
     # Windows shorter than most prompts (prompts span several 4-token blocks), not a block multiple.
     Case(
         "mistral-sliding-window", lambda: (MistralConfig(**_COMMON, sliding_window=5), MistralForCausalLM), {}
@@ -227,7 +273,7 @@ KERNEL_EXPERTS = {"qwen3-moe", "gpt-oss-released-swiglu"}
 
 
 def is_moe(layer) -> bool:
-    return isinstance(layer.mlp, SparseMoE)
+    return isinstance(getattr(layer, "mlp", None), SparseMoE)
 
 
 @dataclass
@@ -261,10 +307,12 @@ def checkpoint(request, tmp_path_factory) -> Checkpoint:
     config._attn_implementation = "eager"
     config._experts_implementation = "eager"  # transformers 5 picks grouped_mm for MoE otherwise
     model = model_cls(config).eval()
-    with torch.no_grad():  # transformers starts biases at zero and sinks near it: make them count
+    with torch.no_grad():
         for name, param in model.named_parameters():
-            if name.endswith(("sinks", "bias")):
+            if name.endswith(("sinks", "bias")):  # transformers starts them at or near zero: make them count
                 param.normal_(0.0, 1.0 if name.endswith("sinks") else 0.1)
+            elif case.random_norms and param.dim() == 1:
+                param.normal_(0.0, 0.3)
     model.generation_config.pad_token_id = 0
     model.generation_config.eos_token_id = None
     folder = tmp_path_factory.mktemp(case.name)
@@ -323,9 +371,11 @@ def test_plain_torch_ops_match_transformers(checkpoint, monkeypatch):
     """Without vLLM's fused CPU kernels (a CUDA host device, a vLLM without its CPU build) the
     decoder's elementwise steps and the experts run as torch ops; they must give the same logits."""
     monkeypatch.setattr(llama_decoder, "fused_kernels_available", lambda device: False)
+    monkeypatch.setattr(gemma3_decoder, "fused_kernels_available", lambda device: False)
     monkeypatch.setenv(envs.TT_VLLM_HOST_MOE.name, "torch")
     model = checkpoint.tt_model()
-    assert not model.ops.fused and not model.rope.fused
+    ropes = getattr(model, "ropes", None) or {"all": model.rope}  # Gemma 3: one per layer type
+    assert not model.ops.fused and not any(rope.fused for rope in ropes.values())
     assert all(type(layer.mlp.experts) is TorchExperts for layer in model.weights.layers if is_moe(layer))
     prompts = random_prompts([6, 11], seed=5)
     table = page_table([list(range(0, 2)), list(range(2, 5))], width=4)
@@ -533,6 +583,7 @@ def test_unsupported_configs_are_refused(llama_folder):
 
 def test_registry_names_and_classes():
     assert supported_architectures() == [
+        "Gemma3ForCausalLM",
         "GptOssForCausalLM",
         "LlamaForCausalLM",
         "MistralForCausalLM",
@@ -543,7 +594,7 @@ def test_registry_names_and_classes():
     assert tt_architecture("Qwen3ForCausalLM") == "TTQwen3ForCausalLM"
     for name in TT_MODEL_CLASSES:
         cls = load_model_class(name)
-        assert cls.__name__ == name and issubclass(cls, HostLlamaFamilyModel)
+        assert cls.__name__ == name and issubclass(cls, HostContractModel)
 
 
 def test_unknown_architecture_error_lists_supported():
@@ -551,8 +602,8 @@ def test_unknown_architecture_error_lists_supported():
         load_model_class(tt_architecture("GPT2LMHeadModel"))
     assert str(error.value) == (
         "Architecture 'GPT2LMHeadModel' has no TT implementation. Supported architectures: "
-        "GptOssForCausalLM, LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
-        "Qwen3MoeForCausalLM."
+        "Gemma3ForCausalLM, GptOssForCausalLM, LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, "
+        "Qwen3ForCausalLM, Qwen3MoeForCausalLM."
     )
 
 
@@ -571,3 +622,22 @@ def test_sharded_checkpoint_really_is_sharded(checkpoint):
         assert len(set(json.loads(index.read_text())["weight_map"].values())) > 1
     else:
         assert not index.exists()
+
+
+def test_gemma3_configs_it_cannot_compute_are_refused(caplog):
+    from tt_vllm_plugin.models.host.gemma3.architectures import TTGemma3ForCausalLM
+
+    def config(**kwargs) -> Gemma3TextConfig:
+        return Gemma3TextConfig(**dict(_COMMON, num_hidden_layers=2), head_dim=32, **kwargs)
+
+    with pytest.raises(NotImplementedError, match="hidden_activation 'gelu_python_tanh' is not implemented"):
+        TTGemma3ForCausalLM.check_config(config(hidden_activation="gelu_python_tanh"), 64)
+    with pytest.raises(NotImplementedError, match="use_bidirectional_attention"):
+        TTGemma3ForCausalLM.check_config(config(use_bidirectional_attention=True), 64)
+    dynamic = {"rope_type": "dynamic", "factor": 2.0}
+    with pytest.raises(NotImplementedError, match=r"'dynamic' \(full_attention layers\) beyond"):
+        TTGemma3ForCausalLM.check_config(config(rope_scaling=dynamic, sliding_window_pattern=2), 512)
+    # transformers' Gemma 3 never applies attn_logit_softcapping; neither do we, and we say so.
+    with caplog.at_level("WARNING"):
+        TTGemma3ForCausalLM.check_config(config(attn_logit_softcapping=50.0), 64)
+    assert "attn_logit_softcapping=50.0 is not applied" in caplog.text

@@ -171,3 +171,20 @@ def test_fused_kernel_applies_the_attention_scaling():
     got = fused.at(positions)(q.clone(), k.clone())
     for ours, reference in zip(got, expected, strict=True):
         torch.testing.assert_close(ours, reference, atol=2e-6, rtol=2e-6)
+
+
+def test_gpt_oss_yarn_matches_transformers():
+    """GPT-OSS's own config (YaRN without truncation): its rotary embedding keeps half-width tables."""
+    from transformers import GptOssConfig
+    from transformers.models.gpt_oss.modeling_gpt_oss import GptOssRotaryEmbedding
+
+    config = GptOssConfig(
+        hidden_size=256, num_attention_heads=4, num_key_value_heads=2, head_dim=HEAD_DIM, num_hidden_layers=2
+    )
+    assert config.rope_parameters["rope_type"] == "yarn" and config.rope_parameters["truncate"] is False
+    positions = torch.arange(0, 8192, 37)
+    cos, sin = GptOssRotaryEmbedding(config)(torch.zeros(1, 1, HEAD_DIM), positions[None])
+    ours = rotary_embedding(config, HEAD_DIM, 8192, torch.float32, torch.device("cpu"), fused=False)
+    half = HEAD_DIM // 2
+    torch.testing.assert_close(ours.cos[positions, :half], cos[0], atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(ours.sin[positions, :half], sin[0], atol=1e-6, rtol=1e-6)

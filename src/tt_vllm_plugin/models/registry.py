@@ -19,11 +19,13 @@ from tt_vllm_plugin.models.tt_metal import adapter as tt_metal_adapter
 from tt_vllm_plugin.models.tt_metal import generators
 
 _HOST_LLAMA = "tt_vllm_plugin.models.host.llama.architectures"
+_HOST_GEMMA3 = "tt_vllm_plugin.models.host.gemma3.architectures"
 _HOST_QWEN3_MOE = "tt_vllm_plugin.models.host.qwen3_moe.architectures"
 _HOST_GPT_OSS = "tt_vllm_plugin.models.host.gpt_oss.architectures"
 
 # TT architecture name -> "module:ClassName" of the host (PyTorch) implementation.
 TT_MODEL_CLASSES: dict[str, str] = {
+    "TTGemma3ForCausalLM": f"{_HOST_GEMMA3}:TTGemma3ForCausalLM",
     "TTGptOssForCausalLM": f"{_HOST_GPT_OSS}:TTGptOssForCausalLM",
     "TTLlamaForCausalLM": f"{_HOST_LLAMA}:TTLlamaForCausalLM",
     "TTMistralForCausalLM": f"{_HOST_LLAMA}:TTMistralForCausalLM",

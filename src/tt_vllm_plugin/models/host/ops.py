@@ -1,11 +1,11 @@
 """The host decoder's elementwise steps, on vLLM's fused CPU kernels where they run (else torch).
 
-vLLM's CPU build ships the kernels its own CPU models use between the matmuls: ``silu_and_mul``,
-``fused_add_rms_norm`` (residual add and RMSNorm in one pass) and ``rotary_embedding`` (in place on
-the q/k columns of the fused qkv output). On this CPU the unfused torch versions are memory-bound:
-``F.silu(gate) * up`` over a 2,048-token prefill moves about three times the bytes of the fused
-kernel, and RoPE as torch ops is six of them. Measured on SmolLM2-135M (2 cores, fp32): 2,048-token
-MLP 72.8 -> 59.9 ms per layer, RoPE 1.67 -> 0.20 ms per layer.
+vLLM's CPU build ships the kernels its own CPU models use between the matmuls: ``silu_and_mul`` (and
+``gelu_tanh_and_mul`` for Gemma), ``fused_add_rms_norm`` (residual add and RMSNorm in one pass) and
+``rotary_embedding`` (in place on the q/k columns of the fused qkv output). On this CPU the unfused
+torch versions are memory-bound: ``F.silu(gate) * up`` over a 2,048-token prefill moves about three
+times the bytes of the fused kernel, and RoPE as torch ops is six of them. Measured on SmolLM2-135M
+(2 cores, fp32): 2,048-token MLP 72.8 -> 59.9 ms per layer, RoPE 1.67 -> 0.20 ms per layer.
 
 The torch versions follow transformers' numerics exactly; the kernels agree to about 1e-6 (fp32)
 because they round in another order. One choice per model (:func:`fused_kernels_available`):
@@ -47,6 +47,8 @@ class HostOps:
 
     def __init__(self, fused: bool) -> None:
         self.fused = fused
+        # Gemma's MLP activation; checked on its own, a model that never uses it does not depend on it.
+        self.fused_gelu_tanh = fused and has_vllm_cpu_op("gelu_tanh_and_mul")
 
     def rms_norm(self, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
         if self.fused and x.is_contiguous():
@@ -74,6 +76,16 @@ class HostOps:
             return out
         gate, up = gate_up.chunk(2, dim=-1)
         return F.silu(gate) * up
+
+    def gelu_tanh_and_mul(self, gate_up: torch.Tensor) -> torch.Tensor:
+        """GeGLU's ``gelu_tanh(gate) * up`` (transformers' ``gelu_pytorch_tanh``) for ``gate_up`` =
+        [gate | up] on the last dim."""
+        if self.fused_gelu_tanh and gate_up.is_contiguous():
+            out = gate_up.new_empty((*gate_up.shape[:-1], gate_up.shape[-1] // 2))
+            torch.ops._C.gelu_tanh_and_mul(out, gate_up)
+            return out
+        gate, up = gate_up.chunk(2, dim=-1)
+        return F.gelu(gate, approximate="tanh") * up
 
 
 def rope_tables(

@@ -14,18 +14,12 @@ from typing import Protocol
 
 import torch
 
-from tt_vllm_plugin.models.host.checkpoint import PackedModulesMapping, load_checkpoint
+from tt_vllm_plugin.models.host.checkpoint import QKV_GATE_UP, PackedModulesMapping, load_checkpoint
 from tt_vllm_plugin.models.host.linear import HostLinear
 from tt_vllm_plugin.models.host.mlp import FeedForward, GatedMLP
 
-# nano-vllm's packed_modules_mapping for Llama and Qwen: checkpoint module -> (packed module, slice).
-PACKED_MODULES: PackedModulesMapping = {
-    "q_proj": ("qkv_proj", 0),
-    "k_proj": ("qkv_proj", 1),
-    "v_proj": ("qkv_proj", 2),
-    "gate_proj": ("gate_up_proj", 0),
-    "up_proj": ("gate_up_proj", 1),
-}
+# Checkpoint module -> (packed module, slice): q/k/v and gate/up (host/checkpoint.py).
+PACKED_MODULES: PackedModulesMapping = QKV_GATE_UP
 
 
 @dataclass(frozen=True)
