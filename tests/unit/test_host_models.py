@@ -45,6 +45,7 @@ from tt_vllm_plugin.models.contract import (
     SUPPORTS_SAMPLE_ON_DEVICE,
     TTModel,
 )
+from tt_vllm_plugin.models.device_sampling import DeviceSamplingParams
 from tt_vllm_plugin.models.host.contract_hooks import HostContractModel
 from tt_vllm_plugin.models.host.fused_moe import FusedExperts, fused_moe_applies
 from tt_vllm_plugin.models.host.gemma3 import decoder as gemma3_decoder
@@ -384,6 +385,28 @@ def test_plain_torch_ops_match_transformers(checkpoint, monkeypatch):
 
     for row, prompt in enumerate(prompts):
         torch.testing.assert_close(logits[row, 0], checkpoint.last_logits(prompt), atol=1e-4, rtol=1e-4)
+
+
+def test_greedy_sampled_on_the_device_is_the_argmax(checkpoint):
+    """sample_on_device_mode: greedy rows sampled by the model give the argmax of its own logits, at
+    prefill and in a padded decode step (the tokens the engine test checks against transformers)."""
+    model = checkpoint.tt_model()
+    prompts = random_prompts([9, 5], seed=11)
+    table = page_table([[1, 2, 3], [4, 5]], width=4)
+    greedy = DeviceSamplingParams.from_lists([0.0, 0.0], [0, 0], [1.0, 1.0], [1, 2])
+    kv_cache = new_cache(model, 8)
+    logits = model.prefill_forward(padded_tokens(prompts), table, new_cache(model, 8), [9, 5])
+    tokens = model.prefill_forward(padded_tokens(prompts), table, kv_cache, [9, 5], sampling_params=greedy)
+    assert tokens.tolist() == logits[:, 0].argmax(-1).tolist()
+    step = torch.tensor([[int(tokens[0])], [0], [int(tokens[1])]])
+    start_pos = torch.tensor([9, -1, 5], dtype=torch.int32)
+    decode_table = page_table([[1, 2, 3], [], [4, 5]], width=4)
+    padded = DeviceSamplingParams.from_lists([0.0] * 3, [0] * 3, [1.0] * 3, [1, 2, 3])
+    expected = model.decode_forward(
+        step, start_pos, decode_table, [[k.clone(), v.clone()] for k, v in kv_cache]
+    )
+    sampled = model.decode_forward(step, start_pos, decode_table, kv_cache, sampling_params=padded)
+    assert sampled[[0, 2]].tolist() == expected[[0, 2], 0].argmax(-1).tolist()
 
 
 def test_greedy_decode_in_padded_batch_matches_generate(checkpoint):
