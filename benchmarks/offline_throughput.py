@@ -1,8 +1,8 @@
 """Offline generation throughput: the tt plugin (host device) vs vLLM's native CPU platform vs transformers.
 
     .venv/bin/python benchmarks/offline_throughput.py [--systems plugin,native,transformers] [--dtype float32]
-        [--batches 32,1] [--output-tokens 128] [--prefill-batching on|off] [--out FILE.json]
-        [--model FOLDER | --random-model Gemma3ForCausalLM|MistralForCausalLM]
+        [--batches 32,1] [--output-tokens 128] [--prefill-batching on|off] [--kv-cache-gib 2]
+        [--out FILE.json] [--model FOLDER | --random-model ARCH (see random_model.py)]
 
 Each system runs in its own child process (vLLM picks its platform once per process), on the same
 model folder, dtype, prompts and thread count (OMP_NUM_THREADS = cores, for every system). Greedy
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 PROMPT_TOKENS = 32
-KV_CACHE_BYTES = 2 * 2**30
+KV_CACHE_GIB = 2.0  # the same KV space for both vLLM platforms
 
 
 def _prompts(tokenizer, batch: int) -> list[list[int]]:
@@ -37,7 +37,12 @@ def _prompts(tokenizer, batch: int) -> list[list[int]]:
 
 
 def run_vllm(
-    model: str, dtype: str, batches: list[int], output_tokens: int, additional_config: dict | None = None
+    model: str,
+    dtype: str,
+    batches: list[int],
+    output_tokens: int,
+    additional_config: dict | None = None,
+    kv_cache_gib: float = KV_CACHE_GIB,
 ) -> dict[str, float]:
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
@@ -49,7 +54,7 @@ def run_vllm(
         max_model_len=1024,
         max_num_seqs=max(batches),
         seed=0,
-        kv_cache_memory_bytes=KV_CACHE_BYTES,  # the same KV space for both platforms
+        kv_cache_memory_bytes=int(kv_cache_gib * 2**30),  # the same KV space for both platforms
         additional_config=additional_config or {},
     )
     results = {"engine_start_s": time.perf_counter() - start}
@@ -107,7 +112,7 @@ def _child(args: argparse.Namespace) -> None:
             if args.child == "plugin" and args.prefill_batching == "off"
             else None
         )
-        results = run_vllm(args.model, args.dtype, batches, args.output_tokens, tt)
+        results = run_vllm(args.model, args.dtype, batches, args.output_tokens, tt, args.kv_cache_gib)
     print("RESULT " + json.dumps(results), flush=True)
 
 
@@ -121,6 +126,9 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--batches", default="32,1")
     parser.add_argument("--output-tokens", type=int, default=128)
+    parser.add_argument(
+        "--kv-cache-gib", type=float, default=KV_CACHE_GIB, help="KV space of each vLLM platform"
+    )
     parser.add_argument(
         "--prefill-batching",
         default="on",
@@ -161,6 +169,8 @@ def main() -> None:
             args.batches,
             "--output-tokens",
             str(args.output_tokens),
+            "--kv-cache-gib",
+            str(args.kv_cache_gib),
             "--prefill-batching",
             args.prefill_batching,
         ]
