@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/offline_throughput.py [--systems plugin,native,transformers] [--dtype float32]
         [--batches 32,1] [--output-tokens 128] [--prefill-batching on|off] [--out FILE.json]
-        [--model FOLDER | --random-model Gemma3ForCausalLM|MistralForCausalLM]
+        [--model FOLDER | --random-model Gemma3ForCausalLM|MistralForCausalLM] [--kv-cache-mib 2048]
 
 Each system runs in its own child process (vLLM picks its platform once per process), on the same
 model folder, dtype, prompts and thread count (OMP_NUM_THREADS = cores, for every system). Greedy
@@ -37,7 +37,12 @@ def _prompts(tokenizer, batch: int) -> list[list[int]]:
 
 
 def run_vllm(
-    model: str, dtype: str, batches: list[int], output_tokens: int, additional_config: dict | None = None
+    model: str,
+    dtype: str,
+    batches: list[int],
+    output_tokens: int,
+    additional_config: dict | None = None,
+    kv_cache_bytes: int = KV_CACHE_BYTES,
 ) -> dict[str, float]:
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
@@ -49,7 +54,7 @@ def run_vllm(
         max_model_len=1024,
         max_num_seqs=max(batches),
         seed=0,
-        kv_cache_memory_bytes=KV_CACHE_BYTES,  # the same KV space for both platforms
+        kv_cache_memory_bytes=kv_cache_bytes,  # the same KV space for both platforms
         additional_config=additional_config or {},
     )
     results = {"engine_start_s": time.perf_counter() - start}
@@ -107,7 +112,7 @@ def _child(args: argparse.Namespace) -> None:
             if args.child == "plugin" and args.prefill_batching == "off"
             else None
         )
-        results = run_vllm(args.model, args.dtype, batches, args.output_tokens, tt)
+        results = run_vllm(args.model, args.dtype, batches, args.output_tokens, tt, args.kv_cache_mib * 2**20)
     print("RESULT " + json.dumps(results), flush=True)
 
 
@@ -129,6 +134,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--out", default=None, help="JSON file (default: benchmarks/results/offline_throughput_DTYPE.json)"
+    )
+    parser.add_argument(
+        "--kv-cache-mib", type=int, default=KV_CACHE_BYTES // 2**20, help="KV space of both vLLM platforms"
     )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -163,6 +171,8 @@ def main() -> None:
             str(args.output_tokens),
             "--prefill-batching",
             args.prefill_batching,
+            "--kv-cache-mib",
+            str(args.kv_cache_mib),
         ]
         print(f"running {system} ...", file=sys.stderr, flush=True)
         done = subprocess.run(command, env=env, capture_output=True, text=True)
