@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/offline_throughput.py [--systems plugin,native,transformers] [--dtype float32]
         [--batches 32,1] [--output-tokens 128] [--prefill-batching on|off] [--out FILE.json]
         [--model FOLDER | --random-model Gemma3ForCausalLM|MistralForCausalLM] [--kv-cache-mib 2048]
+        [--threads N]
 
 Each system runs in its own child process (vLLM picks its platform once per process), on the same
 model folder, dtype, prompts and thread count (OMP_NUM_THREADS = cores, for every system). Greedy
@@ -138,6 +139,13 @@ def main() -> None:
     parser.add_argument(
         "--kv-cache-mib", type=int, default=KV_CACHE_BYTES // 2**20, help="KV space of both vLLM platforms"
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="OMP_NUM_THREADS of every system (default: the cores); vLLM's native CPU platform binds its "
+        "own threads (one core kept for its scheduler process)",
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.random_model is not None:
@@ -152,7 +160,7 @@ def main() -> None:
         _child(args)
         return
 
-    threads = str(os.cpu_count() or 1)
+    threads = str(args.threads or os.cpu_count() or 1)
     results: dict[str, dict[str, float]] = {}
     for system in args.systems.split(","):
         env = {**os.environ, "OMP_NUM_THREADS": threads, **SYSTEM_ENV[system]}
