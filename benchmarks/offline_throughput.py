@@ -1,16 +1,17 @@
 """Offline generation throughput: the tt plugin (host device) vs vLLM's native CPU platform vs transformers.
 
     .venv/bin/python benchmarks/offline_throughput.py [--systems plugin,native,transformers] [--dtype float32]
-        [--batches 32,1] [--output-tokens 128] [--prefill-batching on|off] [--kv-cache-gib 2]
-        [--out FILE.json] [--model FOLDER | --random-model ARCH (see random_model.py)]
+        [--batches 32,1] [--output-tokens 128] [--prefill-batching on|off] [--out FILE.json]
+        [--model FOLDER | --random-model ARCH (random_model.py)] [--kv-cache-mib 2048]
+        [--threads N]
 
 Each system runs in its own child process (vLLM picks its platform once per process), on the same
 model folder, dtype, prompts and thread count (OMP_NUM_THREADS = cores, for every system). Greedy
 decoding with ignore_eos, so every system produces exactly batch x output-tokens tokens. Prints a table
 with ratios against the native platform measured in the same run, and writes JSON. `--prefill-batching off`
 runs the plugin with one request per prefill call (the `prefill_batching` TT option). `--random-model`
-runs a small random-weight checkpoint of a sliding-window family instead of the embedded model
-(random_model.py).
+runs a small random-weight checkpoint of a sliding-window or mixture-of-experts family instead of the
+embedded model (random_model.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 
 PROMPT_TOKENS = 32
-KV_CACHE_GIB = 2.0  # the same KV space for both vLLM platforms
+KV_CACHE_BYTES = 2 * 2**30
 
 
 def _prompts(tokenizer, batch: int) -> list[list[int]]:
@@ -42,7 +43,7 @@ def run_vllm(
     batches: list[int],
     output_tokens: int,
     additional_config: dict | None = None,
-    kv_cache_gib: float = KV_CACHE_GIB,
+    kv_cache_bytes: int = KV_CACHE_BYTES,
 ) -> dict[str, float]:
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
@@ -54,7 +55,7 @@ def run_vllm(
         max_model_len=1024,
         max_num_seqs=max(batches),
         seed=0,
-        kv_cache_memory_bytes=int(kv_cache_gib * 2**30),  # the same KV space for both platforms
+        kv_cache_memory_bytes=kv_cache_bytes,  # the same KV space for both platforms
         additional_config=additional_config or {},
     )
     results = {"engine_start_s": time.perf_counter() - start}
@@ -112,7 +113,7 @@ def _child(args: argparse.Namespace) -> None:
             if args.child == "plugin" and args.prefill_batching == "off"
             else None
         )
-        results = run_vllm(args.model, args.dtype, batches, args.output_tokens, tt, args.kv_cache_gib)
+        results = run_vllm(args.model, args.dtype, batches, args.output_tokens, tt, args.kv_cache_mib * 2**20)
     print("RESULT " + json.dumps(results), flush=True)
 
 
@@ -127,9 +128,6 @@ def main() -> None:
     parser.add_argument("--batches", default="32,1")
     parser.add_argument("--output-tokens", type=int, default=128)
     parser.add_argument(
-        "--kv-cache-gib", type=float, default=KV_CACHE_GIB, help="KV space of each vLLM platform"
-    )
-    parser.add_argument(
         "--prefill-batching",
         default="on",
         choices=["on", "off"],
@@ -137,6 +135,16 @@ def main() -> None:
     )
     parser.add_argument(
         "--out", default=None, help="JSON file (default: benchmarks/results/offline_throughput_DTYPE.json)"
+    )
+    parser.add_argument(
+        "--kv-cache-mib", type=int, default=KV_CACHE_BYTES // 2**20, help="KV space of both vLLM platforms"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="OMP_NUM_THREADS of every system (default: the cores); vLLM's native CPU platform binds its "
+        "own threads (one core kept for its scheduler process)",
     )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -152,7 +160,7 @@ def main() -> None:
         _child(args)
         return
 
-    threads = str(os.cpu_count() or 1)
+    threads = str(args.threads or os.cpu_count() or 1)
     results: dict[str, dict[str, float]] = {}
     for system in args.systems.split(","):
         env = {**os.environ, "OMP_NUM_THREADS": threads, **SYSTEM_ENV[system]}
@@ -169,10 +177,10 @@ def main() -> None:
             args.batches,
             "--output-tokens",
             str(args.output_tokens),
-            "--kv-cache-gib",
-            str(args.kv_cache_gib),
             "--prefill-batching",
             args.prefill_batching,
+            "--kv-cache-mib",
+            str(args.kv_cache_mib),
         ]
         print(f"running {system} ...", file=sys.stderr, flush=True)
         done = subprocess.run(command, env=env, capture_output=True, text=True)
