@@ -11,9 +11,10 @@ which vLLM picks on CPUs without AMX and which takes float32 and bfloat16). It a
   constants the kernel's ``swigluoai`` has built in (it takes gate/up interleaved, as GPT-OSS
   checkpoints store them). Other alpha/limit values keep the torch experts.
 
-Measured (benchmarks/RESULTS.md, 32 experts of 512 -> 256, top 4, fp32, one thread): 1.2-2x faster than
-the torch experts for SwiGLU, 2-8x for GPT-OSS's, agreeing to about 1e-7 of the output's magnitude
-(tests/unit/test_host_moe.py checks both against transformers).
+Measured (benchmarks/host_moe_experts.py, RESULTS.md: 32 experts of 512 -> 256, top 4, fp32, one thread):
+1.4-2.9x faster than the torch experts for SwiGLU, 1.4-8x for GPT-OSS's (the most at decode-sized
+batches), agreeing to about 1e-7 of the output's magnitude (tests/unit/test_host_moe.py checks both
+against transformers).
 """
 
 from __future__ import annotations
