@@ -2,12 +2,16 @@
 
     .venv/bin/python benchmarks/offline_throughput.py [--systems plugin,native,transformers] [--dtype float32]
         [--batches 32,1] [--output-tokens 128] [--prefill-batching on|off] [--out FILE.json]
+        [--model FOLDER | --random-model ARCH (random_model.py)] [--kv-cache-mib 2048]
+        [--threads N] [--no-ceilings]
 
 Each system runs in its own child process (vLLM picks its platform once per process), on the same
 model folder, dtype, prompts and thread count (OMP_NUM_THREADS = cores, for every system). Greedy
 decoding with ignore_eos, so every system produces exactly batch x output-tokens tokens. Prints a table
 with ratios against the native platform measured in the same run, and writes JSON. `--prefill-batching off`
-runs the plugin with one request per prefill call (the `prefill_batching` TT option).
+runs the plugin with one request per prefill call (the `prefill_batching` TT option). `--random-model`
+runs a small random-weight checkpoint of a sliding-window or mixture-of-experts family instead of the
+embedded model (random_model.py).
 """
 
 from __future__ import annotations
@@ -34,7 +38,12 @@ def _prompts(tokenizer, batch: int) -> list[list[int]]:
 
 
 def run_vllm(
-    model: str, dtype: str, batches: list[int], output_tokens: int, additional_config: dict | None = None
+    model: str,
+    dtype: str,
+    batches: list[int],
+    output_tokens: int,
+    additional_config: dict | None = None,
+    kv_cache_bytes: int = KV_CACHE_BYTES,
 ) -> dict[str, float]:
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
@@ -46,7 +55,7 @@ def run_vllm(
         max_model_len=1024,
         max_num_seqs=max(batches),
         seed=0,
-        kv_cache_memory_bytes=KV_CACHE_BYTES,  # the same KV space for both platforms
+        kv_cache_memory_bytes=kv_cache_bytes,  # the same KV space for both platforms
         additional_config=additional_config or {},
     )
     results = {"engine_start_s": time.perf_counter() - start}
@@ -104,7 +113,7 @@ def _child(args: argparse.Namespace) -> None:
             if args.child == "plugin" and args.prefill_batching == "off"
             else None
         )
-        results = run_vllm(args.model, args.dtype, batches, args.output_tokens, tt)
+        results = run_vllm(args.model, args.dtype, batches, args.output_tokens, tt, args.kv_cache_mib * 2**20)
     print("RESULT " + json.dumps(results), flush=True)
 
 
@@ -142,6 +151,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--systems", default="plugin,native,transformers")
     parser.add_argument("--model", default=None, help="HF folder (default: the embedded model)")
+    parser.add_argument(
+        "--random-model", default=None, help="architecture of a small random checkpoint (random_model.py)"
+    )
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--batches", default="32,1")
     parser.add_argument("--output-tokens", type=int, default=128)
@@ -157,8 +169,22 @@ def main() -> None:
     parser.add_argument(
         "--no-ceilings", action="store_true", help="skip measuring this machine's ceilings (ceilings.py)"
     )
+    parser.add_argument(
+        "--kv-cache-mib", type=int, default=KV_CACHE_BYTES // 2**20, help="KV space of both vLLM platforms"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="OMP_NUM_THREADS of every system (default: the cores); vLLM's native CPU platform binds its "
+        "own threads (one core kept for its scheduler process)",
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.random_model is not None:
+        from random_model import random_model_folder  # benchmarks/ is on sys.path: this script's folder
+
+        args.model = str(random_model_folder(args.random_model))
     if args.model is None:
         from tt_vllm_plugin.models.default import default_model_path
 
@@ -167,7 +193,7 @@ def main() -> None:
         _child(args)
         return
 
-    threads = str(os.cpu_count() or 1)
+    threads = str(args.threads or os.cpu_count() or 1)
     results: dict[str, dict[str, float]] = {}
     for system in args.systems.split(","):
         env = {**os.environ, "OMP_NUM_THREADS": threads, **SYSTEM_ENV[system]}
@@ -186,6 +212,8 @@ def main() -> None:
             str(args.output_tokens),
             "--prefill-batching",
             args.prefill_batching,
+            "--kv-cache-mib",
+            str(args.kv_cache_mib),
         ]
         print(f"running {system} ...", file=sys.stderr, flush=True)
         done = subprocess.run(command, env=env, capture_output=True, text=True)
@@ -235,7 +263,8 @@ def main() -> None:
             print(f"{system} share of the ceiling: {shares}")
     short_dtype = {"float32": "fp32", "bfloat16": "bf16"}[args.dtype]
     suffix = "_prefill1" if args.prefill_batching == "off" else ""  # never overwrite the batched figures
-    out = Path(args.out or f"benchmarks/results/offline_throughput_{short_dtype}{suffix}.json")
+    model = f"_{args.random_model}" if args.random_model else ""
+    out = Path(args.out or f"benchmarks/results/offline_throughput{model}_{short_dtype}{suffix}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {"args": vars(args), "threads": threads, "cpu": cpu_summary(), "results": results}
     if ceilings is not None:

@@ -49,6 +49,9 @@ TT_VLLM_ALLOW_UNTESTED_VLLM = EnvVar(
     None,
     "1: start on a vLLM newer than the supported range anyway, with a warning (version_check.py)",
 )
+TT_VLLM_HOST_MOE = EnvVar(
+    "TT_VLLM_HOST_MOE", "auto", "auto | torch: torch forces the host models' plain-torch experts (moe.py)"
+)
 TT_VLLM_CACHE = EnvVar(
     "TT_VLLM_CACHE", None, "cache root for the embedded model and downloads (default ~/.cache/tt-vllm-plugin)"
 )

@@ -35,6 +35,7 @@ from tt_vllm_plugin.models.contract import (
 from tt_vllm_plugin.options import report_ignored_options, tt_options_from_vllm_config
 from tt_vllm_plugin.refusals import (
     HOST_SAMPLER_UNSUPPORTED,
+    PREFIX,
     UnsupportedConfiguration,
     host_sampler_refusal,
     reject_unsupported,
@@ -180,6 +181,7 @@ class TTPlatform(Platform):
             _choose_host_compute_dtype(model_config)
         if model_config is not None:
             model_cls = _rewrite_architecture(model_config)
+            _check_model_config(model_cls, model_config)
             _gate_on_capabilities(vllm_config, model_cls)
             reject_unsupported_caching(vllm_config, device, options)
             cls._model_capabilities = dict(model_cls.model_capabilities)
@@ -258,6 +260,18 @@ def _rewrite_architecture(model_config: Any) -> type:
     registry.register_with_vllm()
     hf_config.architectures = [tt_arch]
     return model_cls
+
+
+def _check_model_config(model_cls: type, model_config: Any) -> None:
+    """The host models refuse configs they cannot compute exactly (quantized weights, windows or RoPE
+    they do not do) in their ``check_config``; asked here as well, so the refusal comes before the
+    engine starts instead of when the worker loads the model. tt-metal's classes have no such hook."""
+    check = getattr(model_cls, "check_config", None)
+    if callable(check):
+        try:
+            check(model_config.hf_config, model_config.max_model_len)
+        except NotImplementedError as error:
+            raise UnsupportedConfiguration(f"{PREFIX}{error}") from error
 
 
 def _gate_on_capabilities(vllm_config: VllmConfig, model_cls: type) -> None:

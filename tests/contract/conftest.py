@@ -190,7 +190,11 @@ class Subject:
 
             extra = {"num_hidden_layers": self.n_layers} if self.n_layers else {}
             self._reference = AutoModelForCausalLM.from_pretrained(
-                self.checkpoint, dtype=torch.float32, attn_implementation="eager", **extra
+                self.checkpoint,
+                dtype=torch.float32,
+                attn_implementation="eager",
+                experts_implementation="eager",  # transformers 5 picks grouped_mm otherwise
+                **extra,
             ).eval()
         with torch.inference_mode():
             return self._reference(tokens[None]).logits[0].float()

@@ -1,4 +1,8 @@
-"""transformers as the reference for correctness: greedy continuations, one prompt at a time."""
+"""transformers as the reference for correctness: greedy continuations, one prompt at a time.
+
+Eager attention and eager experts: transformers 5 otherwise picks SDPA and, for mixtures of experts,
+``grouped_mm``, which sum in other orders; the eager code is the plain definition our host models follow.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ def transformers_greedy(model_dir: str, prompts: list[list[int]], max_new_tokens
     """Greedy token ids transformers generates after each prompt (no padding: one call per prompt)."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager")
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=torch.float32, attn_implementation="eager", experts_implementation="eager"
+    )
     model.eval()
     outputs = []
     with torch.inference_mode():

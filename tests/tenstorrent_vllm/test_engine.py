@@ -66,7 +66,9 @@ def _model_paths(worker) -> dict[str, Any]:
         "fused_ops": model.ops.fused,
         "rope_fused": model.rope.fused,
         "vllm_attention": model.attention.name == "vllm",
-        "linear": sorted({linear.backend for linear in (layer.qkv, layer.o, layer.gate_up, layer.down)}),
+        "linear": sorted(
+            {linear.backend for linear in (layer.qkv, layer.o, layer.mlp.gate_up, layer.mlp.down)}
+        ),
         "lm_head": model.weights.lm_head.backend,
         "sampler": _sampler_path(worker.model_runner.sampler),
     }

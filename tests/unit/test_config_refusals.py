@@ -211,3 +211,28 @@ def test_scheduler_work_the_runner_does_not_do_is_an_error(fields, message):
 def test_steps_without_that_work_pass():
     check_no_unhandled_work(SimpleNamespace(new_block_ids_to_zero=None, kv_cache_block_copies=[]))
     check_no_unhandled_work(SimpleNamespace(new_block_ids_to_zero=None))  # 0.25.1: no block copies
+
+
+def test_a_config_the_host_model_cannot_compute_is_refused_before_the_engine_starts(tmp_path):
+    """The released GPT-OSS checkpoints keep their experts in MXFP4; the host models load unquantised
+    weights only. Refused by the model class's check_config, asked at config time (the worker would
+    otherwise only find out while loading)."""
+    import json
+
+    from vllm.engine.arg_utils import EngineArgs
+
+    from tests.e2e.random_models import save_random_model
+
+    folder = save_random_model("GptOssForCausalLM", tmp_path / "gpt_oss")
+    config = json.loads((folder / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "mxfp4"}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError) as error:
+        EngineArgs(
+            model=str(folder), skip_tokenizer_init=True, dtype="bfloat16", max_model_len=256
+        ).create_engine_config()
+    # vLLM renames the method for GPT-OSS (gpt_oss_mxfp4) before the platform sees it.
+    assert (
+        f"{PREFIX}TTGptOssForCausalLM: quantized checkpoints (gpt_oss_mxfp4) are not implemented for host "
+        "models; use a checkpoint with unquantised (bf16/fp32) weights."
+    ) in str(error.value)

@@ -16,6 +16,10 @@ import pytest
 import torch
 from transformers import (
     AutoConfig,
+    Gemma3ForCausalLM,
+    Gemma3TextConfig,
+    GptOssConfig,
+    GptOssForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
     MistralConfig,
@@ -25,10 +29,13 @@ from transformers import (
     Qwen2ForCausalLM,
     Qwen3Config,
     Qwen3ForCausalLM,
+    Qwen3MoeConfig,
+    Qwen3MoeForCausalLM,
 )
 
 from tests.contract import helpers
 from tests.contract.helpers import BlockPool, padded_tokens, page_table
+from tt_vllm_plugin import envs
 from tt_vllm_plugin.device.host import HostDevice
 from tt_vllm_plugin.models.contract import (
     SUPPORTS_ASYNC_DECODE,
@@ -38,12 +45,17 @@ from tt_vllm_plugin.models.contract import (
     SUPPORTS_SAMPLE_ON_DEVICE,
     TTModel,
 )
+from tt_vllm_plugin.models.device_sampling import DeviceSamplingParams
+from tt_vllm_plugin.models.host.contract_hooks import HostContractModel
+from tt_vllm_plugin.models.host.fused_moe import FusedExperts, fused_moe_applies
+from tt_vllm_plugin.models.host.gemma3 import decoder as gemma3_decoder
 from tt_vllm_plugin.models.host.llama import decoder as llama_decoder
 from tt_vllm_plugin.models.host.llama.architectures import (
     HostLlamaFamilyModel,
     TTLlamaForCausalLM,
     TTMistralForCausalLM,
 )
+from tt_vllm_plugin.models.host.moe import SparseMoE, TorchExperts
 from tt_vllm_plugin.models.registry import (
     TT_MODEL_CLASSES,
     load_model_class,
@@ -77,6 +89,8 @@ class Case:
     name: str
     make: Callable[[], tuple[object, type[PreTrainedModel]]]
     save_kwargs: dict
+    # Random norm weights too (Gemma's start at zero, which would hide a missing ``1 + w``).
+    random_norms: bool = False
 
 
 CASES = [
@@ -112,12 +126,155 @@ CASES = [
         ),
         {},
     ),
+    # YaRN: ramped frequencies and cos/sin scaled by its attention factor.
+    Case(
+        "qwen2-yarn-rope",
+        lambda: (
+            Qwen2Config(
+                **_COMMON,
+                rope_parameters={
+                    "rope_type": "yarn",
+                    "rope_theta": 10000.0,
+                    "factor": 4.0,
+                    "original_max_position_embeddings": 32,
+                },
+            ),
+            Qwen2ForCausalLM,
+        ),
+        {},
+    ),
+    # Dynamic NTK within max_position_embeddings (beyond it is refused: rope.py).
+    Case(
+        "llama-dynamic-rope",
+        lambda: (
+            LlamaConfig(
+                **_COMMON, rope_parameters={"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0}
+            ),
+            LlamaForCausalLM,
+        ),
+        {},
+    ),
     # Sharded, to load through model.safetensors.index.json.
     Case("qwen2-sharded", lambda: (Qwen2Config(**_COMMON), Qwen2ForCausalLM), {"max_shard_size": "100KB"}),
     # head_dim 32 != hidden / heads, so it must come from the config.
     Case("qwen3", lambda: (Qwen3Config(**_COMMON, head_dim=32), Qwen3ForCausalLM), {}),
-    Case("mistral", lambda: (MistralConfig(**_COMMON, sliding_window=None), MistralForCausalLM), {}),
+    # Gemma 3: local (sliding, window 5) and global layers with their own RoPE (linear on the global
+    # ones), query_pre_attn_scalar != head_dim, final logit soft-capping, (1 + w) norms.
+    Case(
+        "gemma3",
+        lambda: (
+            Gemma3TextConfig(
+                **dict(_COMMON, num_hidden_layers=3),
+                head_dim=32,
+                sliding_window=5,
+                layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+                query_pre_attn_scalar=24,
+                final_logit_softcapping=2.0,
+                rope_parameters={
+                    "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                    "full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1000000.0},
+                },
+            ),
+            Gemma3ForCausalLM,
+        ),
+        {},
+        random_norms=True,
+    ),
+    # Gemma 3 with biases, an untied LM head and YaRN on the global layers; the default layer pattern.
+    Case(
+        "gemma3-bias-untied-yarn",
+        lambda: (
+            Gemma3TextConfig(
+                **dict(_COMMON, num_hidden_layers=2),
+                head_dim=16,
+                sliding_window=3,
+                sliding_window_pattern=2,
+                attention_bias=True,
+                tie_word_embeddings=False,
+                rope_scaling={"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32},
+            ),
+            Gemma3ForCausalLM,
+        ),
+        {},
+        random_norms=True,
+    ),
+    # Windows shorter than most prompts (prompts span several 4-token blocks), not a block multiple.
+    Case(
+        "mistral-sliding-window", lambda: (MistralConfig(**_COMMON, sliding_window=5), MistralForCausalLM), {}
+    ),
+    # use_sliding_window: full layer 0, sliding layer 1 (layers from max_window_layers on).
+    Case(
+        "qwen3-sliding-layers",
+        lambda: (
+            Qwen3Config(
+                **_COMMON, head_dim=32, use_sliding_window=True, sliding_window=6, max_window_layers=1
+            ),
+            Qwen3ForCausalLM,
+        ),
+        {},
+    ),
+    # Layer 0 dense, layer 1 a mixture of 8 experts (decoder_sparse_step 2), top 2 not renormalised;
+    # use_sliding_window windows every layer (transformers' Qwen3MoeModel has no layer_types).
+    Case(
+        "qwen3-moe",
+        lambda: (
+            Qwen3MoeConfig(
+                **_COMMON,
+                head_dim=32,
+                moe_intermediate_size=32,
+                num_experts=8,
+                num_experts_per_tok=2,
+                norm_topk_prob=False,
+                decoder_sparse_step=2,
+                use_sliding_window=True,
+                sliding_window=6,
+            ),
+            Qwen3MoeForCausalLM,
+        ),
+        {},
+    ),
+    # Sliding (window 5) then full layer, sinks, biases, YaRN, 8 experts (top 2) clamped at 1.0 so the
+    # clamp bites (torch experts: vLLM's kernel has the released 7.0 built in); head_dim 32 for vLLM's
+    # attention kernels.
+    Case(
+        "gpt-oss",
+        lambda: (
+            GptOssConfig(
+                **{**_COMMON, "intermediate_size": 32},
+                head_dim=32,
+                num_local_experts=8,
+                num_experts_per_tok=2,
+                sliding_window=5,
+                swiglu_limit=1.0,
+            ),
+            GptOssForCausalLM,
+        ),
+        {},
+    ),
+    # The released SwiGLU constants: the experts run on vLLM's fused-MoE kernel where it is loaded.
+    Case(
+        "gpt-oss-released-swiglu",
+        lambda: (
+            GptOssConfig(
+                **{**_COMMON, "intermediate_size": 32},
+                head_dim=32,
+                num_local_experts=8,
+                num_experts_per_tok=2,
+                sliding_window=5,
+            ),
+            GptOssForCausalLM,
+        ),
+        {},
+    ),
 ]
+
+# Cases whose experts vLLM's fused-MoE kernel computes (hidden 64, expert width 32, plain or the
+# released clamped SwiGLU), when it is loaded.
+KERNEL_EXPERTS = {"qwen3-moe", "gpt-oss-released-swiglu"}
+
+
+def is_moe(layer) -> bool:
+    return isinstance(getattr(layer, "mlp", None), SparseMoE)
 
 
 @dataclass
@@ -149,7 +306,14 @@ def checkpoint(request, tmp_path_factory) -> Checkpoint:
     torch.manual_seed(0)
     config, model_cls = case.make()
     config._attn_implementation = "eager"
+    config._experts_implementation = "eager"  # transformers 5 picks grouped_mm for MoE otherwise
     model = model_cls(config).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith(("sinks", "bias")):  # transformers starts them at or near zero: make them count
+                param.normal_(0.0, 1.0 if name.endswith("sinks") else 0.1)
+            elif case.random_norms and param.dim() == 1:
+                param.normal_(0.0, 0.3)
     model.generation_config.pad_token_id = 0
     model.generation_config.eos_token_id = None
     folder = tmp_path_factory.mktemp(case.name)
@@ -196,12 +360,24 @@ def test_batched_prefill_matches_transformers(checkpoint):
         torch.testing.assert_close(logits[row, 0], checkpoint.last_logits(prompt), atol=1e-4, rtol=1e-4)
 
 
+def test_experts_run_on_the_kernel_where_it_applies(checkpoint):
+    layers = [layer for layer in checkpoint.tt_model().weights.layers if is_moe(layer)]
+    kernel = checkpoint.case.name in KERNEL_EXPERTS and fused_moe_applies(
+        torch.device("cpu"), torch.float32, 64, 32, None
+    )
+    assert all(type(layer.mlp.experts) is (FusedExperts if kernel else TorchExperts) for layer in layers)
+
+
 def test_plain_torch_ops_match_transformers(checkpoint, monkeypatch):
     """Without vLLM's fused CPU kernels (a CUDA host device, a vLLM without its CPU build) the
-    decoder's elementwise steps run as torch ops; they must give the same logits."""
+    decoder's elementwise steps and the experts run as torch ops; they must give the same logits."""
     monkeypatch.setattr(llama_decoder, "fused_kernels_available", lambda device: False)
+    monkeypatch.setattr(gemma3_decoder, "fused_kernels_available", lambda device: False)
+    monkeypatch.setenv(envs.TT_VLLM_HOST_MOE.name, "torch")
     model = checkpoint.tt_model()
-    assert not model.ops.fused and not model.rope.fused
+    ropes = getattr(model, "ropes", None) or {"all": model.rope}  # Gemma 3: one per layer type
+    assert not model.ops.fused and not any(rope.fused for rope in ropes.values())
+    assert all(type(layer.mlp.experts) is TorchExperts for layer in model.weights.layers if is_moe(layer))
     prompts = random_prompts([6, 11], seed=5)
     table = page_table([list(range(0, 2)), list(range(2, 5))], width=4)
 
@@ -209,6 +385,28 @@ def test_plain_torch_ops_match_transformers(checkpoint, monkeypatch):
 
     for row, prompt in enumerate(prompts):
         torch.testing.assert_close(logits[row, 0], checkpoint.last_logits(prompt), atol=1e-4, rtol=1e-4)
+
+
+def test_greedy_sampled_on_the_device_is_the_argmax(checkpoint):
+    """sample_on_device_mode: greedy rows sampled by the model give the argmax of its own logits, at
+    prefill and in a padded decode step (the tokens the engine test checks against transformers)."""
+    model = checkpoint.tt_model()
+    prompts = random_prompts([9, 5], seed=11)
+    table = page_table([[1, 2, 3], [4, 5]], width=4)
+    greedy = DeviceSamplingParams.from_lists([0.0, 0.0], [0, 0], [1.0, 1.0], [1, 2])
+    kv_cache = new_cache(model, 8)
+    logits = model.prefill_forward(padded_tokens(prompts), table, new_cache(model, 8), [9, 5])
+    tokens = model.prefill_forward(padded_tokens(prompts), table, kv_cache, [9, 5], sampling_params=greedy)
+    assert tokens.tolist() == logits[:, 0].argmax(-1).tolist()
+    step = torch.tensor([[int(tokens[0])], [0], [int(tokens[1])]])
+    start_pos = torch.tensor([9, -1, 5], dtype=torch.int32)
+    decode_table = page_table([[1, 2, 3], [], [4, 5]], width=4)
+    padded = DeviceSamplingParams.from_lists([0.0] * 3, [0] * 3, [1.0] * 3, [1, 2, 3])
+    expected = model.decode_forward(
+        step, start_pos, decode_table, [[k.clone(), v.clone()] for k, v in kv_cache]
+    )
+    sampled = model.decode_forward(step, start_pos, decode_table, kv_cache, sampling_params=padded)
+    assert sampled[[0, 2]].tolist() == expected[[0, 2], 0].argmax(-1).tolist()
 
 
 def test_greedy_decode_in_padded_batch_matches_generate(checkpoint):
@@ -286,7 +484,12 @@ def test_n_layers_truncates(checkpoint):
     assert len(model.weights.layers) == 1
     reference = (
         type(checkpoint.reference)
-        .from_pretrained(checkpoint.folder, num_hidden_layers=1, attn_implementation="eager")
+        .from_pretrained(
+            checkpoint.folder,
+            num_hidden_layers=1,
+            attn_implementation="eager",
+            experts_implementation="eager",
+        )
         .eval()
     )
     (prompt,) = random_prompts([6], seed=10)
@@ -386,25 +589,35 @@ def test_missing_tensors_are_named(llama_folder):
 
 def test_unsupported_configs_are_refused(llama_folder):
     config = AutoConfig.from_pretrained(llama_folder)
-    config.rope_parameters = {"rope_type": "yarn", "factor": 4.0, "rope_theta": 10000.0}
-    with pytest.raises(NotImplementedError, match="RoPE type 'yarn' is not implemented"):
+    config.rope_parameters = {"rope_type": "proportional", "factor": 4.0, "rope_theta": 10000.0}
+    with pytest.raises(NotImplementedError, match="RoPE type 'proportional' is not implemented"):
         TTLlamaForCausalLM.initialize_vllm_model(config, CPU_FP32, 1, 16)
-    mistral = MistralConfig(**_COMMON, sliding_window=32)
-    with pytest.raises(NotImplementedError, match="sliding_window=32 < max_seq_len=64"):
+    config.rope_parameters = {"rope_type": "dynamic", "factor": 2.0, "rope_theta": 10000.0}
+    with pytest.raises(NotImplementedError, match="'dynamic' beyond max_position_embeddings=256"):
+        TTLlamaForCausalLM.initialize_vllm_model(config, CPU_FP32, 1, 512)
+    config.rope_parameters = {"rope_type": "default", "rope_theta": 10000.0}
+    config.layer_types = ["full_attention", "sliding_attention"]
+    with pytest.raises(NotImplementedError, match=r"sliding-window attention layers \(sliding_attention\)"):
+        TTLlamaForCausalLM.initialize_vllm_model(config, CPU_FP32, 1, 16)
+    mistral = MistralConfig(**_COMMON, sliding_window=32, layer_types=["full_attention", "sliding_attention"])
+    with pytest.raises(NotImplementedError, match="layer_types mixing full_attention, sliding_attention"):
         TTMistralForCausalLM.initialize_vllm_model(mistral, CPU_FP32, 1, 64)
 
 
 def test_registry_names_and_classes():
     assert supported_architectures() == [
+        "Gemma3ForCausalLM",
+        "GptOssForCausalLM",
         "LlamaForCausalLM",
         "MistralForCausalLM",
         "Qwen2ForCausalLM",
         "Qwen3ForCausalLM",
+        "Qwen3MoeForCausalLM",
     ]
     assert tt_architecture("Qwen3ForCausalLM") == "TTQwen3ForCausalLM"
     for name in TT_MODEL_CLASSES:
         cls = load_model_class(name)
-        assert cls.__name__ == name and issubclass(cls, HostLlamaFamilyModel)
+        assert cls.__name__ == name and issubclass(cls, HostContractModel)
 
 
 def test_unknown_architecture_error_lists_supported():
@@ -412,7 +625,8 @@ def test_unknown_architecture_error_lists_supported():
         load_model_class(tt_architecture("GPT2LMHeadModel"))
     assert str(error.value) == (
         "Architecture 'GPT2LMHeadModel' has no TT implementation. Supported architectures: "
-        "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM."
+        "Gemma3ForCausalLM, GptOssForCausalLM, LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, "
+        "Qwen3ForCausalLM, Qwen3MoeForCausalLM."
     )
 
 
@@ -435,3 +649,22 @@ def test_sharded_checkpoint_really_is_sharded(checkpoint):
         assert len(set(json.loads(index.read_text())["weight_map"].values())) > 1
     else:
         assert not index.exists()
+
+
+def test_gemma3_configs_it_cannot_compute_are_refused(caplog):
+    from tt_vllm_plugin.models.host.gemma3.architectures import TTGemma3ForCausalLM
+
+    def config(**kwargs) -> Gemma3TextConfig:
+        return Gemma3TextConfig(**dict(_COMMON, num_hidden_layers=2), head_dim=32, **kwargs)
+
+    with pytest.raises(NotImplementedError, match="hidden_activation 'gelu_python_tanh' is not implemented"):
+        TTGemma3ForCausalLM.check_config(config(hidden_activation="gelu_python_tanh"), 64)
+    with pytest.raises(NotImplementedError, match="use_bidirectional_attention"):
+        TTGemma3ForCausalLM.check_config(config(use_bidirectional_attention=True), 64)
+    dynamic = {"rope_type": "dynamic", "factor": 2.0}
+    with pytest.raises(NotImplementedError, match=r"'dynamic' \(full_attention layers\) beyond"):
+        TTGemma3ForCausalLM.check_config(config(rope_scaling=dynamic, sliding_window_pattern=2), 512)
+    # transformers' Gemma 3 never applies attn_logit_softcapping; neither do we, and we say so.
+    with caplog.at_level("WARNING"):
+        TTGemma3ForCausalLM.check_config(config(attn_logit_softcapping=50.0), 64)
+    assert "attn_logit_softcapping=50.0 is not applied" in caplog.text

@@ -29,6 +29,16 @@ def test_silu_and_mul(dtype, rows):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows", [1, 37])
+def test_gelu_tanh_and_mul(dtype, rows):
+    assert FUSED.fused_gelu_tanh and not PLAIN.fused_gelu_tanh
+    gate_up = 3 * torch.randn(rows, 2 * 96, generator=torch.Generator().manual_seed(rows)).to(dtype)
+    torch.testing.assert_close(
+        FUSED.gelu_tanh_and_mul(gate_up), PLAIN.gelu_tanh_and_mul(gate_up), **TOLERANCE[dtype]
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_rms_norm_and_fused_residual_add(dtype):
     gen = torch.Generator().manual_seed(1)
     x, residual, weight = (torch.randn(shape, generator=gen).to(dtype) for shape in [(9, 64), (9, 64), (64,)])

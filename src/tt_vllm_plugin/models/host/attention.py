@@ -11,7 +11,9 @@ Each forward pass describes where its new tokens sit in the paged cache
 (:class:`~tt_vllm_plugin.models.host.paged_attention.PassContext`) and gets
 one attention object for it from the backend (:class:`~tt_vllm_plugin.models.host.cpu_attention.KernelBatch`
 or :class:`~tt_vllm_plugin.models.host.paged_attention.TorchBatch`); every layer calls its
-``attend(q, k, v, k_cache, v_cache)``.
+``attend(q, k, v, k_cache, v_cache, sliding_window, sinks)``, with its own window (None: full causal
+attention; ``sliding_window.py``), so one pass can mix sliding and full layers, and its attention sinks
+if it has them (``sinks.py``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,14 @@ from tt_vllm_plugin.models.host.paged_attention import PassContext, TorchBatch
 
 class PassAttention(Protocol):
     def attend(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        k_cache: torch.Tensor,
+        v_cache: torch.Tensor,
+        sliding_window: int | None = None,
+        sinks: torch.Tensor | None = None,
     ) -> torch.Tensor: ...
 
 

@@ -19,6 +19,16 @@ import torch
 # ``...self_attn.k_proj.weight`` is the second slice of ``...self_attn.qkv_proj.weight``.
 PackedModulesMapping = Mapping[str, tuple[str, int]]
 
+# nano-vllm's packed_modules_mapping for Llama and Qwen, which Gemma's checkpoints name alike: q/k/v into
+# one matrix, gate/up into another.
+QKV_GATE_UP: PackedModulesMapping = {
+    "q_proj": ("qkv_proj", 0),
+    "k_proj": ("qkv_proj", 1),
+    "v_proj": ("qkv_proj", 2),
+    "gate_proj": ("gate_up_proj", 0),
+    "up_proj": ("gate_up_proj", 1),
+}
+
 
 def model_folder(hf_config: Any) -> Path:
     """The local folder holding the checkpoint ``hf_config`` was read from.

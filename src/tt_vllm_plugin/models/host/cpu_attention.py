@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -59,16 +59,23 @@ class KernelBatch:
     """One forward pass's attention metadata, shared by every layer.
 
     Request ``i`` has ``query_start_loc[i+1] - query_start_loc[i]`` new tokens, which are its last
-    positions up to ``seq_lens[i]`` (causal, aligned to the end: a cached prefix comes first).
+    positions up to ``seq_lens[i]`` (causal, aligned to the end: a cached prefix comes first). The
+    kernels' scheduler metadata depends on the sliding window (it plans which KV blocks each query
+    reads), so it is built once per window the pass's layers use (``sliding_window.py``).
     """
 
     query_start_loc: torch.Tensor  # (R + 1,) int32
     seq_lens: torch.Tensor  # (R,) int32
     block_table: torch.Tensor  # (R, max_blocks) int32
     slot_mapping: torch.Tensor  # (N,) int64: block * block_size + offset of each new token
-    scheduler_metadata: torch.Tensor
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    dtype: torch.dtype
     isa: str
     scale: float
+    # Sliding window (-1: none) -> scheduler metadata, built on first use.
+    _metadata: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(
@@ -87,30 +94,38 @@ class KernelBatch:
     ) -> KernelBatch:
         query_start_loc = torch.zeros(len(new_lens) + 1, dtype=torch.int32)
         query_start_loc[1:] = torch.tensor(list(new_lens), dtype=torch.int32).cumsum(0)
-        lens = torch.tensor(list(seq_lens), dtype=torch.int32)
-        isa = _isa(dtype, block_size, head_dim)
-        metadata = vllm_cpu_ops().cpu_attn_get_scheduler_metadata(
-            num_reqs=len(new_lens),
+        return cls(
+            query_start_loc=query_start_loc,
+            seq_lens=torch.tensor(list(seq_lens), dtype=torch.int32),
+            block_table=page_table.to(dtype=torch.int32).contiguous(),
+            slot_mapping=slot_mapping.long(),
             num_heads=num_heads,
             num_kv_heads=num_kv_heads,
             head_dim=head_dim,
-            seq_lens=lens,
             dtype=dtype,
-            query_start_loc=query_start_loc,
-            causal=True,
-            sliding_window_size=-1,
-            isa=isa,
-            enable_kv_split=False,
-        )
-        return cls(
-            query_start_loc=query_start_loc,
-            seq_lens=lens,
-            block_table=page_table.to(dtype=torch.int32).contiguous(),
-            slot_mapping=slot_mapping.long(),
-            scheduler_metadata=metadata,
-            isa=isa,
+            isa=_isa(dtype, block_size, head_dim),
             scale=scale,
         )
+
+    def scheduler_metadata(self, window: int) -> torch.Tensor:
+        """The kernels' work plan for this pass with sliding window ``window`` (-1: none)."""
+        metadata = self._metadata.get(window)
+        if metadata is None:
+            metadata = vllm_cpu_ops().cpu_attn_get_scheduler_metadata(
+                num_reqs=len(self.seq_lens),
+                num_heads=self.num_heads,
+                num_kv_heads=self.num_kv_heads,
+                head_dim=self.head_dim,
+                seq_lens=self.seq_lens,
+                dtype=self.dtype,
+                query_start_loc=self.query_start_loc,
+                causal=True,
+                sliding_window_size=window,
+                isa=self.isa,
+                enable_kv_split=False,
+            )
+            self._metadata[window] = metadata
+        return metadata
 
     def attend(
         self,
@@ -119,10 +134,15 @@ class KernelBatch:
         v: torch.Tensor,
         k_cache: torch.Tensor,
         v_cache: torch.Tensor,
+        sliding_window: int | None = None,
+        sinks: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Write the new tokens' ``k``/``v`` (N, kv_heads, head_dim) into the cache, then attend
-        ``q`` (N, heads, head_dim) to each request's cached and new tokens. Returns (N, heads * head_dim)."""
+        ``q`` (N, heads, head_dim) to each request's cached and new tokens, inside ``sliding_window``
+        when given (the kernels' window means what transformers' does), with attention ``sinks``
+        (heads,) when given (``sinks.py``). Returns (N, heads * head_dim)."""
         ops = vllm_cpu_ops()
+        window = -1 if sliding_window is None else int(sliding_window)
         ops.cpu_attn_reshape_and_cache(
             k.to(k_cache.dtype), v.to(v_cache.dtype), k_cache, v_cache, self.slot_mapping, self.isa
         )
@@ -138,11 +158,12 @@ class KernelBatch:
             scale=self.scale,
             causal=True,
             alibi_slopes=None,
-            sliding_window=-1,
+            sliding_window=window,
             block_table=self.block_table,
             softcap=0.0,
-            scheduler_metadata=self.scheduler_metadata,
-            s_aux=None,
+            scheduler_metadata=self.scheduler_metadata(window),
+            # As vLLM's CPU backend: float32 sinks (the kernels also take bfloat16 ones).
+            s_aux=None if sinks is None else sinks.to(torch.float32).contiguous(),
         )
         return out.to(q.dtype).reshape(q.shape[0], -1)
 

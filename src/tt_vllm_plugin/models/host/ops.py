@@ -1,11 +1,11 @@
 """The host decoder's elementwise steps, on vLLM's fused CPU kernels where they run (else torch).
 
-vLLM's CPU build ships the kernels its own CPU models use between the matmuls: ``silu_and_mul``,
-``fused_add_rms_norm`` (residual add and RMSNorm in one pass) and ``rotary_embedding`` (in place on
-the q/k columns of the fused qkv output). On this CPU the unfused torch versions are memory-bound:
-``F.silu(gate) * up`` over a 2,048-token prefill moves about three times the bytes of the fused
-kernel, and RoPE as torch ops is six of them. Measured on SmolLM2-135M (2 cores, fp32): 2,048-token
-MLP 72.8 -> 59.9 ms per layer, RoPE 1.67 -> 0.20 ms per layer.
+vLLM's CPU build ships the kernels its own CPU models use between the matmuls: ``silu_and_mul`` (and
+``gelu_tanh_and_mul`` for Gemma), ``fused_add_rms_norm`` (residual add and RMSNorm in one pass) and
+``rotary_embedding`` (in place on the q/k columns of the fused qkv output). On this CPU the unfused
+torch versions are memory-bound: ``F.silu(gate) * up`` over a 2,048-token prefill moves about three
+times the bytes of the fused kernel, and RoPE as torch ops is six of them. Measured on SmolLM2-135M
+(2 cores, fp32): 2,048-token MLP 72.8 -> 59.9 ms per layer, RoPE 1.67 -> 0.20 ms per layer.
 
 The torch versions follow transformers' numerics exactly; the kernels agree to about 1e-6 (fp32)
 because they round in another order. One choice per model (:func:`fused_kernels_available`):
@@ -47,6 +47,8 @@ class HostOps:
 
     def __init__(self, fused: bool) -> None:
         self.fused = fused
+        # Gemma's MLP activation; checked on its own, a model that never uses it does not depend on it.
+        self.fused_gelu_tanh = fused and has_vllm_cpu_op("gelu_tanh_and_mul")
 
     def rms_norm(self, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
         if self.fused and x.is_contiguous():
@@ -75,15 +77,30 @@ class HostOps:
         gate, up = gate_up.chunk(2, dim=-1)
         return F.silu(gate) * up
 
+    def gelu_tanh_and_mul(self, gate_up: torch.Tensor) -> torch.Tensor:
+        """GeGLU's ``gelu_tanh(gate) * up`` (transformers' ``gelu_pytorch_tanh``) for ``gate_up`` =
+        [gate | up] on the last dim."""
+        if self.fused_gelu_tanh and gate_up.is_contiguous():
+            out = gate_up.new_empty((*gate_up.shape[:-1], gate_up.shape[-1] // 2))
+            torch.ops._C.gelu_tanh_and_mul(out, gate_up)
+            return out
+        gate, up = gate_up.chunk(2, dim=-1)
+        return F.gelu(gate, approximate="tanh") * up
+
 
 def rope_tables(
-    inv_freq: torch.Tensor, max_seq_len: int, dtype: torch.dtype, device: torch.device
+    inv_freq: torch.Tensor,
+    max_seq_len: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    attention_scaling: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin of every position < ``max_seq_len``, (max_seq_len, head_dim) each; computed in
-    float32 then cast, like transformers does per step."""
+    """cos and sin of every position < ``max_seq_len``, (max_seq_len, head_dim) each, times
+    ``attention_scaling`` (YaRN, LongRoPE); computed in float32 then cast, like transformers does per step."""
     freqs = torch.arange(max_seq_len, dtype=torch.float32)[:, None] * inv_freq[None, :]
     emb = torch.cat([freqs, freqs], dim=-1)
-    return emb.cos().to(device=device, dtype=dtype), emb.sin().to(device=device, dtype=dtype)
+    cos, sin = emb.cos() * attention_scaling, emb.sin() * attention_scaling
+    return cos.to(device=device, dtype=dtype), sin.to(device=device, dtype=dtype)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -94,7 +111,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class RotaryEmbedding:
-    """Rotate-half (NeoX-style) RoPE for every position below ``max_seq_len``."""
+    """Rotate-half (NeoX-style) RoPE for every position below ``max_seq_len`` (settings: ``rope.py``)."""
 
     def __init__(
         self,
@@ -104,10 +121,11 @@ class RotaryEmbedding:
         dtype: torch.dtype,
         device: torch.device,
         fused: bool,
+        attention_scaling: float = 1.0,
     ) -> None:
         self.head_dim = head_dim
         self.fused = fused
-        self.cos, self.sin = rope_tables(inv_freq, max_seq_len, dtype, device)
+        self.cos, self.sin = rope_tables(inv_freq, max_seq_len, dtype, device, attention_scaling)
         # vLLM's kernel reads one (max_seq_len, head_dim) table: cos of each frequency, then sin.
         half = head_dim // 2
         self.cos_sin_cache = torch.cat([self.cos[:, :half], self.sin[:, :half]], dim=-1).contiguous()

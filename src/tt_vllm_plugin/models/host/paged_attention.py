@@ -3,9 +3,10 @@
 Cache layout per layer (the contract's): K and V each ``(num_blocks, num_kv_heads, block_size, head_dim)``.
 Token position ``p`` of a request lives in block ``page_table[p // block_size]`` at offset
 ``p % block_size``. Everything here is vectorised over tokens; the only Python loop is over the
-requests of a prefill batch, whose attention shapes differ. A forward pass says where its new tokens
-sit in the cache (:class:`PassContext`, read by both attention backends, ``attention.py``);
-:class:`TorchBatch` is its attention object on this path.
+requests of a prefill batch, whose attention shapes differ. A layer with a sliding window
+(``sliding_window.py``) reads only the blocks its window covers; attention sinks: ``sinks.py``. A
+forward pass says where its new tokens sit in the cache (:class:`PassContext`, read by both attention
+backends, ``attention.py``); :class:`TorchBatch` is its attention object on this path.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from tt_vllm_plugin.models.contract import KVCache
+from tt_vllm_plugin.models.host.sinks import sdpa_with_sinks
+from tt_vllm_plugin.models.host.sliding_window import first_visible, window_mask
 
 
 def block_coordinates(
@@ -44,37 +47,37 @@ def write_kv(
 
 
 def gather_kv(
-    k_cache: torch.Tensor, v_cache: torch.Tensor, page_table: torch.Tensor, length: int
+    k_cache: torch.Tensor, v_cache: torch.Tensor, page_table: torch.Tensor, length: int, first: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """K/V of positions [0, length) of one request as (kv_heads, length, head_dim) each.
+    """K/V of positions [first, length) of one request as (kv_heads, length - first, head_dim) each.
 
     ``page_table`` is that request's row. Whole blocks are copied (cheaper than per-token indexing),
-    then the tail past ``length`` is cut off.
+    then what lies outside the span is cut off.
     """
     block_size = k_cache.shape[2]
-    num_blocks = -(-length // block_size)
-    ids = page_table[:num_blocks].long()
+    first_block = first // block_size
+    num_blocks = -(-length // block_size) - first_block
+    ids = page_table[first_block : first_block + num_blocks].long()
+    skip = first - first_block * block_size
 
     def gather(cache: torch.Tensor) -> torch.Tensor:
         # Indexing the head-major view yields (kv_heads, num_blocks, block_size, head_dim) in one copy,
         # in which blocks and offsets are adjacent, so merging them is a free view.
         picked = cache.transpose(0, 1)[:, ids]
-        return picked.reshape(picked.shape[0], num_blocks * block_size, picked.shape[3])[:, :length]
+        merged = picked.reshape(picked.shape[0], num_blocks * block_size, picked.shape[3])
+        return merged[:, skip : length - first_block * block_size]
 
     return gather(k_cache), gather(v_cache)
 
 
 def gather_kv_batched(
-    k_cache: torch.Tensor, v_cache: torch.Tensor, page_table: torch.Tensor, max_length: int
+    k_cache: torch.Tensor, v_cache: torch.Tensor, block_ids: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """K/V of positions [0, max_length) of every row of ``page_table`` as (B, kv_heads, L, head_dim),
-    L = ``max_length`` rounded up to whole blocks. Rows shorter than that get other blocks' data past
-    their end: callers mask by length."""
+    """K/V of the blocks ``block_ids`` (B, n) as (B, kv_heads, n * block_size, head_dim): row ``b``
+    holds blocks ``block_ids[b]`` one after the other. Callers mask what lies outside each row's span."""
     block_size = k_cache.shape[2]
-    num_blocks = -(-max_length // block_size)
-    ids = page_table[:, :num_blocks].long()
-
-    batch = ids.shape[0]
+    batch, num_blocks = block_ids.shape
+    ids = block_ids.long()
 
     def gather(cache: torch.Tensor) -> torch.Tensor:
         # Whole blocks are contiguous in the cache: index_select copies them as plain memcpys, then one
@@ -99,15 +102,19 @@ def prefill_attention(
     start_pos: Sequence[int],
     new_lens: Sequence[int],
     scale: float,
+    sliding_window: int | None = None,
+    sinks: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Causal attention of a flat ragged batch of new tokens.
 
     ``q`` (N, heads, head_dim) and ``k``/``v`` (N, kv_heads, head_dim) hold the new tokens of all
     requests concatenated (request ``i`` has ``new_lens[i]`` of them, at positions
     ``start_pos[i] ..``). Each request attends to its cached prefix [0, start_pos[i]), read from the
-    cache through its ``page_table`` row, plus its own new tokens. Returns (N, heads * head_dim).
-    The new tokens' K/V are expected to be written to the cache by the caller; they are used here
-    directly so the result does not depend on the cache dtype.
+    cache through its ``page_table`` row, plus its own new tokens; with ``sliding_window`` only to the
+    keys inside each query's window (``sliding_window.py``), so only that part of the prefix is read.
+    ``sinks`` (heads,): attention sinks (``sinks.py``). Returns (N, heads * head_dim). The new tokens'
+    K/V are expected to be written to the cache by the caller; they are used here directly so the
+    result does not depend on the cache dtype.
     """
     outputs = []
     offset = 0
@@ -116,17 +123,23 @@ def prefill_attention(
         ki = k[offset : offset + count].transpose(0, 1)
         vi = v[offset : offset + count].transpose(0, 1)
         offset += count
-        if start == 0:
+        first = first_visible(start, sliding_window)
+        if sinks is None and start == 0 and (sliding_window is None or sliding_window >= count):
             out = F.scaled_dot_product_attention(qi, ki, vi, is_causal=True, scale=scale, enable_gqa=True)
         else:
-            prefix_k, prefix_v = gather_kv(k_cache, v_cache, page_table[row], start)
-            ki = torch.cat([prefix_k.to(ki.dtype), ki], dim=1)
-            vi = torch.cat([prefix_v.to(vi.dtype), vi], dim=1)
-            # Query j sits at position start + j and sees keys 0 .. start + j (bottom-right causal).
+            if first < start:
+                prefix_k, prefix_v = gather_kv(k_cache, v_cache, page_table[row], start, first)
+                ki = torch.cat([prefix_k.to(ki.dtype), ki], dim=1)
+                vi = torch.cat([prefix_v.to(vi.dtype), vi], dim=1)
+            # Query j sits at position start + j and sees keys first .. start + j (bottom-right causal),
+            # cut to its window.
             query_pos = torch.arange(start, start + count, device=q.device)
-            key_pos = torch.arange(start + count, device=q.device)
-            mask = key_pos[None, :] <= query_pos[:, None]
-            out = F.scaled_dot_product_attention(qi, ki, vi, attn_mask=mask, scale=scale, enable_gqa=True)
+            key_pos = torch.arange(first, start + count, device=q.device)
+            mask = window_mask(query_pos, key_pos, sliding_window)
+            if sinks is not None:
+                out = sdpa_with_sinks(qi, ki, vi, mask, scale, sinks[:, None, None], enable_gqa=True)
+            else:
+                out = F.scaled_dot_product_attention(qi, ki, vi, attn_mask=mask, scale=scale, enable_gqa=True)
         outputs.append(out.transpose(0, 1).reshape(count, -1))
     return torch.cat(outputs, dim=0)
 
@@ -138,25 +151,45 @@ def decode_attention(
     page_table: torch.Tensor,
     positions: torch.Tensor,
     scale: float,
+    sliding_window: int | None = None,
+    sinks: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One query per request against its cached K/V, all requests in one batched call.
 
     ``q``: (B, heads, head_dim) at ``positions`` (B,); the token's own K/V must already be in the
-    cache, so request ``b`` attends to positions [0, positions[b]]. Returns (B, heads * head_dim).
+    cache, so request ``b`` attends to positions [0, positions[b]], or with ``sliding_window`` to the
+    last ``sliding_window`` of them (only their blocks are read); ``sinks`` (heads,): attention sinks
+    (``sinks.py``). Returns (B, heads * head_dim).
     """
     batch, heads, head_dim = q.shape
-    kv_heads = k_cache.shape[1]
-    max_length = int(positions.max().item()) + 1
-    keys, values = gather_kv_batched(k_cache, v_cache, page_table, max_length)
-    key_pos = torch.arange(keys.shape[2], device=q.device)
-    mask = (key_pos[None, :] <= positions.long()[:, None])[:, None, None, :]  # (B, 1, 1, L)
+    kv_heads, block_size = k_cache.shape[1], k_cache.shape[2]
+    positions = positions.long()
+    last_block = positions // block_size
+    if sliding_window is None:
+        first_block = torch.zeros_like(last_block)
+    else:
+        first_block = (positions - sliding_window + 1).clamp(min=0) // block_size
+    num_blocks = int((last_block - first_block).max().item()) + 1
+    # Each row's blocks from its first visible one; past a row's last block the column is clamped to
+    # the table (those keys are masked: they lie after the query).
+    columns = (first_block[:, None] + torch.arange(num_blocks, device=q.device)).clamp(
+        max=page_table.shape[1] - 1
+    )
+    keys, values = gather_kv_batched(k_cache, v_cache, page_table.gather(1, columns))
+    key_pos = first_block[:, None] * block_size + torch.arange(keys.shape[2], device=q.device)
+    mask = key_pos <= positions[:, None]
+    if sliding_window is not None:
+        mask &= key_pos > (positions - sliding_window)[:, None]
     # GQA without repeating K/V: query head h uses KV head h // group (transformers' repeat_kv order), so
     # the group's queries become the query-length axis of one (B, kv_heads, group, head_dim) attention.
     # About 3x faster on CPU than enable_gqa, which expands K/V to every query head.
     grouped = q.reshape(batch, kv_heads, heads // kv_heads, head_dim)
-    out = F.scaled_dot_product_attention(
-        grouped, keys.to(q.dtype), values.to(q.dtype), attn_mask=mask, scale=scale
-    )
+    keys, values, mask = keys.to(q.dtype), values.to(q.dtype), mask[:, None, None, :]
+    if sinks is not None:  # head h = kv * group + g, as the grouping above
+        sink_logits = sinks.reshape(1, kv_heads, heads // kv_heads, 1)
+        out = sdpa_with_sinks(grouped, keys, values, mask, scale, sink_logits)
+    else:
+        out = F.scaled_dot_product_attention(grouped, keys, values, attn_mask=mask, scale=scale)
     return out.reshape(batch, heads * head_dim)
 
 
@@ -211,12 +244,31 @@ class TorchBatch:
     scale: float
 
     def attend(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        k_cache: torch.Tensor,
+        v_cache: torch.Tensor,
+        sliding_window: int | None = None,
+        sinks: torch.Tensor | None = None,
     ) -> torch.Tensor:
         ctx = self.context
         write_kv(k_cache, v_cache, ctx.blocks, ctx.offsets, k, v)
         if ctx.decode:
-            return decode_attention(q, k_cache, v_cache, ctx.page_table, ctx.positions, self.scale)
+            return decode_attention(
+                q, k_cache, v_cache, ctx.page_table, ctx.positions, self.scale, sliding_window, sinks
+            )
         return prefill_attention(
-            q, k, v, k_cache, v_cache, ctx.page_table, ctx.starts, ctx.new_lens, self.scale
+            q,
+            k,
+            v,
+            k_cache,
+            v_cache,
+            ctx.page_table,
+            ctx.starts,
+            ctx.new_lens,
+            self.scale,
+            sliding_window,
+            sinks,
         )

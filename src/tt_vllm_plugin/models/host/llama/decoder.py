@@ -1,11 +1,13 @@
-"""The Llama-family decoder on the host: RMSNorm, RoPE, GQA attention, SwiGLU MLP, in PyTorch.
+"""The Llama-family decoder on the host: RMSNorm, RoPE, GQA attention, each layer's feed-forward block
+(the SwiGLU MLP, ``host/mlp.py``, or a mixture of experts, ``host/moe.py``), in PyTorch.
 
 Linear layers are :class:`~tt_vllm_plugin.models.host.linear.HostLinear` (vLLM's prepacked CPU GEMMs,
 else ``F.linear``), with q/k/v and gate/up packed into one matrix each at load time
 (``weights.py``). Between the matmuls, RMSNorm (fused with the residual add), RoPE and SwiGLU run
 on vLLM's fused CPU kernels where they exist (``host/ops.py``), which agree with transformers' float32
 numerics to about 1e-6. Attention runs on the backend chosen at load (``host/attention.py``), through
-the attention object each pass hands :meth:`LlamaFamilyDecoder.forward`.
+the attention object each pass hands :meth:`LlamaFamilyDecoder.forward`, with each layer's sliding
+window (``host/sliding_window.py``).
 """
 
 from __future__ import annotations
@@ -18,14 +20,13 @@ import torch.nn.functional as F
 from tt_vllm_plugin.models.contract import KVCache
 from tt_vllm_plugin.models.host.attention import HostAttention, PassAttention, choose_attention
 from tt_vllm_plugin.models.host.llama.weights import LayerWeights, ModelWeights
-from tt_vllm_plugin.models.host.ops import (
-    HostOps,
-    RotaryEmbedding,
-    RotateFn,
-    fused_kernels_available,
-    rms_norm,
+from tt_vllm_plugin.models.host.ops import HostOps, RotateFn, fused_kernels_available, rms_norm
+from tt_vllm_plugin.models.host.rope import rotary_embedding
+from tt_vllm_plugin.models.host.sliding_window import (
+    LayerWindows,
+    effective_windows,
+    windows_by_layer_type,
 )
-from tt_vllm_plugin.models.host.rope import rope_inv_freq
 
 
 def head_dim_of(config: Any) -> int:
@@ -55,18 +56,22 @@ class LlamaFamilyDecoder:
         self.eps = float(config.rms_norm_eps)
         self.scale = self.head_dim**-0.5
         self.ops = HostOps(fused_kernels_available(torch_device))
-        self.rope = RotaryEmbedding(
-            rope_inv_freq(config, self.head_dim),
-            self.head_dim,
-            max_seq_len,
-            dtype,
-            torch_device,
-            self.ops.fused,
-        )
+        self.rope = rotary_embedding(config, self.head_dim, max_seq_len, dtype, torch_device, self.ops.fused)
+        self.windows = effective_windows(self.layer_windows(config, len(weights.layers)), max_seq_len)
         # Chosen once here, confirmed for the cache's block size when the model allocates its KV cache.
         self.attention: HostAttention = choose_attention(
             torch_device, dtype, self.num_heads, self.num_kv_heads, self.head_dim, self.scale
         )
+
+    @classmethod
+    def layer_windows(cls, config: Any, num_layers: int) -> LayerWindows:
+        """Each layer's sliding window, by ``layer_types`` (Qwen2 and Qwen3 in transformers); the
+        architectures override it (``architectures.py``)."""
+        return windows_by_layer_type(config, num_layers, cls.__name__)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.weights.lm_head.out_features
 
     def forward(
         self, ids: torch.Tensor, positions: torch.Tensor, kv_cache: KVCache, attention: PassAttention
@@ -83,10 +88,10 @@ class LlamaFamilyDecoder:
         x = self.ops.rms_norm(residual, layers[0].input_norm, self.eps)
         for index, layer in enumerate(layers):
             k_cache, v_cache = kv_cache[index]
-            attn = self._attention(layer, x, rotate, attention, k_cache, v_cache)
+            attn = self._attention(layer, x, rotate, attention, k_cache, v_cache, self.windows[index])
             x, residual = self.ops.add_rms_norm(attn, residual, layer.post_norm, self.eps)
             next_norm = layers[index + 1].input_norm if index + 1 < len(layers) else self.weights.norm
-            x, residual = self.ops.add_rms_norm(self._mlp(layer, x), residual, next_norm, self.eps)
+            x, residual = self.ops.add_rms_norm(layer.mlp(x, self.ops), residual, next_norm, self.eps)
         return x
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -100,6 +105,7 @@ class LlamaFamilyDecoder:
         attention: PassAttention,
         k_cache: torch.Tensor,
         v_cache: torch.Tensor,
+        window: int | None,
     ) -> torch.Tensor:
         n = x.shape[0]
         q_size, kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
@@ -112,7 +118,5 @@ class LlamaFamilyDecoder:
         q, k = rotate(q, k)
         q = q.reshape(n, self.num_heads, self.head_dim)
         k = k.reshape(n, self.num_kv_heads, self.head_dim)
-        return layer.o(attention.attend(q, k, v, k_cache, v_cache))
-
-    def _mlp(self, layer: LayerWeights, x: torch.Tensor) -> torch.Tensor:
-        return layer.down(self.ops.silu_and_mul(layer.gate_up(x)))
+        out = attention.attend(q, k, v, k_cache, v_cache, sliding_window=window, sinks=layer.sinks)
+        return layer.o(out)
