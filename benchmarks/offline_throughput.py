@@ -247,7 +247,7 @@ def main() -> None:
             print(f"{system} vs native: {ratios}")
     if ceilings is not None:
         print(
-            f"ceilings ({args.dtype}, benchmarks/ceilings.py): "
+            f"ceilings ({args.dtype} computed in {ceilings['compute_dtype']}, benchmarks/ceilings.py): "
             + ", ".join(
                 f"batch {b}: {ceilings['ceiling'][b]:.1f} tok/s ({ceilings['bound'][b]})" for b in batches
             )
