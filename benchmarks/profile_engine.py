@@ -28,10 +28,11 @@ from pathlib import Path
 
 # (category, substrings of a frame, innermost match wins); order breaks ties within one frame.
 CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
-    ("matmul", ("onednn_mm", "weight_packed_linear", "linear.py", "dnnl", "gemm", "brgemm", "jit_")),
-    ("attention", ("paged_attention", "cpu_attention", "attention.py", "cpu_attn", "attn")),
+    ("matmul", ("onednn_mm", "weight_packed_linear", "host/linear.py")),
+    ("attention", ("paged_attention", "cpu_attention", "cpu_attn", "attend")),
     ("sampling", ("sampler", "sampling.py", "host_sampler", "device_sampling", "argmax", "topk_topp")),
-    ("model other ops", ("models/host", "host_ops", "ops.py", "rope.py", "mlp.py", "rms_norm", "silu")),
+    ("norms, activation, RoPE", ("host/ops.py", "rms_norm", "silu_and_mul", "rotate")),
+    ("model other", ("models/host",)),
     ("runner", ("tt_vllm_plugin/worker", "gpu_model_runner", "cpu_model_runner", "input_batch")),
     ("scheduler", ("v1/core/sched", "kv_cache_manager", "block_pool")),
     ("output / IPC", ("output_processor", "detokenizer", "msgspec", "serial_utils", "zmq", "pickle")),
@@ -39,12 +40,15 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
 IDLE_FRAMES = ("epoll_wait", "futex", "poll", "select", "wait", "sleep", "recv", "sem_")
 
 
-def categorise(stack: str, idle: bool) -> str:
-    frames = stack.split(";")
-    if idle:
+def categorise(code: list[str]) -> str:
+    """The kind of work of one sample's frames (outermost first): the innermost frame that names one,
+    skipping torch's op dispatch (``torch/_ops.py``, ``vllm/_custom_ops.py``), which says nothing."""
+    if not code or any(word in code[-1].lower() for word in IDLE_FRAMES):
         return "idle (waiting)"
-    for frame in reversed(frames):  # innermost first
+    for frame in reversed(code):
         low = frame.lower()
+        if "torch/_ops.py" in low or "_custom_ops.py" in low:
+            continue
         for name, needles in CATEGORIES:
             if any(n in low for n in needles):
                 return name
@@ -62,10 +66,13 @@ def summarise(raw: Path) -> dict[str, collections.Counter]:
         # py-spy nests a child's frames under its parents' "process PID:cmdline" elements.
         where = max(i for i, frame in enumerate(frames) if frame.startswith("process "))
         process = _process_label(frames[where])
+        if "resource_tracker" in frames[where]:
+            continue  # multiprocessing's helper: blocked in a read that py-spy cannot tell from work
         code = frames[where + 1 :]
-        # --idle keeps the samples of waiting threads; their innermost frame is a wait of some kind.
-        idle = not code or any(word in code[-1].lower() for word in IDLE_FRAMES)
-        per_process[process][categorise(";".join(code), idle)] += int(count)
+        # Only each process's main thread: vLLM's IO threads (zmq in/out) wait almost all the time.
+        if any(frame.startswith("Thread._bootstrap ") for frame in code):
+            continue
+        per_process[process][categorise(code)] += int(count)
     return per_process
 
 
@@ -73,8 +80,6 @@ def _process_label(frame: str) -> str:
     pid, _, cmdline = frame.removeprefix("process ").partition(":")
     if "profile_engine.py" in cmdline:
         return f"{pid} front end (vllm.LLM)"
-    if "resource_tracker" in cmdline:
-        return f"{pid} resource tracker"
     return f"{pid} {cmdline.strip(chr(34))[-60:]}"
 
 
@@ -156,7 +161,7 @@ def _print(per_process: dict[str, collections.Counter]) -> None:
     for process, counts in sorted(per_process.items(), key=lambda item: -sum(item[1].values())):
         total = sum(counts.values())
         busy = total - counts.get("idle (waiting)", 0)
-        print(f"\n{process[:90]}: {total} samples, {100 * busy / total:.0f}% busy")
+        print(f"\n{process[:90]}, main thread: {total} samples, {100 * busy / total:.0f}% busy")
         for name, count in counts.most_common():
             print(f"  {name:<22} {100 * count / total:5.1f}%")
 

@@ -24,7 +24,7 @@ from vllm.platforms.interface import Platform, PlatformEnum
 
 from tt_vllm_plugin.activation import DeviceChoice, resolve_device
 from tt_vllm_plugin.device.cpu_dtype import REDUCED_PRECISION, CpuArithmetic, decide_compute_dtype
-from tt_vllm_plugin.device.host import host_torch_device
+from tt_vllm_plugin.device.host import HOST_GOMP_SPINCOUNT, host_torch_device
 from tt_vllm_plugin.log import get_logger
 from tt_vllm_plugin.models import registry
 from tt_vllm_plugin.models.contract import (
@@ -53,10 +53,6 @@ WORKER_QUALNAME = "tt_vllm_plugin.worker.worker.TTWorker"
 # prefix cache hits land on block boundaries, so the host device keeps vLLM's smaller default.
 TTNN_BLOCK_SIZE = 64
 HOST_BLOCK_SIZE = 16
-
-
-# libgomp's spin before a waiting OpenMP thread sleeps; see _tune_openmp_for_the_engine_process.
-HOST_GOMP_SPINCOUNT = "100"
 
 
 def _tune_openmp_for_the_engine_process() -> None:

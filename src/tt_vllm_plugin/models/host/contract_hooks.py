@@ -110,8 +110,7 @@ class HostContractModel:
         # The kernels take only some block sizes; whatever this cache gets, it keeps (host_attention.py).
         self.attention = self.attention.for_block_size(kv_cache_shape[2])
         return [
-            [zeroed_tensor(kv_cache_shape, dtype, self.device) for _ in range(2)]
-            for _ in range(num_layers)
+            [zeroed_tensor(kv_cache_shape, dtype, self.device) for _ in range(2)] for _ in range(num_layers)
         ]
 
     def prefill_forward(
