@@ -16,7 +16,8 @@ float32 (``device/cpu_dtype.py``), and so do the ceilings: the fastest this mach
 float32 GEMM. ``compute_dtype`` says which was measured.
 
 Both run with the thread count the benchmark runs with (``OMP_NUM_THREADS``, default all cores) and report
-the median of several rounds. ``ceiling(batch)`` is the lower of the two for that batch.
+the fastest of several rounds (a ceiling is the best the machine does; on a machine shared with other work
+the median measures the other work). ``ceiling(batch)`` is the lower of the two for that batch.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -70,14 +70,14 @@ def linear_shapes(config: Any) -> list[tuple[int, int]]:
     return layer * config.num_hidden_layers + [(config.vocab_size, hidden)]
 
 
-def _median_seconds(action, rounds: int = ROUNDS) -> float:
+def _fastest_seconds(action, rounds: int = ROUNDS) -> float:
     action()  # warm: first calls build oneDNN primitives and fault pages in
     times = []
     for _ in range(rounds):
         start = time.perf_counter()
         action()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return min(times)
 
 
 def gemm_tok_s(config: Any, dtype: torch.dtype, batch: int) -> float:
@@ -94,14 +94,14 @@ def gemm_tok_s(config: Any, dtype: torch.dtype, batch: int) -> float:
             for layer in layers:
                 layer(inputs[layer.in_features])
 
-    return batch / _median_seconds(step)
+    return batch / _fastest_seconds(step)
 
 
 def read_gb_s() -> float:
     """Read bandwidth from memory: a sum over a float32 buffer far larger than the caches (the bytes are
     what count; a reduction in the model's dtype would time its conversion instead)."""
     buffer = torch.ones(BANDWIDTH_BYTES // 4, dtype=torch.float32)
-    seconds = _median_seconds(buffer.sum)
+    seconds = _fastest_seconds(buffer.sum)
     return BANDWIDTH_BYTES / seconds / 1e9
 
 
