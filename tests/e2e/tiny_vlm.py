@@ -113,7 +113,8 @@ def _save_processor(folder: Path) -> None:
     from transformers import AutoTokenizer, Qwen2_5_VLProcessor, Qwen2VLImageProcessor
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
-    sizes = {"shortest_edge": 56 * 56, "longest_edge": 28 * 28 * 1280}
+    # At most 64 image tokens: keeps the encoder budget within a small step budget.
+    sizes = {"shortest_edge": 56 * 56, "longest_edge": 28 * 28 * 64}
     processor = Qwen2_5_VLProcessor(
         image_processor=Qwen2VLImageProcessor(size=sizes),
         video_processor=Qwen2VLVideoProcessor(size=sizes),
