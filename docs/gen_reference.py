@@ -43,7 +43,7 @@ def _table(header: Iterable[str], rows: Iterable[Iterable[str]]) -> str:
 def tt_options_page() -> str:
     from tt_vllm_plugin.options import ADDITIONAL_CONFIG_KEY, describe_options
 
-    rows = [(f"`{o.name}`", o.values, f"`{o.default}`", o.used_on, o.doc) for o in describe_options()]
+    rows = [(f"`{o.name}`", f"`{o.default}`", o.used_on, f"{o.values}: {o.doc}.") for o in describe_options()]
     return (
         HEADER.format(source="src/tt_vllm_plugin/options.py")
         + "# TT options\n\n"
@@ -55,7 +55,7 @@ def tt_options_page() -> str:
         + "options the chosen device ignores are logged once (`TT option(s) ... have no effect on the host "
         + "device and are ignored.`). A vLLM that still passes Tenstorrent's older `override_tt_config` is "
         + "read too (both may be given if they do not disagree); vLLM 0.32 has no such field.\n\n"
-        + _table(("option", "values", "default", "used on", "what it does"), rows)
+        + _table(("option", "default", "used on", "values and what it does"), rows)
         + "\n`fabric_config` accepts any member of the installed ttnn's `FabricConfig` where ttnn is "
         + "importable; elsewhere (the host device, tt-serve checking options without ttnn) the members "
         + "listed.\n"

@@ -222,7 +222,7 @@ def describe_options() -> list[OptionDescription]:
         elif kind is bool:
             values = "true | false"
         elif kind == "fabric_config":
-            values = f"a member of the installed ttnn.FabricConfig (ttnn {KNOWN_TTNN_VERSION}: " + (
+            values = f"a member of the installed ttnn.FabricConfig (ttnn {KNOWN_TTNN_VERSION}'s: " + (
                 ", ".join(KNOWN_FABRIC_CONFIGS) + ")"
             )
         else:
