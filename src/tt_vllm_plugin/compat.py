@@ -404,6 +404,14 @@ def vllm_multimodal_model_class(hf_arch: str) -> type | None:
     return getattr(module, class_name)
 
 
+def resolved_model_class(model_config: Any) -> type:
+    """The class vLLM's ``ModelRegistry`` resolves for the model's architecture in this process (what its
+    multimodal registry asks for the processor and the encoder budget)."""
+    from vllm.model_executor.model_loader import get_model_architecture
+
+    return get_model_architecture(model_config)[0]
+
+
 def is_vllm_multimodal_architecture(hf_arch: str) -> bool:
     from vllm.model_executor.models import registry as vllm_models
 

@@ -41,6 +41,7 @@ from tt_vllm_plugin.refusals import (
     PREFIX,
     UnsupportedConfiguration,
     host_sampler_refusal,
+    reject_images_without_processor,
     reject_multimodal_without_images,
     reject_unsupported,
     reject_unsupported_caching,
@@ -189,6 +190,7 @@ class TTPlatform(Platform):
             reject_multimodal_without_images(model_config, model_cls)
             _gate_on_capabilities(vllm_config, model_cls)
             if takes_images(model_cls):
+                reject_images_without_processor(model_config.hf_config.architectures[0])
                 _configure_images(vllm_config, model_cls)
             reject_unsupported_caching(vllm_config, device, options)
             cls._model_capabilities = dict(model_cls.model_capabilities)

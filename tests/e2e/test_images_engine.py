@@ -7,12 +7,14 @@ image gives that image's continuation); more images than the model takes is refu
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.in_process import in_process_llm
 from tests.e2e.tiny_vlm import random_image, save_tiny_qwen2_5_vl
+from tests.e2e.vision_env import requires_vision_env
 from tests.e2e.vlm_reference import transformers_vlm_greedy
 
 pytestmark = pytest.mark.engine
@@ -33,12 +35,12 @@ def _prompts():
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> str:
+def folder(tmp_path_factory) -> str:  # needs torchvision (Qwen's processor)
     return str(save_tiny_qwen2_5_vl(Path(tmp_path_factory.mktemp("qwen2_5_vl"))))
 
 
 @pytest.fixture(scope="module")
-def expected(folder):
+def expected(folder):  # needs torchvision (Qwen's processor)
     return transformers_vlm_greedy(folder, _prompts(), MAX_TOKENS)
 
 
@@ -60,6 +62,7 @@ def _generate(llm, prompts):
     return [out.outputs[0].token_ids for out in llm.generate(requests, params, use_tqdm=False)]
 
 
+@requires_vision_env
 @pytest.mark.parametrize("prefix_caching", [True, False])
 def test_images_token_identical_to_transformers(folder, expected, prefix_caching):
     with in_process_llm(
@@ -79,3 +82,23 @@ def test_images_token_identical_to_transformers(folder, expected, prefix_caching
         with pytest.raises(_validation_error(), match=r"At most 4 image\(s\) may be provided in one prompt"):
             _generate(llm, [(IMAGE * 5, [random_image(i) for i in range(5)])])
         assert [list(t) for t in _generate(llm, prompts[:1])] == expected[:1]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchvision") is not None, reason="torchvision is installed")
+def test_without_torchvision_the_image_model_is_refused_naming_it(tmp_path, monkeypatch):
+    """Where vLLM's Qwen2-VL processor cannot import (no torchvision), serving the model is refused before
+    the engine starts, saying what to install; text models are served as usual (every other e2e test)."""
+    import torch
+    from vllm.engine.arg_utils import EngineArgs
+
+    monkeypatch.setenv("TT_VLLM_DEVICE", "host")
+    folder = str(save_tiny_qwen2_5_vl(tmp_path / "qwen2_5_vl", processor=False))
+    with pytest.raises(Exception, match="torchvision") as refused:
+        EngineArgs(model=folder, dtype="float32", max_model_len=256).create_engine_config()
+    assert (
+        "Not supported on the tt platform: TTQwen2_5_VLForConditionalGeneration takes images, and vLLM's "
+        "Qwen2_5_VLForConditionalGeneration, which holds its image processor, does not import here "
+        "(ModuleNotFoundError: No module named 'torchvision'). vLLM's image processors need torchvision: "
+        f"install the torchvision release built for this torch ({torch.__version__}); "
+        "see 'Images' in docs/models/index.md."
+    ) in str(refused.value)

@@ -125,8 +125,9 @@ def _save_processor(folder: Path) -> None:
     processor.save_pretrained(folder)
 
 
-def save_tiny_qwen2_5_vl(folder: Path, seed: int = 0) -> Path:
-    """Write the checkpoint folder (config, safetensors, tokenizer, processor) and return it."""
+def save_tiny_qwen2_5_vl(folder: Path, seed: int = 0, processor: bool = True) -> Path:
+    """Write the checkpoint folder (config, safetensors, tokenizer and, with ``processor``, Qwen's
+    processor, which needs torchvision) and return it."""
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -142,7 +143,8 @@ def save_tiny_qwen2_5_vl(folder: Path, seed: int = 0) -> Path:
                 param.normal_(0.0, 0.1)
     model.save_pretrained(folder)
     _save_tokenizer(folder)
-    _save_processor(folder)
+    if processor:
+        _save_processor(folder)
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps(config, indent=1))
     return folder

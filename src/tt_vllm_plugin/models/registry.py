@@ -158,6 +158,14 @@ def _import(model: UserModel) -> type:
 
 # Names this process registered with vLLM (to the stand-in), so repeated calls stay quiet.
 _registered_with_vllm: set[str] = set()
+# TT names that take images but whose multimodal view could not be built here -> why (the platform
+# refuses to serve them with that reason; every other model is served as usual).
+_views_unavailable: dict[str, str] = {}
+
+
+def multimodal_view_unavailable(tt_arch: str) -> str | None:
+    """Why vLLM could not be shown its multimodal class for ``tt_arch`` in this process, or None."""
+    return _views_unavailable.get(tt_arch)
 
 
 def register_with_vllm(device: DeviceChoice | None = None) -> None:
@@ -180,9 +188,13 @@ def _vllm_view(name: str, resolved: Resolved, device: DeviceChoice | None) -> ty
     """vLLM's own multimodal class for a served TT name whose class takes images (it carries the
     architecture's processor; ``vllm_multimodal_view.py``), else None. Only architectures vLLM knows as
     multimodal load their TT class here."""
-    from tt_vllm_plugin.models.vllm_multimodal_view import multimodal_view
+    from tt_vllm_plugin.models.vllm_multimodal_view import ProcessorUnavailable, multimodal_view
 
     hf_arch = name.removeprefix(_TT_PREFIX)
     if name not in resolved.served or not compat.is_vllm_multimodal_architecture(hf_arch):
         return None
-    return multimodal_view(name, hf_arch, load_model_class(name, device))
+    try:
+        return multimodal_view(name, hf_arch, load_model_class(name, device))
+    except ProcessorUnavailable as error:  # e.g. no torchvision: text models are still served
+        _views_unavailable[name] = str(error)
+        return None

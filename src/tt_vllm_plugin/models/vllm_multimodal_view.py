@@ -13,16 +13,30 @@ classes keep the plain stand-in (``vllm_stand_in.py``).
 
 from __future__ import annotations
 
+from typing import Any
+
 from tt_vllm_plugin import compat
 from tt_vllm_plugin.models.contract import takes_images
 
 
+class ProcessorUnavailable(ImportError):
+    """vLLM's model module for the architecture, which holds its multimodal processor, does not import."""
+
+
 def multimodal_view(tt_arch: str, hf_arch: str, model_cls: type) -> type | None:
     """The class vLLM sees for ``tt_arch``, or None when ``model_cls`` takes no images or vLLM has no
-    multimodal model for ``hf_arch`` (whose processor would prepare the images)."""
+    multimodal model for ``hf_arch`` (whose processor would prepare the images). Raises
+    :class:`ProcessorUnavailable` when vLLM's module for it does not import (its image processors need
+    torchvision, and a torchvision built for another torch fails at import with a RuntimeError)."""
     if not takes_images(model_cls):
         return None
-    vllm_cls = compat.vllm_multimodal_model_class(hf_arch)
+    try:
+        vllm_cls = compat.vllm_multimodal_model_class(hf_arch)
+    except (ImportError, RuntimeError) as error:
+        raise ProcessorUnavailable(
+            f"vLLM's {hf_arch}, which holds its image processor, does not import here "
+            f"({type(error).__name__}: {error})"
+        ) from error
     if vllm_cls is None:
         return None
     attributes: dict[str, object] = {"__module__": __name__, "__doc__": f"vLLM's view of {tt_arch}."}
@@ -30,3 +44,14 @@ def multimodal_view(tt_arch: str, hf_arch: str, model_cls: type) -> type | None:
     if own_processor is not None:
         attributes["_processor_factory"] = own_processor
     return type(tt_arch, (vllm_cls,), attributes)
+
+
+def describe_resolution(model_config: Any) -> str:
+    """What vLLM resolves the model's TT architecture to in this process (the runner logs it in the engine
+    core, which registers the views itself)."""
+    tt_arch = model_config.hf_config.architectures[0]
+    resolved = compat.resolved_model_class(model_config)
+    base = next((cls for cls in resolved.__mro__[1:] if cls.__module__.startswith("vllm.")), None)
+    if resolved.__name__ == tt_arch and base is not None:
+        return f"vLLM resolves {tt_arch} to the multimodal view of its {base.__module__}.{base.__name__}"
+    return f"vLLM resolves {tt_arch} to {resolved.__module__}.{resolved.__name__}, not a multimodal view"

@@ -43,6 +43,7 @@ from tt_vllm_plugin.models.contract import (
 )
 from tt_vllm_plugin.models.device_sampling import device_max_top_k
 from tt_vllm_plugin.models.tt_metal.signatures import accepts
+from tt_vllm_plugin.models.vllm_multimodal_view import describe_resolution
 from tt_vllm_plugin.options import TTOptions
 from tt_vllm_plugin.worker.batch_update import append_sampled_tokens, update_states
 from tt_vllm_plugin.worker.decode import async_decode_usable, finish_decode_read, run_decode
@@ -128,6 +129,8 @@ class TTModelRunner:
         )
         logger.info("Loaded %s in %.1f s", model_cls.__name__, time.perf_counter() - start)
         self.takes_images = takes_images(model_cls)
+        if self.takes_images:
+            logger.info("%s (its processor prepares the images)", describe_resolution(self.model_config))
         self.async_decode = async_decode_usable(self.tt_model)
 
     def kv_cache_shape(self, num_blocks: int) -> tuple[int, int, int, int]:
