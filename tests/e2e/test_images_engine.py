@@ -1,8 +1,11 @@
 """Images through vllm.LLM with the tt platform: the host Qwen2.5-VL against transformers, greedy.
 
-One engine (prefix caching on) runs a batch mixing prompts with one and two images and text-only
-prompts; the same prompts again (a prefix cache hit must not mix up images: the same text with another
-image gives that image's continuation); more images than the model takes is refused before the engine.
+One engine per prefix-caching setting runs a batch mixing prompts with one and two images and text-only
+prompts, then the same prompts again (with prefix caching, cache hits must not mix up images: the same
+text with another image gives that image's continuation); more images than the model takes is refused
+before the engine. A KV pool too small for the batch preempts image requests, whose recompute must get
+their images again. The image tests run where torchvision works (.venv-vision, ``make test-vision``);
+elsewhere the image model is refused at start naming torchvision.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ pytestmark = pytest.mark.engine
 
 IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
 MAX_TOKENS = 8
+LONG_MAX_TOKENS = 48  # long enough for the preemption test's requests to outgrow its KV pool
 
 
 def _prompts():
@@ -51,10 +55,10 @@ def _validation_error() -> type[Exception]:
     return getattr(vllm.exceptions, "VLLMValidationError", ValueError)
 
 
-def _generate(llm, prompts):
+def _generate(llm, prompts, max_tokens: int = MAX_TOKENS):
     from vllm import SamplingParams
 
-    params = SamplingParams(temperature=0.0, max_tokens=MAX_TOKENS, ignore_eos=True)
+    params = SamplingParams(temperature=0.0, max_tokens=max_tokens, ignore_eos=True)
     requests = [
         {"prompt": text, **({"multi_modal_data": {"image": images}} if images else {})}
         for text, images in prompts
@@ -102,3 +106,26 @@ def test_without_torchvision_the_image_model_is_refused_naming_it(tmp_path, monk
         f"install the torchvision release built for this torch ({torch.__version__}); "
         "see 'Images' in docs/models/index.md."
     ) in str(refused.value)
+
+
+@requires_vision_env
+def test_preempted_image_requests_recompute_with_their_images(folder):
+    """A KV pool too small for the batch: vLLM preempts and recomputes; the recomputed prefills get their
+    images again (the request state keeps its ``mm_features``) and the output is unchanged."""
+    block_size = 16
+    with in_process_llm(
+        model=folder,
+        dtype="float32",
+        max_model_len=128,
+        max_num_seqs=4,
+        max_num_batched_tokens=128,
+        block_size=block_size,
+        enable_prefix_caching=False,
+        disable_log_stats=False,
+        # 9 blocks (one is vLLM's null block): the five requests need about 17 at the end, so some wait.
+        additional_config={"tt": {"kv_cache_tokens": 9 * block_size}},
+    ) as llm:
+        got = [list(t) for t in _generate(llm, _prompts(), LONG_MAX_TOKENS)]
+        preemptions = sum(m.value for m in llm.get_metrics() if m.name == "vllm:num_preemptions")
+    assert preemptions > 0, "the pool was meant to be too small: no preemption happened"
+    assert got == transformers_vlm_greedy(folder, _prompts(), LONG_MAX_TOKENS)
