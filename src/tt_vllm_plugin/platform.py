@@ -22,8 +22,8 @@ import psutil
 import torch
 from vllm.platforms.interface import Platform, PlatformEnum
 
-from tt_vllm_plugin import compat
 from tt_vllm_plugin.activation import DeviceChoice, resolve_device
+from tt_vllm_plugin.compat import multimodal as mm_compat
 from tt_vllm_plugin.device.cpu_dtype import REDUCED_PRECISION, CpuArithmetic, decide_compute_dtype
 from tt_vllm_plugin.device.host import host_torch_device
 from tt_vllm_plugin.log import get_logger
@@ -318,8 +318,8 @@ def _configure_images(vllm_config: VllmConfig, model_cls: type) -> None:
         limits["image"] = int(image_limit)
     mm_config = vllm_config.model_config.multimodal_config
     if mm_config is not None:
-        compat.limit_mm_per_prompt(mm_config, limits)
-        compat.processor_normalizes_images(mm_config)
+        mm_compat.limit_mm_per_prompt(mm_config, limits)
+        mm_compat.processor_normalizes_images(mm_config)
     scheduler = vllm_config.scheduler_config
     if scheduler.enable_chunked_prefill:
         scheduler.disable_chunked_mm_input = True

@@ -21,8 +21,8 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from tt_vllm_plugin import compat
 from tt_vllm_plugin.activation import DeviceChoice, DeviceSelectionError, resolve_device
+from tt_vllm_plugin.compat import multimodal as mm_compat
 from tt_vllm_plugin.models import user_models
 from tt_vllm_plugin.models.tt_metal import adapter as tt_metal_adapter
 from tt_vllm_plugin.models.tt_metal import generators
@@ -191,7 +191,7 @@ def _vllm_view(name: str, resolved: Resolved, device: DeviceChoice | None) -> ty
     from tt_vllm_plugin.models.vllm_multimodal_view import ProcessorUnavailable, multimodal_view
 
     hf_arch = name.removeprefix(_TT_PREFIX)
-    if name not in resolved.served or not compat.is_vllm_multimodal_architecture(hf_arch):
+    if name not in resolved.served or not mm_compat.is_vllm_multimodal_architecture(hf_arch):
         return None
     try:
         return multimodal_view(name, hf_arch, load_model_class(name, device))

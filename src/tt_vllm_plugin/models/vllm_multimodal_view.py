@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tt_vllm_plugin import compat
+from tt_vllm_plugin.compat import multimodal as mm_compat
 from tt_vllm_plugin.models.contract import takes_images
 
 
@@ -31,7 +31,7 @@ def multimodal_view(tt_arch: str, hf_arch: str, model_cls: type) -> type | None:
     if not takes_images(model_cls):
         return None
     try:
-        vllm_cls = compat.vllm_multimodal_model_class(hf_arch)
+        vllm_cls = mm_compat.vllm_multimodal_model_class(hf_arch)
     except (ImportError, RuntimeError) as error:
         raise ProcessorUnavailable(
             f"vLLM's {hf_arch}, which holds its image processor, does not import here "
@@ -50,7 +50,7 @@ def describe_resolution(model_config: Any) -> str:
     """What vLLM resolves the model's TT architecture to in this process (the runner logs it in the engine
     core, which registers the views itself)."""
     tt_arch = model_config.hf_config.architectures[0]
-    resolved = compat.resolved_model_class(model_config)
+    resolved = mm_compat.resolved_model_class(model_config)
     base = next((cls for cls in resolved.__mro__[1:] if cls.__module__.startswith("vllm.")), None)
     if resolved.__name__ == tt_arch and base is not None:
         return f"vLLM resolves {tt_arch} to the multimodal view of its {base.__module__}.{base.__name__}"

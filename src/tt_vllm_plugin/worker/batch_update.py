@@ -17,11 +17,11 @@ from vllm.v1.core.sched.output import NewRequestData, SchedulerOutput
 
 from tt_vllm_plugin.compat import (
     new_request_output_tokens,
-    request_mm_features,
     request_state_class,
     resumed_req_ids,
     resumed_token_ids,
 )
+from tt_vllm_plugin.compat.multimodal import request_mm_features
 from tt_vllm_plugin.worker.decode_slots import DecodeSlots
 from tt_vllm_plugin.worker.input_batch import TTInputBatch
 from tt_vllm_plugin.worker.prompt_logprobs import PromptLogprobs

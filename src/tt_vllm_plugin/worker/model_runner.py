@@ -30,7 +30,8 @@ from vllm.v1.core.sched.output import GrammarOutput, SchedulerOutput
 from vllm.v1.kv_cache_interface import KVCacheConfig, KVCacheSpec
 from vllm.v1.outputs import EMPTY_MODEL_RUNNER_OUTPUT, AsyncModelRunnerOutput, ModelRunnerOutput
 
-from tt_vllm_plugin.compat import logits_processors, make_sampler, uses_mrope, vllm_v1_runner_parts
+from tt_vllm_plugin.compat import logits_processors, make_sampler, vllm_v1_runner_parts
+from tt_vllm_plugin.compat.multimodal import uses_mrope
 from tt_vllm_plugin.device.mesh import kv_heads_per_device
 from tt_vllm_plugin.log import get_logger
 from tt_vllm_plugin.models import registry
@@ -130,6 +131,10 @@ class TTModelRunner:
         logger.info("Loaded %s in %.1f s", model_cls.__name__, time.perf_counter() - start)
         self.takes_images = takes_images(model_cls)
         if self.takes_images:
+            # This process (the engine core, spawned) never ran the platform's config check, where the
+            # API server registered the TT names; vLLM's multimodal registry here resolves the
+            # architecture to its multimodal view (encoder budget, processor), so register them here too.
+            registry.register_with_vllm()
             logger.info("%s (its processor prepares the images)", describe_resolution(self.model_config))
         self.async_decode = async_decode_usable(self.tt_model)
 

@@ -23,7 +23,6 @@ from tt_vllm_plugin.compat import memory_utilization
 from tt_vllm_plugin.device.host import open_host_device, tolerate_missing_accelerator
 from tt_vllm_plugin.device.ttnn import close_ttnn_device, open_ttnn_device
 from tt_vllm_plugin.log import get_logger
-from tt_vllm_plugin.models import registry
 from tt_vllm_plugin.models.optional_hooks import kv_token_budget, trace_flags, warm_up
 from tt_vllm_plugin.options import tt_options_from_vllm_config
 from tt_vllm_plugin.worker.fault_injection import record_engine_failure
@@ -61,10 +60,6 @@ class TTWorker(WorkerBase):
     def init_device(self) -> None:
         report_phase(EnginePhase.OPENING_DEVICE)
         self.device_choice = resolve_device()
-        # This process (the engine core, spawned) never ran the platform's check_and_update_config,
-        # where the API server registered the TT names: vLLM's multimodal registry here resolves the
-        # architecture to its multimodal view for the encoder budget, so register them here too.
-        registry.register_with_vllm(self.device_choice)
         tolerate_missing_accelerator()
         if self.device_choice is DeviceChoice.TTNN:
             device = self._ttnn_device = open_ttnn_device(self.options)
