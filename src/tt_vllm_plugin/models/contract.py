@@ -131,6 +131,17 @@ class TTModel(Protocol):
     ) -> torch.Tensor: ...
 
 
+# The class attribute a model that takes images sets (vLLM's SupportsMultiModal marker).
+TAKES_IMAGES = "supports_multimodal"
+# The optional class attribute capping the images per prompt: {"image": n}.
+MM_LIMITS_PER_PROMPT = "mm_limits_per_prompt"
+
+
+def takes_images(model_cls: Any) -> bool:
+    """Whether the TT class (or model) declares it takes images."""
+    return getattr(model_cls, TAKES_IMAGES, False) is True
+
+
 def capability(model: Any, name: str) -> bool:
     """Whether ``model`` declares capability ``name`` (absent key or no dict: unsupported)."""
     caps = getattr(model, "model_capabilities", None) or {}
