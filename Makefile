@@ -75,7 +75,7 @@ chromium:
 	command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
 		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation; }
 
-test: model chromium serve-ray tenstorrent-vllms
+test: model chromium serve-ray tenstorrent-vllms docs
 	$(PY) -m pytest -q -ra
 	$(MAKE) --no-print-directory test-tenstorrent-vllms
 	$(MAKE) --no-print-directory test-ttnn
@@ -88,10 +88,10 @@ bench-setup: model
 	$(call install_project,host$(COMMA)test$(COMMA)bench)
 
 lint: setup
-	$(VENV)/bin/ruff check src tt-serve/src tests benchmarks examples
+	$(VENV)/bin/ruff check src tt-serve/src tests benchmarks examples docs
 
 clean-venv:
-	rm -rf $(VENV) $(VENV_SERVE)
+	rm -rf $(VENV) $(VENV_SERVE) $(VENV_DOCS)
 
 # One pattern for every release: `make vllm026` builds .venv-vllm026, `make test-vllm026` runs the subset
 # there, `make clean-vllm026` removes it. Rebuilt from scratch only when its vLLM is not built yet; a
@@ -133,3 +133,23 @@ test-ttnn: ttnn-env
 
 clean-ttnn:
 	rm -rf $(VENV_TTNN)
+
+# The documentation site (docs/, mkdocs.yml) in its own small venv: `make docs` builds it into site/ with
+# `mkdocs build --strict` (a broken link, a missing page or a stale include fails); `make test` runs it.
+# `make docs-reference` rewrites the pages generated from the code (tests/unit/test_docs_reference.py
+# fails when a committed one is stale).
+VENV_DOCS ?= .venv-docs
+STAMP_DOCS := $(VENV_DOCS)/.tt-docs-installed
+
+.PHONY: docs docs-reference
+
+$(STAMP_DOCS): docs/requirements.txt
+	test -x $(VENV_DOCS)/bin/python || $(PYTHON) -m venv $(VENV_DOCS)
+	$(VENV_DOCS)/bin/python -m pip install --quiet -r docs/requirements.txt
+	touch $(STAMP_DOCS)
+
+docs: $(STAMP_DOCS)
+	NO_MKDOCS_2_WARNING=1 $(VENV_DOCS)/bin/mkdocs build --strict --quiet
+
+docs-reference: setup
+	$(PY) docs/gen_reference.py

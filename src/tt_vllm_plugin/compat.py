@@ -386,3 +386,49 @@ def kv_cache_buffers(kv_cache_config: Any) -> list[list[str]]:
         for position, name in enumerate(tensor.layers):  # 0.32, 0.34: same bytes, same buffer
             buffers.setdefault(("offset", tensor.offset + position * tensor.layer_stride), []).append(name)
     return list(buffers.values())
+
+
+# ---- multimodal models (vLLM 0.32; the empty-target builds serve text models only but must import this)
+
+
+def vllm_multimodal_model_class(hf_arch: str) -> type | None:
+    """vLLM's own model class for a multimodal Hugging Face architecture (it carries the architecture's
+    multimodal processor), or None when vLLM knows no such multimodal architecture."""
+    from vllm.model_executor.models import registry as vllm_models
+
+    entry = getattr(vllm_models, "_MULTIMODAL_MODELS", {}).get(hf_arch)
+    if entry is None:
+        return None
+    module_name, class_name = entry
+    module = importlib.import_module(f"vllm.model_executor.models.{module_name}")
+    return getattr(module, class_name)
+
+
+def is_vllm_multimodal_architecture(hf_arch: str) -> bool:
+    from vllm.model_executor.models import registry as vllm_models
+
+    return hf_arch in getattr(vllm_models, "_MULTIMODAL_MODELS", {})
+
+
+def limit_mm_per_prompt(mm_config: Any, limits: dict[str, int]) -> None:
+    """Lower ``--limit-mm-per-prompt`` to ``limits`` (a user's lower limit stays), so vLLM's processor
+    refuses a prompt with more items as a 400 naming the limit ("At most N image(s) ...")."""
+    current = {name: options for name, options in mm_config.limit_per_prompt.items()}
+    counts: dict[str, Any] = {}
+    for modality, limit in limits.items():
+        user = mm_config.get_limit_per_prompt(modality)
+        options = current.get(modality)
+        kept = {} if options is None else {k: v for k, v in vars(options).items() if v is not None}
+        counts[modality] = {**kept, "count": min(user, limit)}
+    for modality, options in current.items():
+        counts.setdefault(modality, {k: v for k, v in vars(options).items() if v is not None})
+    mm_config.limit_per_prompt = type(mm_config)._validate_limit_per_prompt(counts)
+
+
+def request_mm_features(new_request: Any) -> list[Any]:
+    """A new request's multimodal features (``NewRequestData.mm_features``; older vLLMs: none)."""
+    return list(getattr(new_request, "mm_features", None) or [])
+
+
+def uses_mrope(model_config: Any) -> bool:
+    return bool(getattr(model_config, "uses_mrope", False))

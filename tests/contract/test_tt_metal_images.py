@@ -28,6 +28,7 @@ from transformers import (
 from vllm.multimodal.inputs import MultiModalFieldConfig, MultiModalKwargsItems
 
 from tests.contract import tt_metal_image_doubles as image_doubles
+from tt_vllm_plugin.models.contract import takes_images
 from tt_vllm_plugin.models.tt_metal.adapter import adapter_for
 
 MAX_BATCH = 4
@@ -130,7 +131,7 @@ def test_gemma3_model_gets_each_rows_images_and_text_rows_none() -> None:
     prepared = model.generator.prepared
     assert_rows_equal([p["pixel_values"] for p in prepared], features["pixel_values"])
     assert all(set(p) == {"pixel_values"} for p in prepared)  # num_patches is not Gemma's to read
-    assert model.model_capabilities["supports_images"] is True
+    assert takes_images(model) and not hasattr(model, "mm_limits_per_prompt")
     assert model.model_capabilities["supports_sample_on_device"] is True
 
 
@@ -174,6 +175,7 @@ def test_qwen25_vl_gets_image_rows_pixels_and_grids_and_returns_rope_deltas() ->
 
 def test_qwen25_vl_samples_on_the_host_since_its_prefill_returns_logits() -> None:
     model = build(image_doubles.Qwen2_5_VLForConditionalGeneration)
+    assert takes_images(model) and model.mm_limits_per_prompt == {"image": 1}  # its processing info's
     assert model.model_capabilities["supports_sample_on_device"] is False
     with pytest.raises(ValueError, match="prefill does not sample"):
         model.prefill_forward(**prefill_args(1), sampling_params=object())

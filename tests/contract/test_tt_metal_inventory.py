@@ -1,6 +1,6 @@
 """The ttnn device serves every generator class the installed tt-metal has (src/tt_vllm_plugin/models/
 tt_metal/inventory.py), under the TT names Tenstorrent's plugin gives them (the image classes whose images
-the adapter passes among them, declaring ``supports_images``), and refuses by name the image classes it
+the adapter passes among them, declaring ``supports_multimodal``), and refuses by name the image classes it
 cannot feed. Checked against checkouts written to disk (tests/contract/tt_metal_checkout.py) whose
 generator modules hold the class names of the real ones:
 
@@ -25,6 +25,7 @@ from tests.contract import tt_metal_image_doubles as image_doubles
 from tests.contract.tt_metal_checkout import on_path, write_checkout
 from tt_vllm_plugin.activation import DeviceChoice
 from tt_vllm_plugin.models import registry
+from tt_vllm_plugin.models.contract import takes_images
 
 DOUBLE = f"{doubles.__name__}:TttCompatLlama"
 TT_TRANSFORMERS_CLASSES = (
@@ -98,14 +99,13 @@ def test_a_generator_that_needs_images_is_refused_by_name(tmp_path: Path) -> Non
 
 
 def test_image_classes_the_adapter_feeds_are_served_declaring_images(tmp_path: Path) -> None:
-    """The platform accepts a multimodal checkpoint only for a class declaring ``supports_images``."""
+    """The platform accepts a multimodal checkpoint only for a class declaring ``supports_multimodal``."""
     from tt_vllm_plugin.models.tt_metal import images, inventory
 
     with on_path(checkout(tmp_path, "ttt_compat", TTT_COMPAT_CLASSES)):
         gemma3 = registry.load_model_class("TTGemma3ForConditionalGeneration", DeviceChoice.TTNN)
         llama = registry.load_model_class("TTLlamaForCausalLM", DeviceChoice.TTNN)
-    assert gemma3.model_capabilities["supports_images"] is True
-    assert "supports_images" not in llama.model_capabilities
+    assert takes_images(gemma3) and not takes_images(llama)
     # One home for which classes take images: the inventory's flags name the classes images.py feeds.
     assert {entry.name for entry in inventory.GENERATOR_CLASSES if entry.takes_images} == set(
         images.CONVENTIONS

@@ -60,7 +60,7 @@ Conventions (all tensors on the host, in torch):
     the call's rows (prefill rows in order, decode rows at their slots), zero padded; ``page_table`` is
     group 0's.
 
-Images (capability ``supports_images``)
+Images (class attribute ``supports_multimodal``, :data:`TAKES_IMAGES`; optional ``mm_limits_per_prompt``)
     ``prefill_forward`` also gets vLLM's processed image features the way Tenstorrent's runner passes
     them to tt-metal's generators (vllm-tt-plugin ``_gather_multi_modal_inputs``): one keyword per field
     of vLLM's image items (``pixel_values``; ``image_grid_thw`` for Qwen2.5-VL), each a list with one
@@ -90,9 +90,6 @@ SUPPORTS_SAMPLE_ON_DEVICE = "supports_sample_on_device"
 # Ours, not Tenstorrent's: ``prefill_forward(..., return_all_logits=True)`` returns the logits of every
 # computed position, flat (sum of new tokens, vocab), which vLLM's prompt_logprobs need.
 SUPPORTS_PROMPT_LOGPROBS = "supports_prompt_logprobs"
-# Ours: the model takes images (see "Images" above); a multimodal architecture is served only by a class
-# declaring it.
-SUPPORTS_IMAGES = "supports_images"
 
 KVCache = list[list[torch.Tensor]]  # per layer: [K, V]
 
@@ -141,6 +138,17 @@ class TTModel(Protocol):
         sampling_params: Any = None,
         reset_batch: bool = False,
     ) -> torch.Tensor: ...
+
+
+# The class attribute a model that takes images sets (vLLM's SupportsMultiModal marker).
+TAKES_IMAGES = "supports_multimodal"
+# The optional class attribute capping the images per prompt: {"image": n}.
+MM_LIMITS_PER_PROMPT = "mm_limits_per_prompt"
+
+
+def takes_images(model_cls: Any) -> bool:
+    """Whether the TT class (or model) declares it takes images."""
+    return getattr(model_cls, TAKES_IMAGES, False) is True
 
 
 def capability(model: Any, name: str) -> bool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
+from tt_vllm_plugin import compat
 from tt_vllm_plugin.activation import DeviceChoice, DeviceSelectionError, resolve_device
 from tt_vllm_plugin.models import user_models
 from tt_vllm_plugin.models.tt_metal import adapter as tt_metal_adapter
@@ -33,6 +34,7 @@ _HOST_GEMMA3 = "tt_vllm_plugin.models.host.gemma3.architectures"
 _HOST_GEMMA3_MM = "tt_vllm_plugin.models.host.gemma3_mm.architectures"
 _HOST_QWEN3_MOE = "tt_vllm_plugin.models.host.qwen3_moe.architectures"
 _HOST_GPT_OSS = "tt_vllm_plugin.models.host.gpt_oss.architectures"
+_HOST_QWEN2_5_VL = "tt_vllm_plugin.models.host.qwen2_5_vl.model"
 
 # TT architecture name -> "module:ClassName" of the host (PyTorch) implementation.
 TT_MODEL_CLASSES: dict[str, str] = {
@@ -44,12 +46,17 @@ TT_MODEL_CLASSES: dict[str, str] = {
     "TTQwen2ForCausalLM": f"{_HOST_LLAMA}:TTQwen2ForCausalLM",
     "TTQwen3ForCausalLM": f"{_HOST_LLAMA}:TTQwen3ForCausalLM",
     "TTQwen3MoeForCausalLM": f"{_HOST_QWEN3_MOE}:TTQwen3MoeForCausalLM",
+    "TTQwen2_5_VLForConditionalGeneration": f"{_HOST_QWEN2_5_VL}:TTQwen2_5_VLForConditionalGeneration",
 }
 
 _TT_PREFIX = "TT"
 BUILT_IN = "the built-in map"
 # How a class that takes images is refused, here and in refusals.py.
 NEEDS_IMAGES = "needs images; multimodal models are not supported yet"
+# How a multimodal checkpoint whose TT class takes no images is refused (refusals.py).
+TAKES_NO_IMAGES = (
+    "is a multimodal model, and its TT class takes no images (it declares no supports_multimodal)"
+)
 
 
 def tt_architecture(hf_arch: str) -> str:
@@ -167,5 +174,17 @@ def register_with_vllm(device: DeviceChoice | None = None) -> None:
     resolved = resolve(device)
     for name in [*resolved.served, *resolved.bare_names]:
         if name not in _registered_with_vllm:
-            ModelRegistry.register_model(name, TTModelForVllm)
+            ModelRegistry.register_model(name, _vllm_view(name, resolved, device) or TTModelForVllm)
             _registered_with_vllm.add(name)
+
+
+def _vllm_view(name: str, resolved: Resolved, device: DeviceChoice | None) -> type | None:
+    """vLLM's own multimodal class for a served TT name whose class takes images (it carries the
+    architecture's processor; ``vllm_multimodal_view.py``), else None. Only architectures vLLM knows as
+    multimodal load their TT class here."""
+    from tt_vllm_plugin.models.vllm_multimodal_view import multimodal_view
+
+    hf_arch = name.removeprefix(_TT_PREFIX)
+    if name not in resolved.served or not compat.is_vllm_multimodal_architecture(hf_arch):
+        return None
+    return multimodal_view(name, hf_arch, load_model_class(name, device))

@@ -17,6 +17,7 @@ from vllm.v1.core.sched.output import NewRequestData, SchedulerOutput
 
 from tt_vllm_plugin.compat import (
     new_request_output_tokens,
+    request_mm_features,
     request_state_class,
     resumed_req_ids,
     resumed_token_ids,
@@ -116,7 +117,7 @@ def _new_request_state(new: NewRequestData) -> CachedRequestState:
     return request_state_class()(
         req_id=new.req_id,
         prompt_token_ids=new.prompt_token_ids,
-        mm_features=[],
+        mm_features=request_mm_features(new),  # kept for a recompute after preemption
         sampling_params=params,
         generator=generator,
         block_ids=new.block_ids,

@@ -12,7 +12,8 @@ them and our runner, which calls every model the same way:
 - on-device sampling: the runner's :class:`~tt_vllm_plugin.models.device_sampling.DeviceSamplingParams`
   become tt-metal's own ``SamplingParams`` (``sampling.py``);
 - images: each image class gets the per-row features its prefill reads, in the form it reads them
-  (``images.py``), and declares ``supports_images``; Qwen2.5-VL's ``(logits, rope_deltas)`` comes back
+  (``images.py``), and declares it (``supports_multimodal``, and Qwen2.5-VL's one image per prompt in
+  ``mm_limits_per_prompt``); Qwen2.5-VL's ``(logits, rope_deltas)`` comes back
   whole and its ``rope_deltas_all_users`` goes to its decode.
 
 None of this has run against tt-metal here (no card, no ``models`` package on these machines); the
@@ -30,9 +31,10 @@ import torch
 
 from tt_vllm_plugin.log import get_logger
 from tt_vllm_plugin.models.contract import (
+    MM_LIMITS_PER_PROMPT,
     SUPPORTS_ASYNC_DECODE,
-    SUPPORTS_IMAGES,
     SUPPORTS_SAMPLE_ON_DEVICE,
+    TAKES_IMAGES,
     KVCache,
 )
 from tt_vllm_plugin.models.optional_hooks import (
@@ -58,18 +60,16 @@ def adapter_for(generator_cls: type) -> type[TTMetalModel]:
     if capabilities.get(SUPPORTS_ASYNC_DECODE) and (problem := async_read_problem(generator_cls)):
         logger.warning("%s: %s; decoding synchronously.", generator_cls.__name__, problem)
         capabilities[SUPPORTS_ASYNC_DECODE] = False
+    attributes: dict[str, Any] = {"generator_cls": generator_cls, "model_capabilities": capabilities}
     convention = images.convention_for(generator_cls)
     if convention is not None:
-        capabilities[SUPPORTS_IMAGES] = True
+        attributes |= {"image_convention": convention, TAKES_IMAGES: True}
+        if convention.max_images is not None:
+            attributes[MM_LIMITS_PER_PROMPT] = {"image": convention.max_images}
         if not convention.prefill_samples and capabilities.get(SUPPORTS_SAMPLE_ON_DEVICE):
             # Its prefill returns logits whatever sampling_params it gets: sample on the host instead.
             logger.info("%s: its prefill does not sample; sampling on the host.", generator_cls.__name__)
             capabilities[SUPPORTS_SAMPLE_ON_DEVICE] = False
-    attributes: dict[str, Any] = {
-        "generator_cls": generator_cls,
-        "model_capabilities": capabilities,
-        "image_convention": convention,
-    }
     spec_hook = getattr(generator_cls, "get_kv_cache_spec", None)
     if spec_hook is not None:  # a classmethod of the generator (tt-metal's hybrid models)
         attributes["get_kv_cache_spec"] = staticmethod(spec_hook)

@@ -56,6 +56,7 @@ class ImageConvention:
     reads_through_kwargs: frozenset[str] = frozenset()  # text keywords its prefill reads unnamed
     decode_keywords: frozenset[str] = frozenset()
     prefill_samples: bool = True  # its prefill honours sampling_params
+    max_images: int | None = None  # images per prompt it takes (None: what vLLM's processor allows)
     source: str = ""
 
 
@@ -72,6 +73,7 @@ CONVENTIONS: dict[str, ImageConvention] = {
         reads_through_kwargs=frozenset({"empty_slots"}),
         decode_keywords=frozenset({ROPE_DELTAS}),
         prefill_samples=False,
+        max_images=1,  # its TT_Qwen2_5_VLProcessingInfo.get_supported_mm_limits: {"image": 1, "video": 0}
         source="tt-metal models/demos/qwen25_vl/tt/generator_vllm.py @ 00493af6",
     ),
     "Mistral3ForConditionalGeneration": ImageConvention(

@@ -6,7 +6,7 @@ the generator module in either package layout; classes elsewhere in tt-metal's `
 when their module is there). Architectures are mapped to TT names as Tenstorrent's plugin registers them
 (``TT`` + the checkpoint's architecture; one class may serve several). Image classes whose images the
 adapter knows how to pass (``takes_images``: ``images.py`` has their convention) are served, and their
-adapter declares ``supports_images``, which the platform checks before it accepts a multimodal
+adapter declares ``supports_multimodal``, which the platform checks before it accepts a multimodal
 checkpoint; the other image classes are listed so they can be refused by name ("needs images").
 
 Sources (all public, on GitHub):

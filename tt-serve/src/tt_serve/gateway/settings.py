@@ -42,27 +42,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tt_serve import config_keys
 from tt_serve.config_reader import ConfigReader, args_from_mapping
 from tt_serve.gateway.environment import DEFAULT_KEEP, EngineEnvRule
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
-_GATEWAY_KEYS = {
-    "host",
-    "port",
-    "drain_timeout_s",
-    "start_timeout_s",
-    "hold_requests_s",
-    "log_dir",
-    "engine_env_drop",
-    "engine_env_keep",
-    "models",
-    "cards",
-    "device_root",
-    "cluster",
-}
-_MODEL_KEYS = {"name", "model", "backend", "vllm_args", "tt", "env", "cards", "replicas"}
-_CLUSTER_KEYS = {"address", "serve_port"}
+_GATEWAY_KEYS = config_keys.GATEWAY.names()  # each key's meaning: config_keys.py
+_MODEL_KEYS = config_keys.GATEWAY_MODEL.names()
+_CLUSTER_KEYS = config_keys.CLUSTER.names()
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
 # The gateway owns these: an engine listens where the gateway says and is named after the gateway model.
 RESERVED_ARGS = ("--host", "--port", "--served-model-name", "--model", "--uds")

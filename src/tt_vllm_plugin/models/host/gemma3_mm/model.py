@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from tt_vllm_plugin.device.host import HostDevice
-from tt_vllm_plugin.models.contract import SUPPORTS_CHUNKED_PREFILL, SUPPORTS_IMAGES, SUPPORTS_PREFIX_CACHING
+from tt_vllm_plugin.models.contract import SUPPORTS_CHUNKED_PREFILL, SUPPORTS_PREFIX_CACHING
 from tt_vllm_plugin.models.host.bidirectional import Spans
 from tt_vllm_plugin.models.host.checkpoint import model_folder
 from tt_vllm_plugin.models.host.contract_hooks import HostContractModel, PrefillImages
@@ -47,8 +47,8 @@ class HostGemma3MMModel(HostGemma3Model):
         **HostContractModel.model_capabilities,
         SUPPORTS_PREFIX_CACHING: False,
         SUPPORTS_CHUNKED_PREFILL: False,
-        SUPPORTS_IMAGES: True,
     }
+    supports_multimodal = True  # contract.TAKES_IMAGES
 
     vision: Gemma3Vision
     image_token_id: int
