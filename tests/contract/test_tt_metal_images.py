@@ -25,11 +25,17 @@ from transformers import (
     PixtralImageProcessorPil,
     Qwen2VLImageProcessorPil,
 )
-from vllm.multimodal.inputs import MultiModalFieldConfig, MultiModalKwargsItems
+from vllm.multimodal.inputs import (
+    MultiModalFeatureSpec,
+    MultiModalFieldConfig,
+    MultiModalKwargsItems,
+    PlaceholderRange,
+)
 
 from tests.contract import tt_metal_image_doubles as image_doubles
 from tt_vllm_plugin.models.contract import takes_images
 from tt_vllm_plugin.models.tt_metal.adapter import adapter_for
+from tt_vllm_plugin.worker.multimodal_inputs import prefill_image_kwargs
 
 MAX_BATCH = 4
 SIZES = [(40, 120), (30, 30), (50, 20)]  # (height, width): wide, square, tall
@@ -150,6 +156,50 @@ def test_images_for_a_class_without_images_are_refused_by_name() -> None:
         ValueError, match=r"^TttCompatLlama takes no images, but the prefill has \['pixel_values'\]"
     ):
         model.prefill_forward(**prefill_args(1), **features)
+
+
+def test_the_runners_gathered_images_reach_each_class_as_it_reads_them() -> None:
+    """The runner's own gathering (worker/multimodal_inputs.py, from each request's ``mm_features`` as
+    vLLM's scheduler hands them over) into the adapter: each double's model gets every row's images."""
+
+    def request(items: list[Any]) -> SimpleNamespace:
+        # Listed last image first: the runner orders them by their place in the prompt.
+        specs = [
+            MultiModalFeatureSpec(item, "image", f"image-{i}", PlaceholderRange(offset=10 * i, length=4))
+            for i, item in enumerate(items)
+        ]
+        return SimpleNamespace(mm_features=specs[::-1])
+
+    for cls, make_items, fields in [
+        (image_doubles.Gemma3ForConditionalGeneration, gemma3_items, ("pixel_values",)),
+        (image_doubles.Mistral3ForConditionalGeneration, mistral3_items, ("pixel_values",)),
+    ]:
+        items = make_items(pictures(SIZES))
+        rows = [[items[0], items[1]], [], [items[2]]]
+        kwargs = prefill_image_kwargs([request(row) for row in rows])
+        model = build(cls)
+        model.prefill_forward(**prefill_args(3), **kwargs)
+        expected = gathered(rows, fields)["pixel_values"]
+        got = [p["pixel_values"] for p in model.generator.prepared]
+        if cls is image_doubles.Mistral3ForConditionalGeneration:  # stacked per row, padded
+            got = [None if g is None else [g[i, :, :h, :w] for i, (h, w) in enumerate(p["image_sizes"])]
+                   for g, p in zip(got, model.generator.prepared, strict=True)]  # fmt: skip
+        assert_rows_equal(got, expected)
+
+    items = qwen25_vl_items(pictures(SIZES[:2]))
+    model = build(image_doubles.Qwen2_5_VLForConditionalGeneration)
+    _, deltas = model.prefill_forward(
+        **prefill_args(3), **prefill_image_kwargs([request([]), request([items[1]]), request([items[0]])])
+    )
+    ((pixel_values, grids),) = model.generator.vision_inputs
+    assert torch.equal(
+        pixel_values, torch.cat([items[1]["pixel_values"].data, items[0]["pixel_values"].data])
+    )
+    assert grids.tolist() == [
+        items[1]["image_grid_thw"].data.tolist(),
+        items[0]["image_grid_thw"].data.tolist(),
+    ]
+    assert deltas.shape == (3, 1)
 
 
 # -------------------------------------------------------------------------------------------- Qwen2.5-VL

@@ -612,6 +612,7 @@ def test_registry_names_and_classes():
         "LlamaForCausalLM",
         "MistralForCausalLM",
         "Qwen2ForCausalLM",
+        "Qwen2_5_VLForConditionalGeneration",
         "Qwen3ForCausalLM",
         "Qwen3MoeForCausalLM",
     ]
@@ -627,7 +628,8 @@ def test_unknown_architecture_error_lists_supported():
     assert str(error.value) == (
         "Architecture 'GPT2LMHeadModel' has no TT implementation. Supported architectures: "
         "Gemma3ForCausalLM, Gemma3ForConditionalGeneration, GptOssForCausalLM, LlamaForCausalLM, "
-        "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Qwen3MoeForCausalLM."
+        "MistralForCausalLM, Qwen2ForCausalLM, Qwen2_5_VLForConditionalGeneration, Qwen3ForCausalLM, "
+        "Qwen3MoeForCausalLM."
     )
 
 
