@@ -148,7 +148,11 @@ def host_greedy(
     kv_cache = model.allocate_kv_cache((40, model.num_kv_heads, BLOCK_SIZE, model.head_dim), torch.float32, 3)
     table = page_table(rows, 6)
     tokens = padded_tokens([torch.tensor(p) for p in prompts])
-    logits = model.prefill_forward(tokens, table, kv_cache, [len(p) for p in prompts], pixel_values=images)
+    # The runner passes every field of vLLM's items: Gemma 3's num_patches too (crops + 1 per image).
+    num_patches = [None if row is None else [torch.tensor(image.shape[0]) for image in row] for row in images]
+    logits = model.prefill_forward(
+        tokens, table, kv_cache, [len(p) for p in prompts], pixel_values=images, num_patches=num_patches
+    )
     generated = [[int(logits[i, 0].argmax())] for i in range(len(prompts))]
     for _ in range(STEPS - 1):
         step = torch.tensor([[g[-1]] for g in generated])
@@ -214,6 +218,39 @@ def test_mismatched_images_are_named(checkpoint, monkeypatch, batch):
         model.prefill_forward(tokens, table, kv_cache, [len(prompts[2])], pixel_values=[None])
     with pytest.raises(ValueError, match=r"^prefill row 0: 4 image tokens but 8 image features"):
         model.prefill_forward(tokens, table, kv_cache, [len(prompts[2])], pixel_values=[[images[2][0]] * 2])
+    split = r"^prefill row 0: the image at positions \(10, 14\) is split by the cached prefix of 11 tokens"
+    with pytest.raises(ValueError, match=split):
+        model.prefill_forward(
+            tokens, table, kv_cache, [len(prompts[2])], start_pos=[11], pixel_values=[images[2]]
+        )
     text_only = padded_tokens([torch.tensor(prompts[1])])
     with pytest.raises(ValueError, match=r"^prefill row 0 has pixel_values but no image tokens\.$"):
         model.prefill_forward(text_only, table, kv_cache, [len(prompts[1])], pixel_values=[images[2]])
+
+
+@pytest.mark.parametrize("backend", ["vllm", "torch"])
+def test_an_image_after_a_cached_prefix(checkpoint, batch, backend, monkeypatch):
+    """The class declares no prefix caching and no chunked prefill, so the runner never sends this; the
+    torch path computes it exactly anyway, the kernel path refuses it by name."""
+    prompts, images = batch
+    prompt = prompts[2]  # 9 text tokens, then the image
+    model = host_model(checkpoint, backend, monkeypatch)
+    kv_cache = model.allocate_kv_cache((8, model.num_kv_heads, BLOCK_SIZE, model.head_dim), torch.float32, 3)
+    if backend == "vllm" and not isinstance(model.attention, KernelAttention):
+        pytest.skip("vLLM's CPU attention kernels are not available here")
+    table = page_table([[3, 5]], 2)
+    tokens = padded_tokens([torch.tensor(prompt)])
+    model.prefill_forward(tokens, table, kv_cache, [8], pixel_values=[None])
+    if backend == "vllm":
+        with pytest.raises(
+            NotImplementedError, match=r"^prefill row 0 has image tokens after a cached prefix of 8"
+        ):
+            model.prefill_forward(
+                tokens, table, kv_cache, [len(prompt)], start_pos=[8], pixel_values=[images[2]]
+            )
+        return
+    logits = model.prefill_forward(
+        tokens, table, kv_cache, [len(prompt)], start_pos=[8], pixel_values=[images[2]]
+    )
+    _, expected = transformers_greedy(checkpoint.reference, prompt, images[2])
+    torch.testing.assert_close(logits[0, 0], expected, atol=1e-4, rtol=1e-4)
