@@ -425,6 +425,14 @@ def limit_mm_per_prompt(mm_config: Any, limits: dict[str, int]) -> None:
     mm_config.limit_per_prompt = type(mm_config)._validate_limit_per_prompt(counts)
 
 
+def processor_normalizes_images(mm_config: Any) -> None:
+    """Have vLLM's processor rescale and normalise images (vLLM 0.32+ ``mm_device_do_normalize``, on by
+    default for Qwen2/2.5/3-VL, hands the model raw ``uint8`` pixels to normalise in its own forward);
+    older vLLMs always normalise in the processor."""
+    if getattr(mm_config, "mm_device_do_normalize", False):
+        mm_config.mm_device_do_normalize = False
+
+
 def request_mm_features(new_request: Any) -> list[Any]:
     """A new request's multimodal features (``NewRequestData.mm_features``; older vLLMs: none)."""
     return list(getattr(new_request, "mm_features", None) or [])

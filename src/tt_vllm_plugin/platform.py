@@ -307,7 +307,9 @@ def _configure_images(vllm_config: VllmConfig, model_cls: type) -> None:
     prompt than the class allows (``mm_limits_per_prompt``) and any video or audio, before anything reaches
     the device; with chunked prefill an image is never split between two chunks (a model computes an
     image's tokens together: bidirectional attention inside Gemma 3's images, one vision pass per image).
-    Prefix caching may stay on: vLLM's block hashes include the images' hashes (``mm_features``)."""
+    Prefix caching may stay on: vLLM's block hashes include the images' hashes (``mm_features``).
+    The processor makes ``pixel_values`` as transformers' does (rescaled, normalised): tt-metal's
+    generators and the host models take them so, not vLLM's raw pixels for its own models' forward."""
     limits = {modality: 0 for modality in _REFUSED_MODALITIES}
     image_limit = (getattr(model_cls, MM_LIMITS_PER_PROMPT, None) or {}).get("image")
     if image_limit is not None:
@@ -315,6 +317,7 @@ def _configure_images(vllm_config: VllmConfig, model_cls: type) -> None:
     mm_config = vllm_config.model_config.multimodal_config
     if mm_config is not None:
         compat.limit_mm_per_prompt(mm_config, limits)
+        compat.processor_normalizes_images(mm_config)
     scheduler = vllm_config.scheduler_config
     if scheduler.enable_chunked_prefill:
         scheduler.disable_chunked_mm_input = True

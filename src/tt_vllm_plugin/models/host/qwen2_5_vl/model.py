@@ -210,6 +210,12 @@ class TTQwen2_5_VLForConditionalGeneration(TTQwen2ForCausalLM):
             inside = (token_positions >= start) & (token_positions < end)
             if not bool(inside.any()):
                 continue  # in the cached prefix: only its grid (positions) matters
+            if not image.is_floating_point():
+                raise ValueError(
+                    f"pixel_values arrived as {image.dtype}, not rescaled and normalised: this model takes "
+                    "them as transformers' processor makes them (the platform turns off vLLM's "
+                    "mm_device_do_normalize)."
+                )
             out = self.visual(image.to(self.device, self.visual.dtype), grid_thw=grid[None].to(self.device))
             features = out.pooler_output.to(embedding.dtype)
             embedding[token_positions[inside] - start] = features[inside]
