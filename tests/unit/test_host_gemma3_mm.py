@@ -223,6 +223,11 @@ def test_mismatched_images_are_named(checkpoint, monkeypatch, batch):
         model.prefill_forward(
             tokens, table, kv_cache, [len(prompts[2])], start_pos=[11], pixel_values=[images[2]]
         )
+    raw = [[(images[2][0] * 255).to(torch.uint8)]]
+    with pytest.raises(
+        ValueError, match=r"^prefill row 0: pixel_values arrived as torch.uint8, not rescaled"
+    ):
+        model.prefill_forward(tokens, table, kv_cache, [len(prompts[2])], pixel_values=raw)
     text_only = padded_tokens([torch.tensor(prompts[1])])
     with pytest.raises(ValueError, match=r"^prefill row 0 has pixel_values but no image tokens\.$"):
         model.prefill_forward(text_only, table, kv_cache, [len(prompts[1])], pixel_values=[images[2]])

@@ -128,6 +128,11 @@ class HostGemma3MMModel(HostGemma3Model):
             return None, ()  # every image is in the cached prefix
         if not images:
             raise ValueError(f"prefill row {row} has {positions.numel()} image tokens but no pixel_values.")
+        if any(not image.is_floating_point() for image in images):
+            raise ValueError(
+                f"prefill row {row}: pixel_values arrived as {images[0].dtype}, not rescaled and normalised: "
+                "this model takes them as transformers' image processor makes them."
+            )
         found = torch.cat([self.vision.features(image) for image in images]).flatten(0, 1)
         if found.shape[0] != positions.numel():
             raise ValueError(
