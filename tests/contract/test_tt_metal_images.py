@@ -147,6 +147,17 @@ def test_gemma3_text_only_prefill_sends_no_image_keywords() -> None:
     assert model.generator.prepared == [{}, {}]
 
 
+def test_gemma3_prefills_with_images_untraced() -> None:
+    """tt-metal's traced prefill passes no pixel_values on (generator.py @ 1a6b64e0 _easy_trace_prefill),
+    so a prefill with images goes untraced; text-only prefills keep the trace mode's setting."""
+    model = build(image_doubles.Gemma3ForConditionalGeneration)  # trace_mode "all"
+    features = gathered([[gemma3_items(pictures(SIZES[:1]))[0]], []], ("pixel_values",))
+    model.prefill_forward(**prefill_args(2), **features)
+    model.prefill_forward(**prefill_args(2), pixel_values=[None, None])
+    traced = [args["enable_trace"] for name, args in model.generator.calls if name == "prefill_forward_text"]
+    assert traced == [False, True]
+
+
 def test_images_for_a_class_without_images_are_refused_by_name() -> None:
     from tests.contract import tt_metal_doubles as doubles
 

@@ -211,6 +211,8 @@ class TTMetalModel:
             kwargs["start_pos"] = starts  # tt-metal takes a list of ints
         if self._takes("prefill_forward", "enable_trace"):
             kwargs["enable_trace"] = self.trace.prefill if enable_trace is None else enable_trace
+            if features and convention is not None and not convention.traced_with_images:
+                kwargs["enable_trace"] = False
         if empty_slots is not None:
             kwargs.update(self._slots_kwargs(list(empty_slots)))
         if sampling_params is not None:

@@ -57,6 +57,7 @@ class ImageConvention:
     decode_keywords: frozenset[str] = frozenset()
     prefill_samples: bool = True  # its prefill honours sampling_params
     max_images: int | None = None  # images per prompt it takes (None: what vLLM's processor allows)
+    traced_with_images: bool = True  # False: a prefill with images must not be traced
     source: str = ""
 
 
@@ -64,6 +65,9 @@ CONVENTIONS: dict[str, ImageConvention] = {
     "Gemma3ForConditionalGeneration": ImageConvention(
         fields=("pixel_values",),
         packing=Packing.PER_ROW_KEYWORDS,
+        # Generator's traced prefill (_easy_trace_prefill) hands no pixel_values on, and its own vision
+        # warm-up prefills untraced ("Vision encoder warmup doesn't support trace"): generator.py @ 1a6b64e0.
+        traced_with_images=False,
         source="tt-metal generator_vllm.py @ 3dfeae94, generator.py @ 1a6b64e0",
     ),
     "Qwen2_5_VLForConditionalGeneration": ImageConvention(
