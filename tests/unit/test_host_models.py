@@ -607,6 +607,7 @@ def test_unsupported_configs_are_refused(llama_folder):
 def test_registry_names_and_classes():
     assert supported_architectures() == [
         "Gemma3ForCausalLM",
+        "Gemma3ForConditionalGeneration",
         "GptOssForCausalLM",
         "LlamaForCausalLM",
         "MistralForCausalLM",
@@ -626,8 +627,9 @@ def test_unknown_architecture_error_lists_supported():
         load_model_class(tt_architecture("GPT2LMHeadModel"))
     assert str(error.value) == (
         "Architecture 'GPT2LMHeadModel' has no TT implementation. Supported architectures: "
-        "Gemma3ForCausalLM, GptOssForCausalLM, LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, "
-        "Qwen2_5_VLForConditionalGeneration, Qwen3ForCausalLM, Qwen3MoeForCausalLM."
+        "Gemma3ForCausalLM, Gemma3ForConditionalGeneration, GptOssForCausalLM, LlamaForCausalLM, "
+        "MistralForCausalLM, Qwen2ForCausalLM, Qwen2_5_VLForConditionalGeneration, Qwen3ForCausalLM, "
+        "Qwen3MoeForCausalLM."
     )
 
 

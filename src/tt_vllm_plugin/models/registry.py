@@ -31,6 +31,7 @@ from tt_vllm_plugin.models.user_models import UserModel
 
 _HOST_LLAMA = "tt_vllm_plugin.models.host.llama.architectures"
 _HOST_GEMMA3 = "tt_vllm_plugin.models.host.gemma3.architectures"
+_HOST_GEMMA3_MM = "tt_vllm_plugin.models.host.gemma3_mm.architectures"
 _HOST_QWEN3_MOE = "tt_vllm_plugin.models.host.qwen3_moe.architectures"
 _HOST_GPT_OSS = "tt_vllm_plugin.models.host.gpt_oss.architectures"
 _HOST_QWEN2_5_VL = "tt_vllm_plugin.models.host.qwen2_5_vl.model"
@@ -38,6 +39,7 @@ _HOST_QWEN2_5_VL = "tt_vllm_plugin.models.host.qwen2_5_vl.model"
 # TT architecture name -> "module:ClassName" of the host (PyTorch) implementation.
 TT_MODEL_CLASSES: dict[str, str] = {
     "TTGemma3ForCausalLM": f"{_HOST_GEMMA3}:TTGemma3ForCausalLM",
+    "TTGemma3ForConditionalGeneration": f"{_HOST_GEMMA3_MM}:TTGemma3ForConditionalGeneration",
     "TTGptOssForCausalLM": f"{_HOST_GPT_OSS}:TTGptOssForCausalLM",
     "TTLlamaForCausalLM": f"{_HOST_LLAMA}:TTLlamaForCausalLM",
     "TTMistralForCausalLM": f"{_HOST_LLAMA}:TTMistralForCausalLM",

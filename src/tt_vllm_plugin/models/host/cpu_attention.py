@@ -25,6 +25,7 @@ import torch
 
 from tt_vllm_plugin import envs
 from tt_vllm_plugin.compat import has_vllm_cpu_op, vllm_cpu_ops
+from tt_vllm_plugin.models.host.bidirectional import Spans, rows_from_new_tokens
 
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _KERNEL_OPS = ("cpu_attn_reshape_and_cache", "cpu_attention_with_kv_cache", "get_scheduler_metadata")
@@ -74,6 +75,8 @@ class KernelBatch:
     dtype: torch.dtype
     isa: str
     scale: float
+    # Per row, image blocks attended bidirectionally (``bidirectional.py``): those rows are redone in torch.
+    bidirectional: tuple[Spans, ...] | None = None
     # Sliding window (-1: none) -> scheduler metadata, built on first use.
     _metadata: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
 
@@ -91,6 +94,7 @@ class KernelBatch:
         block_size: int,
         dtype: torch.dtype,
         scale: float,
+        bidirectional: tuple[Spans, ...] | None = None,
     ) -> KernelBatch:
         query_start_loc = torch.zeros(len(new_lens) + 1, dtype=torch.int32)
         query_start_loc[1:] = torch.tensor(list(new_lens), dtype=torch.int32).cumsum(0)
@@ -105,6 +109,7 @@ class KernelBatch:
             dtype=dtype,
             isa=_isa(dtype, block_size, head_dim),
             scale=scale,
+            bidirectional=bidirectional,
         )
 
     def scheduler_metadata(self, window: int) -> torch.Tensor:
@@ -165,7 +170,14 @@ class KernelBatch:
             # As vLLM's CPU backend: float32 sinks (the kernels also take bfloat16 ones).
             s_aux=None if sinks is None else sinks.to(torch.float32).contiguous(),
         )
-        return out.to(q.dtype).reshape(q.shape[0], -1)
+        out = out.to(q.dtype).reshape(q.shape[0], -1)
+        if self.bidirectional is not None:
+            starts = (self.seq_lens - self.query_start_loc.diff()).tolist()
+            rows_from_new_tokens(
+                out, q, k, v, self.query_start_loc.tolist(), starts, self.bidirectional, self.scale,
+                sliding_window, sinks,
+            )  # fmt: skip
+        return out
 
 
 # The kernels' block alignment: 16 for their "vec16" variant, which vLLM picks for block sizes that
