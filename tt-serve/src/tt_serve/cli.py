@@ -157,11 +157,13 @@ def cmd_serve(args: argparse.Namespace, vllm_args: list[str]) -> int:
     from tt_serve.checks import Status
     from tt_serve.launch import run
     from tt_serve.models import prepare_model
-    from tt_serve.planning import alias_command, check, plan
+    from tt_serve.planning import alias_command, check, model_inputs, plan
 
     started = time.perf_counter()
     config = _config(args.config)
-    resolution, checked = check(_resolution(args, config), config, allow_untrusted=args.allow_untrusted)
+    resolution, checked = check(
+        _resolution(args, config), config, allow_untrusted=args.allow_untrusted, ask_inputs=args.dry_run
+    )
     checked.raise_for_failure()
     launch_plan = plan(resolution, config, checked, vllm_args)
     overhead_ms = (time.perf_counter() - started) * 1000
@@ -182,6 +184,7 @@ def cmd_serve(args: argparse.Namespace, vllm_args: list[str]) -> int:
                     "env": dict(launch_plan.env_changes),
                     "command": list(launch_plan.argv),
                     "prepare_model": alias_command(checked) if resolution.model.alias else None,
+                    "model_inputs": model_inputs(resolution, checked),
                     "overhead_ms": round(overhead_ms, 1),
                 },
                 indent=2,
@@ -205,6 +208,9 @@ def cmd_serve(args: argparse.Namespace, vllm_args: list[str]) -> int:
     )
     env_text = " ".join(f"{k}={shlex.quote(v)}" for k, v in launch_plan.env_changes.items())
     if args.dry_run:
+        inputs = model_inputs(resolution, checked)
+        takes = ", ".join(inputs["inputs"]) if inputs["inputs"] else f"unknown ({inputs['unknown']})"
+        print(f"model takes: {takes}")
         print("environment (set on top of the current one):")
         for name, value in launch_plan.env_changes.items():
             print(f"  {name}={shlex.quote(value)}")
