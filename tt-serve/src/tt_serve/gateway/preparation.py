@@ -58,6 +58,7 @@ async def prepare(
 ) -> Prepared:
     """Resolve and check the backend, build the command: ``tt-serve serve --dry-run --json``."""
     command = [sys.executable, "-m", "tt_serve.cli", "serve", spec.model, "--dry-run", "--json"]
+    command.append("--model-inputs")  # what the model takes, shown in its entry (images or not)
     if config_path is not None:
         command += ["--config", str(config_path)]
     if spec.backend:
