@@ -8,20 +8,18 @@ torchvision works (.venv-vision, ``make test-vision``).
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import requests
 
+from tests.e2e.image_chat import image_model_server, post_chat, token_ids
 from tests.e2e.in_process import in_process_llm
-from tests.e2e.server import RunningServer, host_plugin_server
-from tests.e2e.test_images_server import _message
+from tests.e2e.server import RunningServer
 from tests.e2e.tiny_gemma3 import PAN_AND_SCAN, save_tiny_gemma3
 from tests.e2e.tiny_vlm import random_image
 from tests.e2e.vision_env import requires_vision_env
-from tests.e2e.vlm_reference import transformers_vlm_greedy
+from tests.e2e.vlm_reference import transformers_chat_greedy, transformers_vlm_greedy
 
 pytestmark = requires_vision_env
 
@@ -80,20 +78,8 @@ def test_llm_with_pan_and_scan_matches_transformers(folder):
 
 @pytest.fixture(scope="module")
 def server(folder, tmp_path_factory) -> RunningServer:
-    with host_plugin_server(
-        folder,
-        tmp_path_factory.mktemp("gemma3_server"),
-        "--served-model-name",
-        SERVED_NAME,
-        "--dtype",
-        "float32",
-        "--max-model-len",
-        str(MAX_MODEL_LEN),
-        "--max-num-seqs",
-        "4",
-        "--additional-config",
-        json.dumps({"tt": {"kv_cache_tokens": 2048}}),
-    ) as running:
+    log_dir = tmp_path_factory.mktemp("gemma3_server")
+    with image_model_server(folder, log_dir, SERVED_NAME, MAX_MODEL_LEN, kv_cache_tokens=2048) as running:
         yield running
 
 
@@ -106,39 +92,11 @@ def _chats() -> list[tuple[str, list]]:
     ]
 
 
-def _chat(server: RunningServer, text: str, images: list) -> requests.Response:
-    body = {
-        "model": SERVED_NAME,
-        "messages": _message(text, images),
-        "max_tokens": MAX_TOKENS,
-        "temperature": 0.0,
-        "ignore_eos": True,
-        "return_token_ids": True,
-    }
-    return requests.post(f"{server.base_url}/v1/chat/completions", json=body, timeout=300)
-
-
 @pytest.mark.server
 def test_server_image_url_chats_match_transformers(server, folder):
-    from transformers import AutoProcessor
-
-    processor = AutoProcessor.from_pretrained(folder)
-    prompts = [
-        (
-            processor.tokenizer.apply_chat_template(
-                _message(t, i), tokenize=False, add_generation_prompt=True
-            ),
-            i,
+    expected = transformers_chat_greedy(folder, _chats(), MAX_TOKENS, ARCHITECTURE)
+    with ThreadPoolExecutor(max_workers=len(expected)) as pool:
+        responses = list(
+            pool.map(lambda chat: post_chat(server.base_url, SERVED_NAME, *chat, MAX_TOKENS), _chats())
         )
-        for t, i in _chats()
-    ]
-    outputs = transformers_vlm_greedy(folder, prompts, MAX_TOKENS, ARCHITECTURE)
-    prompt_ids = [processor(text=[text], images=images or None)["input_ids"][0] for text, images in prompts]
-    with ThreadPoolExecutor(max_workers=len(prompts)) as pool:
-        responses = list(pool.map(lambda chat: _chat(server, *chat), _chats()))
-    got = []
-    for response in responses:
-        assert response.status_code == 200, response.text
-        body = response.json()
-        got.append((body["prompt_token_ids"], body["choices"][0]["token_ids"]))
-    assert got == list(zip(prompt_ids, outputs, strict=True))
+    assert [token_ids(response) for response in responses] == expected

@@ -37,3 +37,30 @@ def transformers_vlm_greedy(
             )
             outputs.append(generated[0, inputs["input_ids"].shape[1] :].tolist())
     return outputs
+
+
+def transformers_chat_greedy(
+    model_dir: str,
+    chats: list[tuple[str, list[Any]]],
+    max_new_tokens: int,
+    architecture: str = "Qwen2_5_VLForConditionalGeneration",
+) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, greedy output ids) per (text, images) chat, as vLLM's OpenAI server should answer it:
+    the checkpoint's chat template over ``image_chat.chat_messages``, its processor, then transformers."""
+    from transformers import AutoProcessor
+
+    from tests.e2e.image_chat import chat_messages
+
+    processor = AutoProcessor.from_pretrained(model_dir)
+    prompts = [
+        (
+            processor.tokenizer.apply_chat_template(
+                chat_messages(text, images), tokenize=False, add_generation_prompt=True
+            ),
+            images,
+        )
+        for text, images in chats
+    ]
+    outputs = transformers_vlm_greedy(model_dir, prompts, max_new_tokens, architecture)
+    prompt_ids = [processor(text=[text], images=images or None)["input_ids"][0] for text, images in prompts]
+    return list(zip(prompt_ids, outputs, strict=True))

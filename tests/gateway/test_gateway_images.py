@@ -10,8 +10,7 @@ The engine serves the tiny random-weight Gemma 3 of tests/e2e (images need torch
 
 from __future__ import annotations
 
-import base64
-import io
+import json
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.e2e.image_chat import chat_body, token_ids
 from tests.e2e.tiny_gemma3 import save_tiny_gemma3
 from tests.e2e.tiny_vlm import random_image
 from tests.e2e.vision_env import requires_vision_env
@@ -56,33 +56,13 @@ def image_gateway(start_gateway, tmp_path_factory) -> Iterator[GatewayHandle]:
     yield start_gateway(template, secrets.token_urlsafe(24))
 
 
-def _data_uri(image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def _chat_body(images: list, text: str = "Describe it.") -> dict:
-    content = [{"type": "image_url", "image_url": {"url": _data_uri(image)}} for image in images]
-    return {
-        "model": MODEL,
-        "messages": [{"role": "user", "content": [*content, {"type": "text", "text": text}]}],
-        "max_tokens": 8,
-        "temperature": 0.0,
-        "ignore_eos": True,
-        "return_token_ids": True,
-    }
+def _chat_body(images: list) -> dict:
+    return chat_body(MODEL, "Describe it.", images, max_tokens=8)
 
 
 def _entry(gateway: GatewayHandle) -> dict:
     state = requests.get(f"{gateway.base_url}/admin/api/state", timeout=10).json()
     return next(m for m in state["models"] if m["name"] == MODEL)
-
-
-def _ids(response: requests.Response) -> tuple[list[int], list[int]]:
-    assert response.status_code == 200, response.text
-    body = response.json()
-    return body["prompt_token_ids"], body["choices"][0]["token_ids"]
 
 
 def test_the_model_entry_says_it_takes_images(image_gateway: GatewayHandle) -> None:
@@ -121,12 +101,12 @@ def test_image_chats_are_relayed_unchanged(image_gateway: GatewayHandle) -> None
         body = _chat_body(images)
         via = requests.post(f"{image_gateway.base_url}/v1/chat/completions", json=body, timeout=300)
         assert via.headers["x-tt-serve-engine"] == f"{MODEL}/{entry['generation']}/{entry['pid']}"
-        assert _ids(via) == _ids(requests.post(direct_url, json=body, timeout=300))
+        assert token_ids(via) == token_ids(requests.post(direct_url, json=body, timeout=300))
 
 
 def test_a_body_over_the_limit_is_413_and_the_gateway_keeps_serving(image_gateway: GatewayHandle) -> None:
     url = f"{image_gateway.base_url}/v1/chat/completions"
-    big = requests.models.complexjson.dumps(_chat_body([random_image(5, (400, 300))])).encode()
+    big = json.dumps(_chat_body([random_image(5, (400, 300))])).encode()
     assert len(big) > LIMIT
     declared = requests.post(url, data=big, headers={"Content-Type": "application/json"}, timeout=60)
     chunked = requests.post(
@@ -143,4 +123,4 @@ def test_a_body_over_the_limit_is_413_and_the_gateway_keeps_serving(image_gatewa
             "code": 413,
         }
     assert requests.get(f"{image_gateway.base_url}/health", timeout=10).status_code == 200
-    _ids(requests.post(url, json=_chat_body([random_image(6)]), timeout=300))
+    token_ids(requests.post(url, json=_chat_body([random_image(6)]), timeout=300))
