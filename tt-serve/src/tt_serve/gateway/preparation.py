@@ -97,8 +97,19 @@ async def prepare(
         prepare_model=tuple(data["prepare_model"]) if data.get("prepare_model") else None,
         exclusive_device=bool(data["resolution"]["exclusive_device"]),
         needs_card=data["resolution"].get("hardware") == "tenstorrent",
-        inputs=data.get("model_inputs") or {"inputs": None, "unknown": "not asked"},
+        inputs=_shown_inputs(data.get("model_inputs"), redactor),
     )
+
+
+def _shown_inputs(inputs: Mapping[str, Any] | None, redactor: Redactor) -> dict[str, Any]:
+    """What the model takes, for the read API: why it is unknown is the plugin's text, redacted as the
+    checks' warnings are."""
+    if not inputs:
+        return {"inputs": None, "unknown": "not asked"}
+    shown = dict(inputs)
+    if isinstance(shown.get("unknown"), str):
+        shown["unknown"] = redactor.text(shown["unknown"])
+    return shown
 
 
 async def prepare_model_folder(prepared: Prepared, env: Mapping[str, str]) -> None:
