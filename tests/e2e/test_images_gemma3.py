@@ -2,7 +2,8 @@
 vllm.LLM with pan-and-scan turned on as a user does (``mm_processor_kwargs``, the same on transformers'
 processor), and through vLLM's OpenAI server with the checkpoint's processor defaults (no pan-and-scan),
 images as ``image_url`` data URIs. Image prompts run in one batch with text-only ones; the class declares
-no prefix caching and no chunked prefill, so the platform turns both off. The image tests run where
+no prefix caching and no chunked prefill, so the platform turns both off. Image tokens past
+max_model_len are a 400 naming it, then serving goes on. The image tests run where
 torchvision works (.venv-vision, ``make test-vision``).
 """
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.image_chat import image_model_server, post_chat, token_ids
+from tests.e2e.image_chat import chat_messages, image_model_server, post_chat, token_ids
 from tests.e2e.in_process import in_process_llm
 from tests.e2e.server import RunningServer
 from tests.e2e.tiny_gemma3 import PAN_AND_SCAN, save_tiny_gemma3
@@ -100,3 +101,24 @@ def test_server_image_url_chats_match_transformers(server, folder):
             pool.map(lambda chat: post_chat(server.base_url, SERVED_NAME, *chat, MAX_TOKENS), _chats())
         )
     assert [token_ids(response) for response in responses] == expected
+
+
+@pytest.mark.server
+def test_image_tokens_beyond_max_model_len_is_a_400_then_serving_goes_on(server, folder):
+    """Gemma 3 sets no per-prompt image limit; 40 images' tokens (6 each with their newlines) pass
+    max_model_len and are refused naming it, before the engine; the next chat is served as usual."""
+    from transformers import AutoProcessor
+
+    images = [random_image(seed, (28, 28)) for seed in range(40)]
+    processor = AutoProcessor.from_pretrained(folder)
+    prompt = processor.tokenizer.apply_chat_template(
+        chat_messages("Many.", images), tokenize=False, add_generation_prompt=True
+    )
+    length = len(processor(text=[prompt], images=images)["input_ids"][0])
+    refused = post_chat(server.base_url, SERVED_NAME, "Many.", images, MAX_TOKENS)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["message"] == (
+        f"Input length ({length}) exceeds model's maximum context length ({MAX_MODEL_LEN})."
+    )
+    expected = transformers_chat_greedy(folder, _chats()[:1], MAX_TOKENS, ARCHITECTURE)
+    assert [token_ids(post_chat(server.base_url, SERVED_NAME, *_chats()[0], MAX_TOKENS))] == expected
