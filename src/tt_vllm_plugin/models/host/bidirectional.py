@@ -6,14 +6,12 @@ query sees a key when ``(key <= query or both are in the same block) and key > q
 on full-attention layers). A request's blocks are given as position spans ``[first, end)``.
 
 vLLM's CPU attention kernels have no such mask (vLLM does it only in its GPU backends, ``mm_prefix_range``),
-so a prefill row with a block is attended here in torch from its new tokens' K/V (``rows_from_new_tokens``)
-after the kernels wrote the cache; that needs every key of the row in the pass, i.e. no cached prefix,
-which the image models ensure by declaring neither prefix caching nor chunked prefill.
+so a prefill row with a block is attended in torch from its new tokens' K/V after the kernels wrote the
+cache (``cpu_attention.rows_from_new_tokens``); that needs every key of the row in the pass, i.e. no
+cached prefix, which the image models ensure by declaring neither prefix caching nor chunked prefill.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import torch
 
@@ -36,35 +34,3 @@ def visibility(
     if window is not None:
         mask &= key_pos[None, :] > query_pos[:, None] - window
     return mask
-
-
-def rows_from_new_tokens(
-    out: torch.Tensor,
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    query_start_loc: Sequence[int],
-    starts: Sequence[int],
-    spans_by_row: Sequence[Spans],
-    scale: float,
-    window: int | None,
-    sinks: torch.Tensor | None,
-) -> None:
-    """Overwrite, in ``out`` (N, heads * head_dim), the attention of every row that has blocks, computed
-    from the row's own new ``k``/``v``. Such a row must have no cached prefix."""
-    from tt_vllm_plugin.models.host.paged_attention import prefill_attention
-
-    for row, spans in enumerate(spans_by_row):
-        if not spans:
-            continue
-        if starts[row] != 0:
-            raise NotImplementedError(
-                f"prefill row {row} has image tokens after a cached prefix of {starts[row]} tokens: "
-                "vLLM's CPU attention kernels cannot attend bidirectionally inside an image over a cached "
-                "prefix (set TT_VLLM_HOST_ATTENTION=torch)."
-            )
-        lo, hi = int(query_start_loc[row]), int(query_start_loc[row + 1])
-        row_out = prefill_attention(
-            q[lo:hi], k[lo:hi], v[lo:hi], None, None, None, [0], [hi - lo], scale, window, sinks, [spans]
-        )
-        out[lo:hi] = row_out.to(out.dtype)

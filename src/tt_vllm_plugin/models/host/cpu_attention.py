@@ -25,7 +25,8 @@ import torch
 
 from tt_vllm_plugin import envs
 from tt_vllm_plugin.compat import has_vllm_cpu_op, vllm_cpu_ops
-from tt_vllm_plugin.models.host.bidirectional import Spans, rows_from_new_tokens
+from tt_vllm_plugin.models.host.bidirectional import Spans
+from tt_vllm_plugin.models.host.paged_attention import prefill_attention
 
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _KERNEL_OPS = ("cpu_attn_reshape_and_cache", "cpu_attention_with_kv_cache", "get_scheduler_metadata")
@@ -201,3 +202,34 @@ def host_attention_choice(device: torch.device, dtype: torch.dtype, head_dim: in
 def kernel_block_size_ok(block_size: int) -> bool:
     """Whether the kernels take caches with this block size (the host default, 16, is fine)."""
     return block_size % _KERNEL_BLOCK_ALIGNMENT == 0
+
+
+def rows_from_new_tokens(
+    out: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    query_start_loc: Sequence[int],
+    starts: Sequence[int],
+    spans_by_row: Sequence[Spans],
+    scale: float,
+    window: int | None,
+    sinks: torch.Tensor | None,
+) -> None:
+    """Overwrite, in ``out`` (N, heads * head_dim), the attention of every row that has image blocks
+    (``bidirectional.py``: the kernels have no such mask), computed in torch from the row's own new
+    ``k``/``v``. Such a row must have no cached prefix."""
+    for row, spans in enumerate(spans_by_row):
+        if not spans:
+            continue
+        if starts[row] != 0:
+            raise NotImplementedError(
+                f"prefill row {row} has image tokens after a cached prefix of {starts[row]} tokens: "
+                "vLLM's CPU attention kernels cannot attend bidirectionally inside an image over a cached "
+                "prefix (set TT_VLLM_HOST_ATTENTION=torch)."
+            )
+        lo, hi = int(query_start_loc[row]), int(query_start_loc[row + 1])
+        row_out = prefill_attention(
+            q[lo:hi], k[lo:hi], v[lo:hi], None, None, None, [0], [hi - lo], scale, window, sinks, [spans]
+        )
+        out[lo:hi] = row_out.to(out.dtype)
