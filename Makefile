@@ -141,7 +141,8 @@ clean-ttnn:
 # keeps its CPU torch.
 VENV_VISION ?= .venv-vision
 STAMP_VISION := $(VENV_VISION)/.tt-vllm-installed
-VISION_TESTS := tests/e2e/test_images_engine.py tests/e2e/test_images_server.py
+VISION_TESTS := tests/e2e/test_images_engine.py tests/e2e/test_images_server.py \
+	tests/e2e/test_images_gemma3.py tests/gateway/test_gateway_images.py
 
 .PHONY: vision-env test-vision clean-vision
 

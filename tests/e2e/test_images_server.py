@@ -9,9 +9,6 @@ naming the limit, each followed by a request that succeeds.
 
 from __future__ import annotations
 
-import base64
-import io
-import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,10 +16,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.e2e.server import RunningServer, host_plugin_server
+from tests.e2e.image_chat import image_model_server, post_chat, token_ids
+from tests.e2e.server import RunningServer
 from tests.e2e.tiny_vlm import random_image, save_tiny_qwen2_5_vl
 from tests.e2e.vision_env import requires_vision_env
-from tests.e2e.vlm_reference import transformers_vlm_greedy
+from tests.e2e.vlm_reference import transformers_chat_greedy
 
 pytestmark = [pytest.mark.server, requires_vision_env]
 
@@ -30,17 +28,6 @@ SERVED_NAME = "tiny-qwen2.5-vl"
 MAX_MODEL_LEN = 256
 MAX_TOKENS = 8
 BIG = (224, 224)  # 16 x 16 patches: 64 image tokens, the processor's largest (tiny_vlm.py)
-
-
-def _data_uri(image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def _message(text: str, images: list) -> list[dict]:
-    content = [{"type": "image_url", "image_url": {"url": _data_uri(image)}} for image in images]
-    return [{"role": "user", "content": [*content, {"type": "text", "text": text}]}]
 
 
 def _chats() -> list[tuple[str, list]]:
@@ -61,55 +48,18 @@ def folder(tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def expected(folder) -> list[tuple[list[int], list[int]]]:
     """(prompt ids, greedy output ids) per chat: the chat template and Qwen's processor, then transformers."""
-    from transformers import AutoProcessor
-
-    processor = AutoProcessor.from_pretrained(folder)
-    prompts = []
-    for text, images in _chats():
-        rendered = processor.tokenizer.apply_chat_template(
-            _message(text, images), tokenize=False, add_generation_prompt=True
-        )
-        prompts.append((rendered, images))
-    outputs = transformers_vlm_greedy(folder, prompts, MAX_TOKENS)
-    prompt_ids = [processor(text=[text], images=images or None)["input_ids"][0] for text, images in prompts]
-    return list(zip(prompt_ids, outputs, strict=True))
+    return transformers_chat_greedy(folder, _chats(), MAX_TOKENS)
 
 
 @pytest.fixture(scope="module")
 def server(folder, tmp_path_factory) -> RunningServer:
-    with host_plugin_server(
-        folder,
-        tmp_path_factory.mktemp("images_server"),
-        "--served-model-name",
-        SERVED_NAME,
-        "--dtype",
-        "float32",
-        "--max-model-len",
-        str(MAX_MODEL_LEN),
-        "--max-num-seqs",
-        "4",
-        "--additional-config",
-        json.dumps({"tt": {"kv_cache_tokens": 4096}}),
-    ) as running:
+    log_dir = tmp_path_factory.mktemp("images_server")
+    with image_model_server(folder, log_dir, SERVED_NAME, MAX_MODEL_LEN, kv_cache_tokens=4096) as running:
         yield running
 
 
 def _chat(server: RunningServer, text: str, images: list) -> requests.Response:
-    body = {
-        "model": SERVED_NAME,
-        "messages": _message(text, images),
-        "max_tokens": MAX_TOKENS,
-        "temperature": 0.0,
-        "ignore_eos": True,
-        "return_token_ids": True,
-    }
-    return requests.post(f"{server.base_url}/v1/chat/completions", json=body, timeout=300)
-
-
-def _ids(response: requests.Response) -> tuple[list[int], list[int]]:
-    assert response.status_code == 200, response.text
-    body = response.json()
-    return body["prompt_token_ids"], body["choices"][0]["token_ids"]
+    return post_chat(server.base_url, SERVED_NAME, text, images, MAX_TOKENS)
 
 
 def test_engine_core_resolves_the_multimodal_view(server):
@@ -126,7 +76,7 @@ def test_engine_core_resolves_the_multimodal_view(server):
 def test_concurrent_image_and_text_chats_match_transformers(server, expected):
     with ThreadPoolExecutor(max_workers=len(expected)) as pool:
         responses = list(pool.map(lambda chat: _chat(server, *chat), _chats()))
-    assert [_ids(response) for response in responses] == expected
+    assert [token_ids(response) for response in responses] == expected
 
 
 def _refused(response: requests.Response) -> str:
@@ -137,11 +87,11 @@ def _refused(response: requests.Response) -> str:
 def test_more_images_than_the_model_takes_is_a_400_then_serving_goes_on(server, expected):
     message = _refused(_chat(server, "Five.", [random_image(seed) for seed in range(5)]))
     assert "At most 4 image(s) may be provided in one prompt." in message
-    assert _ids(_chat(server, *_chats()[0])) == expected[0]
+    assert token_ids(_chat(server, *_chats()[0])) == expected[0]
 
 
 def test_image_tokens_beyond_max_model_len_is_a_400_then_serving_goes_on(server, expected):
     images = [random_image(seed, size=BIG) for seed in range(4)]  # 4 x 64 image tokens + 69 of text
     message = _refused(_chat(server, "Four large ones.", images))
     assert message == f"Input length (325) exceeds model's maximum context length ({MAX_MODEL_LEN})."
-    assert _ids(_chat(server, *_chats()[2])) == expected[2]
+    assert token_ids(_chat(server, *_chats()[2])) == expected[2]

@@ -161,6 +161,13 @@ GATEWAY = Section(
             "0",
             "while a model loads: 0 answers 503 + Retry-After at once; N holds requests up to N s",
         ),
+        Key(
+            "max_request_bytes",
+            "positive integer",
+            "33554432 (32 MiB)",
+            "the largest request body the OpenAI routes take (images come base64-encoded inside it); a "
+            "larger one is answered 413 naming this key",
+        ),
         Key("log_dir", "path", "a fresh temporary folder", "engine logs and status files"),
         Key("engine_env_drop", "list of globs", "[]", "variables never passed to engines"),
         Key(

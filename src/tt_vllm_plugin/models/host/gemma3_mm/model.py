@@ -54,6 +54,11 @@ class HostGemma3MMModel(HostGemma3Model):
     image_token_id: int
 
     @classmethod
+    def check_config(cls, config: Any, max_seq_len: int) -> None:
+        """The platform asks with the whole checkpoint config: its text decoder is what is checked."""
+        super().check_config(getattr(config, "text_config", config), max_seq_len)
+
+    @classmethod
     def initialize_vllm_model(
         cls,
         hf_config: Any,
