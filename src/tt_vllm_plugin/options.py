@@ -64,26 +64,54 @@ class TTOptionsError(ValueError):
     pass
 
 
+def _option(default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"doc": doc})
+
+
 @dataclass(frozen=True)
 class TTOptions:
-    # KV budget in tokens across all requests (Tenstorrent's max_tokens_all_users). None: size the
-    # pool from the model's own budget when it has one, else Tenstorrent's default.
-    kv_cache_tokens: int | None = None
-    # False: one prefill_forward call per request instead of one per step for all of them (what
-    # Tenstorrent's runner does), to measure the TTFT that batched prefill saves. Same outputs.
-    prefill_batching: bool = True
-    trace_mode: TraceMode = "all"
-    sample_on_device_mode: SampleOnDeviceMode | None = None
-    always_compat_sampling: bool = False
-    enable_model_warmup: bool = True
-    dispatch_core_axis: DispatchCoreAxis | None = None
-    fabric_config: str | None = None  # a ttnn.FabricConfig member name (fabric_config_names)
-    fabric_reliability_mode: FabricReliabilityModeName | None = None
-    trace_region_size: int | None = None
-    worker_l1_size: int | None = None
-    l1_small_size: int | None = None
-    data_parallel: int = 1
-    optimizations: Optimizations = "performance"
+    # Each option's meaning (metadata "doc") is what docs/reference/tt-options.md shows.
+    kv_cache_tokens: int | None = _option(
+        None,
+        "the KV pool in tokens across all requests (Tenstorrent's max_tokens_all_users); unset: the model's "
+        "own budget (get_max_tokens_all_users), else 131072, capped by --gpu-memory-utilization of host "
+        "memory on the host device (vLLM's --kv-cache-memory-bytes also works there)",
+    )
+    prefill_batching: bool = _option(
+        True,
+        "false: one prefill_forward per request, as Tenstorrent's runner does, instead of one per step for "
+        "all of them (to measure the TTFT batching saves; same outputs)",
+    )
+    trace_mode: TraceMode = _option(
+        "all", "which steps run as captured ttnn traces: prefill and decode, decode only, or none"
+    )
+    sample_on_device_mode: SampleOnDeviceMode | None = _option(
+        None,
+        "sample on the model's device in these steps when every request allows it and the model declares "
+        "supports_sample_on_device; unset: always vLLM's sampler",
+    )
+    always_compat_sampling: bool = _option(False, "true: always vLLM's sampler, whatever the mode says")
+    enable_model_warmup: bool = _option(True, "run the model's warm-up hooks (compiling, capturing traces)")
+    dispatch_core_axis: DispatchCoreAxis | None = _option(
+        None, "ttnn.DispatchCoreAxis for the mesh; unset: ttnn's default"
+    )
+    fabric_config: str | None = _option(
+        None, "ttnn.FabricConfig member; unset: FABRIC_1D (FABRIC_1D_RING on Galaxy) on a multi-device mesh"
+    )
+    fabric_reliability_mode: FabricReliabilityModeName | None = _option(
+        None, "ttnn.FabricReliabilityMode for a multi-device mesh; unset: STRICT_INIT"
+    )
+    trace_region_size: int | None = _option(None, "bytes; unset: 50,000,000 when tracing")
+    worker_l1_size: int | None = _option(None, "bytes; unset: ttnn's default (passed only when set)")
+    l1_small_size: int | None = _option(None, "bytes; unset: ttnn's default (passed only when set)")
+    data_parallel: int = _option(
+        1,
+        "submeshes, each serving max_num_seqs / data_parallel fixed decode slots; must divide the mesh "
+        "and max_num_seqs",
+    )
+    optimizations: Optimizations = _option(
+        "performance", "passed to tt-metal's initialize_vllm_model where it takes it (its precision preset)"
+    )
     # The keys the user actually gave (so an option set to its default still counts as "set").
     given: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
@@ -169,6 +197,50 @@ def _check_value(name: str, value: Any, spec: tuple[Any, bool], source: str) -> 
         allowed = get_args(kind)
         if value not in allowed:
             raise TTOptionsError(f"{where} must be one of {', '.join(map(repr, allowed))}, got {value!r}.")
+
+
+@dataclass(frozen=True)
+class OptionDescription:
+    """One option as a reader sees it (docs/gen_reference.py renders these)."""
+
+    name: str
+    values: str
+    default: str
+    used_on: str
+    doc: str
+
+
+def describe_options() -> list[OptionDescription]:
+    """Every option, in declaration order, from the schema itself: the field, its check, its devices."""
+    described = []
+    for spec in fields(TTOptions):
+        if spec.name == "given":
+            continue
+        kind, nullable = _FIELD_TYPES[spec.name]
+        if kind == "positive_int":
+            values = "positive integer"
+        elif kind is bool:
+            values = "true | false"
+        elif kind == "fabric_config":
+            values = f"a member of the installed ttnn.FabricConfig (ttnn {KNOWN_TTNN_VERSION}'s: " + (
+                ", ".join(KNOWN_FABRIC_CONFIGS) + ")"
+            )
+        else:
+            values = " | ".join(get_args(kind))
+        devices = [
+            name for name, used in (("host", _USED_ON_HOST), ("ttnn", _USED_ON_TTNN)) if spec.name in used
+        ]
+        default = "unset" if spec.default is None else str(spec.default).lower()
+        described.append(
+            OptionDescription(
+                spec.name,
+                values,
+                default,
+                ", ".join(devices),
+                spec.metadata["doc"],
+            )
+        )
+    return described
 
 
 def fabric_config_names() -> tuple[tuple[str, ...], str]:

@@ -23,14 +23,17 @@ import torch
 from vllm.platforms.interface import Platform, PlatformEnum
 
 from tt_vllm_plugin.activation import DeviceChoice, resolve_device
+from tt_vllm_plugin.compat import multimodal as mm_compat
 from tt_vllm_plugin.device.cpu_dtype import REDUCED_PRECISION, CpuArithmetic, decide_compute_dtype
 from tt_vllm_plugin.device.host import HOST_GOMP_SPINCOUNT, host_torch_device
 from tt_vllm_plugin.log import get_logger
 from tt_vllm_plugin.models import registry
 from tt_vllm_plugin.models.contract import (
+    MM_LIMITS_PER_PROMPT,
     SUPPORTS_CHUNKED_PREFILL,
     SUPPORTS_PREFIX_CACHING,
     SUPPORTS_PROMPT_LOGPROBS,
+    takes_images,
 )
 from tt_vllm_plugin.options import report_ignored_options, tt_options_from_vllm_config
 from tt_vllm_plugin.refusals import (
@@ -38,6 +41,8 @@ from tt_vllm_plugin.refusals import (
     PREFIX,
     UnsupportedConfiguration,
     host_sampler_refusal,
+    reject_images_without_processor,
+    reject_multimodal_without_images,
     reject_unsupported,
     reject_unsupported_caching,
 )
@@ -182,7 +187,11 @@ class TTPlatform(Platform):
         if model_config is not None:
             model_cls = _rewrite_architecture(model_config)
             _check_model_config(model_cls, model_config)
+            reject_multimodal_without_images(model_config, model_cls)
             _gate_on_capabilities(vllm_config, model_cls)
+            if takes_images(model_cls):
+                reject_images_without_processor(model_config.hf_config.architectures[0])
+                _configure_images(vllm_config, model_cls)
             reject_unsupported_caching(vllm_config, device, options)
             cls._model_capabilities = dict(model_cls.model_capabilities)
             cls._vocab_size = model_config.get_vocab_size()
@@ -289,3 +298,28 @@ def _gate_on_capabilities(vllm_config: VllmConfig, model_cls: type) -> None:
         scheduler.max_num_batched_tokens = max(
             scheduler.max_num_batched_tokens, vllm_config.model_config.max_model_len
         )
+
+
+# Modalities vLLM's processors take that the runner does not pass to a model (it gathers images only).
+_REFUSED_MODALITIES = ("video", "audio")
+
+
+def _configure_images(vllm_config: VllmConfig, model_cls: type) -> None:
+    """A model that takes images: vLLM's processor refuses, with a 400 naming the limit, more images per
+    prompt than the class allows (``mm_limits_per_prompt``) and any video or audio, before anything reaches
+    the device; with chunked prefill an image is never split between two chunks (a model computes an
+    image's tokens together: bidirectional attention inside Gemma 3's images, one vision pass per image).
+    Prefix caching may stay on: vLLM's block hashes include the images' hashes (``mm_features``).
+    The processor makes ``pixel_values`` as transformers' does (rescaled, normalised): tt-metal's
+    generators and the host models take them so, not vLLM's raw pixels for its own models' forward."""
+    limits = {modality: 0 for modality in _REFUSED_MODALITIES}
+    image_limit = (getattr(model_cls, MM_LIMITS_PER_PROMPT, None) or {}).get("image")
+    if image_limit is not None:
+        limits["image"] = int(image_limit)
+    mm_config = vllm_config.model_config.multimodal_config
+    if mm_config is not None:
+        mm_compat.limit_mm_per_prompt(mm_config, limits)
+        mm_compat.processor_normalizes_images(mm_config)
+    scheduler = vllm_config.scheduler_config
+    if scheduler.enable_chunked_prefill:
+        scheduler.disable_chunked_mm_input = True

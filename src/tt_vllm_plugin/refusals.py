@@ -13,7 +13,8 @@ from typing import Any
 
 from tt_vllm_plugin import compat
 from tt_vllm_plugin.activation import DeviceChoice
-from tt_vllm_plugin.models.registry import NEEDS_IMAGES
+from tt_vllm_plugin.models.contract import takes_images
+from tt_vllm_plugin.models.registry import TAKES_NO_IMAGES, multimodal_view_unavailable
 from tt_vllm_plugin.options import TTOptions
 
 PREFIX = "Not supported on the tt platform: "
@@ -125,8 +126,25 @@ def _model_kind(vllm_config: Any) -> list[str]:
         problems.append(f"the '{model_config.runner_type}' runner: only text generation is supported")
     if model_config.is_encoder_decoder:
         problems.append("encoder-decoder models")
-    if model_config.is_multimodal_model:
-        # Checked before the architecture is rewritten: vLLM knows which checkpoints take images.
-        arch = (getattr(model_config, "architectures", None) or ["the model"])[0]
-        problems.append(f"{arch} {NEEDS_IMAGES}")
     return problems
+
+
+def reject_multimodal_without_images(model_config: Any, model_cls: type) -> None:
+    """A checkpoint vLLM knows as multimodal needs a TT class that takes images (``contract.takes_images``);
+    checked once the architecture is rewritten to its TT class."""
+    if getattr(model_config, "is_multimodal_model", False) and not takes_images(model_cls):
+        arch = model_cls.__name__.removeprefix("TT")
+        raise UnsupportedConfiguration(f"{PREFIX}{arch} {TAKES_NO_IMAGES}.")
+
+
+def reject_images_without_processor(tt_arch: str) -> None:
+    """A class that takes images needs vLLM's processor for its architecture, which needs torchvision."""
+    why = multimodal_view_unavailable(tt_arch)
+    if why is not None:
+        import torch
+
+        raise UnsupportedConfiguration(
+            f"{PREFIX}{tt_arch} takes images, and {why}. vLLM's image processors need torchvision: "
+            f"install the torchvision release built for this torch ({torch.__version__}); "
+            "see 'Images' in docs/models/index.md."
+        )

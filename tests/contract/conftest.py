@@ -35,6 +35,7 @@ from tt_vllm_plugin.activation import DeviceChoice
 from tt_vllm_plugin.device.host import HostDevice
 from tt_vllm_plugin.device.mesh import kv_heads_per_device
 from tt_vllm_plugin.models import registry, user_models
+from tt_vllm_plugin.models.contract import takes_images
 from tt_vllm_plugin.models.tt_metal import adapter as tt_metal_adapter
 from tt_vllm_plugin.models.tt_metal import generators
 from tt_vllm_plugin.options import TTOptions
@@ -84,8 +85,12 @@ def subject_specs(config: pytest.Config) -> list[SubjectSpec]:
         if device != "host":
             raise pytest.UsageError("--tt-device ttnn needs --tt-model (and --hf-model)")
         host = registry.implementations(DeviceChoice.HOST)
+        # Classes that take images (prefill returns (logits, rope_deltas), the reference is a
+        # vision-language model) are checked with images in tests/e2e/test_images_*.py instead.
         specs = [
-            SubjectSpec(name, path, False, name.removeprefix("TT")) for name, path in sorted(host.items())
+            SubjectSpec(name, path, False, name.removeprefix("TT"))
+            for name, path in sorted(host.items())
+            if not takes_images(registry.load_model_class(name, DeviceChoice.HOST))
         ]
         return specs + [
             SubjectSpec("adapter-TTLlamaForCausalLM", host["TTLlamaForCausalLM"], True, "LlamaForCausalLM")

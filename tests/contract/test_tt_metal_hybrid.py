@@ -40,14 +40,22 @@ HEAD_DIM = COMMON["hidden_size"] // COMMON["num_attention_heads"]
 
 @pytest.fixture(scope="module")
 def vllm_config(tmp_path_factory):
-    """A real VllmConfig on the tt platform for a checkpoint with Gemma/GPT-OSS-style ``layer_types``."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """A real VllmConfig on the tt platform for a checkpoint with Gemma/GPT-OSS-style ``layer_types``
+    (a sliding Qwen2: an architecture whose config the platform's check takes with sliding layers, where
+    transformers' Llama has none)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
     from vllm.engine.arg_utils import EngineArgs
 
     folder = tmp_path_factory.mktemp("hybrid")
-    config = LlamaConfig(**{**COMMON, "num_hidden_layers": 4}, layer_types=LAYER_TYPES, sliding_window=32)
-    config.architectures = ["LlamaForCausalLM"]
-    LlamaForCausalLM(config).save_pretrained(folder)
+    config = Qwen2Config(
+        **{**COMMON, "num_hidden_layers": 4},
+        layer_types=LAYER_TYPES,
+        sliding_window=32,
+        use_sliding_window=True,
+        max_window_layers=4,
+    )
+    config.architectures = ["Qwen2ForCausalLM"]
+    Qwen2ForCausalLM(config).save_pretrained(folder)
     return EngineArgs(
         model=str(folder),
         skip_tokenizer_init=True,

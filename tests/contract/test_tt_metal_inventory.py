@@ -1,6 +1,7 @@
 """The ttnn device serves every generator class the installed tt-metal has (src/tt_vllm_plugin/models/
-tt_metal/inventory.py), under the TT names Tenstorrent's plugin gives them, and refuses by name those that
-need images. Checked against checkouts written to disk (tests/contract/tt_metal_checkout.py) whose
+tt_metal/inventory.py), under the TT names Tenstorrent's plugin gives them (the image classes whose images
+the adapter passes among them, declaring ``supports_multimodal``), and refuses by name the image classes it
+cannot feed. Checked against checkouts written to disk (tests/contract/tt_metal_checkout.py) whose
 generator modules hold the class names of the real ones:
 
 - ttt_compat: tenstorrent/tt-metal ``models/ttt_compat/tt/generator_vllm.py`` @
@@ -20,9 +21,11 @@ from pathlib import Path
 import pytest
 
 from tests.contract import tt_metal_doubles as doubles
+from tests.contract import tt_metal_image_doubles as image_doubles
 from tests.contract.tt_metal_checkout import on_path, write_checkout
 from tt_vllm_plugin.activation import DeviceChoice
 from tt_vllm_plugin.models import registry
+from tt_vllm_plugin.models.contract import takes_images
 
 DOUBLE = f"{doubles.__name__}:TttCompatLlama"
 TT_TRANSFORMERS_CLASSES = (
@@ -39,15 +42,18 @@ TTT_COMPAT_CLASSES = (
     "Exaone4_5_ForConditionalGeneration",
     "HybridAttentionForCausalLM",
 )
-IMAGES = [
-    "Gemma3ForConditionalGeneration",
-    "Mistral3ForConditionalGeneration",
-    "MllamaForConditionalGeneration",
-]
+IMAGES = ["MllamaForConditionalGeneration"]
+
+
+def double_for(name: str) -> str:
+    """The image classes are their own doubles (the adapter knows them by name); the rest re-export one."""
+    if hasattr(image_doubles, name):
+        return f"{image_doubles.__name__}:{name}"
+    return DOUBLE
 
 
 def checkout(root: Path, layout: str, names: tuple[str, ...], **kwargs) -> Path:
-    return write_checkout(root, {layout: dict.fromkeys(names, DOUBLE)}, **kwargs)
+    return write_checkout(root, {layout: {name: double_for(name) for name in names}}, **kwargs)
 
 
 def test_the_ttt_compat_release_serves_all_its_text_generators(tmp_path: Path) -> None:
@@ -60,6 +66,8 @@ def test_the_ttt_compat_release_serves_all_its_text_generators(tmp_path: Path) -
             "TTMistralForCausalLM": f"{module}:MistralForCausalLM",
             "TTGptOssForCausalLM": f"{module}:GptOssForCausalLM",
             "TTExaone4_5_ForConditionalGeneration": f"{module}:Exaone4_5_ForConditionalGeneration",
+            "TTGemma3ForConditionalGeneration": f"{module}:Gemma3ForConditionalGeneration",
+            "TTMistral3ForConditionalGeneration": f"{module}:Mistral3ForConditionalGeneration",
         }
         assert registry.architectures_needing_images(DeviceChoice.TTNN) == IMAGES
         # vLLM knows the checkpoint as multimodal; the class serves its text, so vLLM gets the bare name.
@@ -69,8 +77,10 @@ def test_the_ttt_compat_release_serves_all_its_text_generators(tmp_path: Path) -
 def test_the_tt_transformers_release_serves_its_own(tmp_path: Path) -> None:
     with on_path(checkout(tmp_path, "tt_transformers", TT_TRANSFORMERS_CLASSES)):
         assert registry.supported_architectures(DeviceChoice.TTNN) == [
+            "Gemma3ForConditionalGeneration",
             "GptOssForCausalLM",
             "LlamaForCausalLM",
+            "Mistral3ForConditionalGeneration",
             "MistralForCausalLM",
             "Qwen2ForCausalLM",
             "Qwen3ForCausalLM",
@@ -81,10 +91,24 @@ def test_the_tt_transformers_release_serves_its_own(tmp_path: Path) -> None:
 def test_a_generator_that_needs_images_is_refused_by_name(tmp_path: Path) -> None:
     with on_path(checkout(tmp_path, "ttt_compat", TTT_COMPAT_CLASSES)):
         with pytest.raises(ValueError) as error:
-            registry.load_model_class("TTGemma3ForConditionalGeneration", DeviceChoice.TTNN)
+            registry.load_model_class("TTMllamaForConditionalGeneration", DeviceChoice.TTNN)
     assert str(error.value) == (
-        "Gemma3ForConditionalGeneration needs images; multimodal models are not supported yet "
-        "(tt-metal's models.ttt_compat.tt.generator_vllm:Gemma3ForConditionalGeneration)."
+        "MllamaForConditionalGeneration needs images; multimodal models are not supported yet "
+        "(tt-metal's models.ttt_compat.tt.generator_vllm:MllamaForConditionalGeneration)."
+    )
+
+
+def test_image_classes_the_adapter_feeds_are_served_declaring_images(tmp_path: Path) -> None:
+    """The platform accepts a multimodal checkpoint only for a class declaring ``supports_multimodal``."""
+    from tt_vllm_plugin.models.tt_metal import images, inventory
+
+    with on_path(checkout(tmp_path, "ttt_compat", TTT_COMPAT_CLASSES)):
+        gemma3 = registry.load_model_class("TTGemma3ForConditionalGeneration", DeviceChoice.TTNN)
+        llama = registry.load_model_class("TTLlamaForCausalLM", DeviceChoice.TTNN)
+    assert takes_images(gemma3) and not takes_images(llama)
+    # One home for which classes take images: the inventory's flags name the classes images.py feeds.
+    assert {entry.name for entry in inventory.GENERATOR_CLASSES if entry.takes_images} == set(
+        images.CONVENTIONS
     )
 
 
@@ -112,8 +136,11 @@ def test_classes_elsewhere_in_the_models_package_count_when_their_module_is_ther
         "TTGemma4ForCausalLM": gemma4,
         "TTGemma4ForConditionalGeneration": gemma4,
         "TTGemma4UnifiedForConditionalGeneration": gemma4,
+        "TTQwen2_5_VLForConditionalGeneration": (
+            "models.demos.qwen25_vl.tt.generator_vllm:Qwen2_5_VLForConditionalGeneration"
+        ),
     }
-    assert images == ["Qwen2_5_VLForConditionalGeneration"]
+    assert images == []
     # As Tenstorrent's plugin, the Gemma 4 names go to vLLM's registry bare too (vLLM sees text only).
     assert sorted(bare) == [name.removeprefix("TT") for name in sorted(served) if "Gemma4" in name]
 

@@ -189,7 +189,15 @@ def runner_prefill(model: Any, slots: DecodeSlots, req_ids: list[str], rows: lis
             start_pos=torch.zeros(len(rows), dtype=torch.int32),
         ),
     )
-    ctx = SimpleNamespace(model=model, batch=batch, slots=slots, kv_cache=[], layer_groups=None)
+    ctx = SimpleNamespace(
+        model=model,
+        batch=batch,
+        slots=slots,
+        kv_cache=[],
+        layer_groups=None,
+        takes_images=False,
+        rope_deltas=None,
+    )
     return single_prefill(ctx, np.array(rows), np.array([4] * len(rows)), extra)
 
 

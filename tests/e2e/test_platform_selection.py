@@ -81,6 +81,7 @@ def test_unknown_architecture_lists_the_supported_ones(tmp_path):
     # vLLM's config validation (pydantic) wraps the platform's error; the message is ours, whole.
     assert (
         "Architecture 'GPT2LMHeadModel' has no TT implementation. Supported architectures: "
-        "Gemma3ForCausalLM, GptOssForCausalLM, LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, "
-        "Qwen3ForCausalLM, Qwen3MoeForCausalLM."
+        "Gemma3ForCausalLM, Gemma3ForConditionalGeneration, GptOssForCausalLM, LlamaForCausalLM, "
+        "MistralForCausalLM, Qwen2ForCausalLM, Qwen2_5_VLForConditionalGeneration, Qwen3ForCausalLM, "
+        "Qwen3MoeForCausalLM."
     ) in str(error.value)

@@ -103,9 +103,14 @@ def test_config_without_gateway_section_has_none(tmp_path: Path) -> None:
         (
             "[gateway]\nprot = 1\n",
             "gateway.prot: unknown key; allowed keys here: cards, cluster, device_root, drain_timeout_s, "
-            "engine_env_drop, engine_env_keep, hold_requests_s, host, log_dir, models, port, start_timeout_s",
+            "engine_env_drop, engine_env_keep, hold_requests_s, host, log_dir, max_request_bytes, models, "
+            "port, start_timeout_s",
         ),
         ("[gateway]\nport = 0\n", "gateway.port: must be a positive integer, got int 0"),
+        (
+            '[gateway]\nmax_request_bytes = "32M"\n',
+            "gateway.max_request_bytes: must be a positive integer, got str '32M'",
+        ),
         (
             "[gateway]\nhold_requests_s = -1\n",
             "gateway.hold_requests_s: must be a number of seconds, 0 or more, got int -1",

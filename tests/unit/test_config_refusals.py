@@ -1,9 +1,9 @@
 """Features the tt platform refuses before the engine starts, each with a message naming the option.
 
 Real engine configs (vLLM's EngineArgs, the embedded model) go through the platform's config check;
-encoder-decoder and multimodal need such a checkpoint, so those two rows give ``reject_unsupported``
-a config object with just the fields it reads; so does prefix caching with data_parallel > 1, which
-only the ttnn device acts on.
+encoder-decoder and multimodal need such a checkpoint, so those rows give ``reject_unsupported`` (and
+``reject_multimodal_without_images``) a config object with just the fields it reads; so does prefix
+caching with data_parallel > 1, which only the ttnn device acts on.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from tt_vllm_plugin.options import TTOptions
 from tt_vllm_plugin.refusals import (
     UnsupportedConfiguration,
     host_sampler_refusal,
+    reject_multimodal_without_images,
     reject_unsupported,
     reject_unsupported_caching,
 )
@@ -91,14 +92,7 @@ def _config(**model_fields) -> SimpleNamespace:
     ("model_fields", "message"),
     [
         ({"is_encoder_decoder": True}, "encoder-decoder models."),
-        (
-            {"is_multimodal_model": True, "architectures": ["Gemma3ForConditionalGeneration"]},
-            "Gemma3ForConditionalGeneration needs images; multimodal models are not supported yet.",
-        ),
-        (
-            {"is_encoder_decoder": True, "is_multimodal_model": True},
-            "encoder-decoder models; the model needs images; multimodal models are not supported yet.",
-        ),
+        ({"is_encoder_decoder": True, "is_multimodal_model": True}, "encoder-decoder models."),
     ],
 )
 def test_refused_model_kinds(model_fields, message):
@@ -109,6 +103,28 @@ def test_refused_model_kinds(model_fields, message):
 
 def test_a_plain_generation_config_passes():
     reject_unsupported(_config())
+
+
+class TTGemma3ForConditionalGeneration:  # a TT class serving only the text of a multimodal checkpoint
+    pass
+
+
+class TTQwen2_5_VLForConditionalGeneration:
+    supports_multimodal = True
+
+
+def test_a_multimodal_checkpoint_needs_a_class_that_takes_images():
+    multimodal = SimpleNamespace(is_multimodal_model=True)
+    with pytest.raises(UnsupportedConfiguration) as error:
+        reject_multimodal_without_images(multimodal, TTGemma3ForConditionalGeneration)
+    assert str(error.value) == (
+        PREFIX + "Gemma3ForConditionalGeneration is a multimodal model, and its TT class takes no images "
+        "(it declares no supports_multimodal)."
+    )
+    reject_multimodal_without_images(multimodal, TTQwen2_5_VLForConditionalGeneration)
+    reject_multimodal_without_images(
+        SimpleNamespace(is_multimodal_model=False), TTGemma3ForConditionalGeneration
+    )
 
 
 @pytest.mark.parametrize("v1_sampler", [True, False], ids=["vllm-with-v1-sampler", "vllm-0.34-host-sampler"])

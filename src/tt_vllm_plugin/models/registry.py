@@ -22,6 +22,7 @@ import importlib
 from dataclasses import dataclass
 
 from tt_vllm_plugin.activation import DeviceChoice, DeviceSelectionError, resolve_device
+from tt_vllm_plugin.compat import multimodal as mm_compat
 from tt_vllm_plugin.models import user_models
 from tt_vllm_plugin.models.tt_metal import adapter as tt_metal_adapter
 from tt_vllm_plugin.models.tt_metal import generators
@@ -30,24 +31,32 @@ from tt_vllm_plugin.models.user_models import UserModel
 
 _HOST_LLAMA = "tt_vllm_plugin.models.host.llama.architectures"
 _HOST_GEMMA3 = "tt_vllm_plugin.models.host.gemma3.architectures"
+_HOST_GEMMA3_MM = "tt_vllm_plugin.models.host.gemma3_mm.architectures"
 _HOST_QWEN3_MOE = "tt_vllm_plugin.models.host.qwen3_moe.architectures"
 _HOST_GPT_OSS = "tt_vllm_plugin.models.host.gpt_oss.architectures"
+_HOST_QWEN2_5_VL = "tt_vllm_plugin.models.host.qwen2_5_vl.model"
 
 # TT architecture name -> "module:ClassName" of the host (PyTorch) implementation.
 TT_MODEL_CLASSES: dict[str, str] = {
     "TTGemma3ForCausalLM": f"{_HOST_GEMMA3}:TTGemma3ForCausalLM",
+    "TTGemma3ForConditionalGeneration": f"{_HOST_GEMMA3_MM}:TTGemma3ForConditionalGeneration",
     "TTGptOssForCausalLM": f"{_HOST_GPT_OSS}:TTGptOssForCausalLM",
     "TTLlamaForCausalLM": f"{_HOST_LLAMA}:TTLlamaForCausalLM",
     "TTMistralForCausalLM": f"{_HOST_LLAMA}:TTMistralForCausalLM",
     "TTQwen2ForCausalLM": f"{_HOST_LLAMA}:TTQwen2ForCausalLM",
     "TTQwen3ForCausalLM": f"{_HOST_LLAMA}:TTQwen3ForCausalLM",
     "TTQwen3MoeForCausalLM": f"{_HOST_QWEN3_MOE}:TTQwen3MoeForCausalLM",
+    "TTQwen2_5_VLForConditionalGeneration": f"{_HOST_QWEN2_5_VL}:TTQwen2_5_VLForConditionalGeneration",
 }
 
 _TT_PREFIX = "TT"
 BUILT_IN = "the built-in map"
 # How a class that takes images is refused, here and in refusals.py.
 NEEDS_IMAGES = "needs images; multimodal models are not supported yet"
+# How a multimodal checkpoint whose TT class takes no images is refused (refusals.py).
+TAKES_NO_IMAGES = (
+    "is a multimodal model, and its TT class takes no images (it declares no supports_multimodal)"
+)
 
 
 def tt_architecture(hf_arch: str) -> str:
@@ -151,6 +160,14 @@ def _import(model: UserModel) -> type:
 
 # Names this process registered with vLLM (to the stand-in), so repeated calls stay quiet.
 _registered_with_vllm: set[str] = set()
+# TT names that take images but whose multimodal view could not be built here -> why (the platform
+# refuses to serve them with that reason; every other model is served as usual).
+_views_unavailable: dict[str, str] = {}
+
+
+def multimodal_view_unavailable(tt_arch: str) -> str | None:
+    """Why vLLM could not be shown its multimodal class for ``tt_arch`` in this process, or None."""
+    return _views_unavailable.get(tt_arch)
 
 
 def register_with_vllm(device: DeviceChoice | None = None) -> None:
@@ -165,5 +182,21 @@ def register_with_vllm(device: DeviceChoice | None = None) -> None:
     resolved = resolve(device)
     for name in [*resolved.served, *resolved.bare_names]:
         if name not in _registered_with_vllm:
-            ModelRegistry.register_model(name, TTModelForVllm)
+            ModelRegistry.register_model(name, _vllm_view(name, resolved, device) or TTModelForVllm)
             _registered_with_vllm.add(name)
+
+
+def _vllm_view(name: str, resolved: Resolved, device: DeviceChoice | None) -> type | None:
+    """vLLM's own multimodal class for a served TT name whose class takes images (it carries the
+    architecture's processor; ``vllm_multimodal_view.py``), else None. Only architectures vLLM knows as
+    multimodal load their TT class here."""
+    from tt_vllm_plugin.models.vllm_multimodal_view import ProcessorUnavailable, multimodal_view
+
+    hf_arch = name.removeprefix(_TT_PREFIX)
+    if name not in resolved.served or not mm_compat.is_vllm_multimodal_architecture(hf_arch):
+        return None
+    try:
+        return multimodal_view(name, hf_arch, load_model_class(name, device))
+    except ProcessorUnavailable as error:  # e.g. no torchvision: text models are still served
+        _views_unavailable[name] = str(error)
+        return None

@@ -21,6 +21,7 @@ from tt_vllm_plugin.compat import (
     resumed_req_ids,
     resumed_token_ids,
 )
+from tt_vllm_plugin.compat.multimodal import request_mm_features
 from tt_vllm_plugin.worker.decode_slots import DecodeSlots
 from tt_vllm_plugin.worker.input_batch import TTInputBatch
 from tt_vllm_plugin.worker.prompt_logprobs import PromptLogprobs
@@ -116,7 +117,7 @@ def _new_request_state(new: NewRequestData) -> CachedRequestState:
     return request_state_class()(
         req_id=new.req_id,
         prompt_token_ids=new.prompt_token_ids,
-        mm_features=[],
+        mm_features=request_mm_features(new),  # kept for a recompute after preemption
         sampling_params=params,
         generator=generator,
         block_ids=new.block_ids,

@@ -49,6 +49,9 @@ def run_decode(
         }
     if async_read:
         extra["read_from_device"] = False
+    if ctx.rope_deltas is not None:  # M-RoPE: every request's delta from its prefill, by slot
+        ctx.rope_deltas.keep_only(ctx.requests)
+        extra["rope_deltas_all_users"] = ctx.rope_deltas.for_slots(req_ids, slots.tolist(), max_batch)
     if ctx.layer_groups is not None:  # hybrid attention: each layer's own group's blocks, per slot
         extra["page_tables_per_layer"] = ctx.batch.page_tables_per_layer(rows, slots, ctx.layer_groups)
     with ctx.metrics.model_call("decode", len(rows)):

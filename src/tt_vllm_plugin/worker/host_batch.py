@@ -71,6 +71,11 @@ class HostBlockTable:
 class HostMultiGroupBlockTable(list):
     """One :class:`HostBlockTable` per KV cache group (vLLM's ``MultiGroupBlockTable``)."""
 
+    @property
+    def block_tables(self) -> list[HostBlockTable]:
+        """The groups' tables, under the name vLLM's ``MultiGroupBlockTable`` gives them."""
+        return list(self)
+
     def add_row(self, block_ids: Sequence[list[int]], row: int) -> None:
         for table, ids in zip(self, block_ids, strict=True):
             table.add_row(ids, row)

@@ -31,12 +31,20 @@ from vllm.v1.kv_cache_interface import KVCacheConfig, KVCacheSpec
 from vllm.v1.outputs import EMPTY_MODEL_RUNNER_OUTPUT, AsyncModelRunnerOutput, ModelRunnerOutput
 
 from tt_vllm_plugin.compat import logits_processors, make_sampler, vllm_v1_runner_parts
+from tt_vllm_plugin.compat.multimodal import uses_mrope
 from tt_vllm_plugin.device.mesh import kv_heads_per_device
 from tt_vllm_plugin.log import get_logger
 from tt_vllm_plugin.models import registry
-from tt_vllm_plugin.models.contract import SUPPORTS_SAMPLE_ON_DEVICE, KVCache, TTModel, capability
+from tt_vllm_plugin.models.contract import (
+    SUPPORTS_SAMPLE_ON_DEVICE,
+    KVCache,
+    TTModel,
+    capability,
+    takes_images,
+)
 from tt_vllm_plugin.models.device_sampling import device_max_top_k
 from tt_vllm_plugin.models.tt_metal.signatures import accepts
+from tt_vllm_plugin.models.vllm_multimodal_view import describe_resolution
 from tt_vllm_plugin.options import TTOptions
 from tt_vllm_plugin.worker.batch_update import append_sampled_tokens, update_states
 from tt_vllm_plugin.worker.decode import async_decode_usable, finish_decode_read, run_decode
@@ -45,6 +53,7 @@ from tt_vllm_plugin.worker.fault_injection import FaultInjector
 from tt_vllm_plugin.worker.input_batch import TTInputBatch, make_input_batch
 from tt_vllm_plugin.worker.kv_cache_layout import KVShape, allocate, layer_groups, per_layer_specs
 from tt_vllm_plugin.worker.metrics import StepMetrics
+from tt_vllm_plugin.worker.multimodal_inputs import RopeDeltas
 from tt_vllm_plugin.worker.prefill import run_prefill
 from tt_vllm_plugin.worker.prompt_logprobs import PromptLogprobs
 from tt_vllm_plugin.worker.sampling import runner_output, sample_on_host, sampled_on_device
@@ -103,6 +112,9 @@ class TTModelRunner:
         self.decode_layout = DecodeLayout()
         self.async_decode = False  # set from the model's capabilities in load_model
         self.layer_groups: list[int] | None = None  # each layer's KV cache group, when several
+        self.takes_images = False  # set in load_model: prefills then get their rows' images
+        # M-RoPE checkpoints: each request's delta from prefill to decode (multimodal_inputs.py).
+        self.rope_deltas = RopeDeltas() if uses_mrope(self.model_config) else None
 
     # ---- start-up -------------------------------------------------------------------------------
 
@@ -117,6 +129,13 @@ class TTModelRunner:
             self.max_model_len,
         )
         logger.info("Loaded %s in %.1f s", model_cls.__name__, time.perf_counter() - start)
+        self.takes_images = takes_images(model_cls)
+        if self.takes_images:
+            # This process (the engine core, spawned) never ran the platform's config check, where the
+            # API server registered the TT names; vLLM's multimodal registry here resolves the
+            # architecture to its multimodal view (encoder budget, processor), so register them here too.
+            registry.register_with_vllm()
+            logger.info("%s (its processor prepares the images)", describe_resolution(self.model_config))
         self.async_decode = async_decode_usable(self.tt_model)
 
     def kv_cache_shape(self, num_blocks: int) -> tuple[int, int, int, int]:
@@ -274,6 +293,8 @@ class TTModelRunner:
             slots=self.decode_slots,
             metrics=self.metrics,
             layer_groups=self.layer_groups,
+            takes_images=self.takes_images,
+            rope_deltas=self.rope_deltas,
         )
 
 

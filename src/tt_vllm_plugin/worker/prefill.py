@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from vllm.v1.outputs import LogprobsTensors
 
+from tt_vllm_plugin.worker.multimodal_inputs import prefill_image_kwargs
 from tt_vllm_plugin.worker.prompt_logprobs import PromptLogprobs
 from tt_vllm_plugin.worker.step_data import RowOutputs, StepContext
 from tt_vllm_plugin.worker.step_plan import StepPlan
@@ -95,6 +96,9 @@ def single_prefill(
     extra = {**extra, "empty_slots": ctx.slots.of(ctx.batch.req_ids[row] for row in rows).tolist()}
     if ctx.layer_groups is not None:  # hybrid attention: each layer's own group's blocks
         extra["page_tables_per_layer"] = ctx.batch.page_tables_per_layer(rows, None, ctx.layer_groups)
+    req_ids = [ctx.batch.req_ids[row] for row in rows]
+    if ctx.takes_images:
+        extra.update(prefill_image_kwargs(ctx.requests[req_id] for req_id in req_ids))
     out = ctx.model.prefill_forward(
         inputs.tokens,
         inputs.page_table,
@@ -103,6 +107,9 @@ def single_prefill(
         start_pos=inputs.start_pos,
         **extra,
     )
+    if ctx.rope_deltas is not None:  # M-RoPE models return (logits, rope_deltas)
+        out, deltas = out
+        ctx.rope_deltas.record(req_ids, deltas)
     # A device may pad its batch (logits or sampled ids): keep only the rows asked for. Flat
     # all-position logits have no padding and no per-request rows.
     return out if extra.get("return_all_logits") else out[: len(rows)]

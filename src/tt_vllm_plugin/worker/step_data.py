@@ -20,6 +20,7 @@ from tt_vllm_plugin.models.contract import KVCache, TTModel
 from tt_vllm_plugin.worker.decode_slots import DecodeSlots
 from tt_vllm_plugin.worker.input_batch import TTInputBatch
 from tt_vllm_plugin.worker.metrics import StepMetrics
+from tt_vllm_plugin.worker.multimodal_inputs import RopeDeltas
 
 if TYPE_CHECKING:
     from vllm.v1.worker.gpu_input_batch import CachedRequestState
@@ -39,6 +40,10 @@ class StepContext:
     # The KV cache group of each layer when there are several (hybrid attention): the model then gets
     # page_tables_per_layer; None with one group.
     layer_groups: list[int] | None = None
+    # The model takes images: each prefill gets its rows' image features (multimodal_inputs.py).
+    takes_images: bool = False
+    # M-RoPE models: each request's delta from its prefill, passed to every decode; None otherwise.
+    rope_deltas: RopeDeltas | None = None
 
 
 @dataclass(frozen=True)

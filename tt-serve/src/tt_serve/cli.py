@@ -1,7 +1,7 @@
 """tt-serve: pick the vLLM platform plugin for a model, check it, and run vLLM's OpenAI server with it.
 
     tt-serve resolve MODEL [--backend B] [--config F] [--json]
-    tt-serve serve MODEL [--backend B] [--config F] [--dry-run] [--json] [--allow-untrusted]
+    tt-serve serve MODEL [--backend B] [--config F] [--dry-run] [--json] [--model-inputs] [--allow-untrusted]
                          [--restart no|on-failure] [--max-restarts N]
                          [vLLM args] [-- vLLM args]
     tt-serve backends [--config F] [--json]
@@ -77,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="print the environment and command, do not start"
     )
     serve.add_argument("--json", action="store_true", help="with --dry-run: print JSON")
+    serve.add_argument(
+        "--model-inputs",
+        action="store_true",
+        help="with --dry-run: also ask the plugin what the model takes (text, images); this imports the "
+        "plugin's model classes in the backend's environment (a second or two). The gateway asks it",
+    )
     serve.add_argument(
         "--allow-untrusted",
         action="store_true",
@@ -157,11 +163,16 @@ def cmd_serve(args: argparse.Namespace, vllm_args: list[str]) -> int:
     from tt_serve.checks import Status
     from tt_serve.launch import run
     from tt_serve.models import prepare_model
-    from tt_serve.planning import alias_command, check, plan
+    from tt_serve.planning import alias_command, check, model_inputs, plan
 
     started = time.perf_counter()
     config = _config(args.config)
-    resolution, checked = check(_resolution(args, config), config, allow_untrusted=args.allow_untrusted)
+    resolution, checked = check(
+        _resolution(args, config),
+        config,
+        allow_untrusted=args.allow_untrusted,
+        ask_inputs=args.dry_run and args.model_inputs,
+    )
     checked.raise_for_failure()
     launch_plan = plan(resolution, config, checked, vllm_args)
     overhead_ms = (time.perf_counter() - started) * 1000
@@ -182,6 +193,7 @@ def cmd_serve(args: argparse.Namespace, vllm_args: list[str]) -> int:
                     "env": dict(launch_plan.env_changes),
                     "command": list(launch_plan.argv),
                     "prepare_model": alias_command(checked) if resolution.model.alias else None,
+                    "model_inputs": model_inputs(resolution, checked) if args.model_inputs else None,
                     "overhead_ms": round(overhead_ms, 1),
                 },
                 indent=2,
@@ -205,6 +217,10 @@ def cmd_serve(args: argparse.Namespace, vllm_args: list[str]) -> int:
     )
     env_text = " ".join(f"{k}={shlex.quote(v)}" for k, v in launch_plan.env_changes.items())
     if args.dry_run:
+        if args.model_inputs:
+            inputs = model_inputs(resolution, checked)
+            takes = ", ".join(inputs["inputs"]) if inputs["inputs"] else f"unknown ({inputs['unknown']})"
+            print(f"model takes: {takes}")
         print("environment (set on top of the current one):")
         for name, value in launch_plan.env_changes.items():
             print(f"  {name}={shlex.quote(value)}")

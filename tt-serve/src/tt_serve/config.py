@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tt_serve import envs
+from tt_serve import config_keys, envs
 from tt_serve.catalog import Backend, Catalog, HardwareNeed, builtin_backends
 from tt_serve.config_reader import ConfigReader, args_from_mapping, key_path, kind
 from tt_serve.errors import ExitCode, ServeError
@@ -51,21 +51,12 @@ if TYPE_CHECKING:
 
 CONFIG_ENV = envs.TT_SERVE_CONFIG.name
 
-_TOP_KEYS = {"models", "backends", "trust", "gateway"}
-_MODEL_KEYS = {"backend", "vllm_args", "tt", "env"}
-_BACKEND_KEYS = {
-    "distribution",
-    "entry_point",
-    "vllm",
-    "hardware",
-    "install",
-    "env",
-    "description",
-    "python",
-    "exclusive_device",
-}
-_TRUST_KEYS = {"allow", "pins", "general_plugins"}
-_PIN_KEYS = {"version", "record_sha256"}
+# The allowed keys of each section, with their meaning, live in config_keys.py (the docs' reference too).
+_TOP_KEYS = config_keys.TOP.names()
+_MODEL_KEYS = config_keys.MODEL.names()
+_BACKEND_KEYS = config_keys.BACKEND.names()
+_TRUST_KEYS = config_keys.TRUST.names()
+_PIN_KEYS = config_keys.PIN.names()
 
 
 @dataclass(frozen=True, eq=False)

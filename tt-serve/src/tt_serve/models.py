@@ -23,6 +23,10 @@ DEFAULT_ALIAS = "smollm2-135m-instruct"
 # asked of the backend's environment, and prepared there.
 ALIAS_MODULE = "tt_vllm_plugin.models.default"
 ALIAS_FOLDER_CALL = (f"{ALIAS_MODULE}:default_model_dir", [])
+# What the model takes (text; images too), asked of our plugin in the backend's environment: the TT
+# class's own declaration (tt_vllm_plugin/models/inputs.py). Its argument: the model folder, or None for
+# the embedded model.
+MODEL_INPUTS_CALL = "tt_vllm_plugin.models.inputs:model_inputs"
 METADATA_FILE = "tt-serve.json"
 METADATA_KEY = "tt_serve"
 _METADATA_SOURCES = (METADATA_FILE, "config.json")
@@ -134,3 +138,13 @@ def prepare_model(ref: ModelRef, command: list[str]) -> None:
             f"{done.stderr.strip()[-1500:]}",
             ExitCode.RESOLUTION,
         )
+
+
+def inputs_question(ref: ModelRef) -> tuple[str, list[str | None]] | None:
+    """The probe call that asks what ``ref`` takes, or None when its files are not here to read (a Hub id
+    not in the local cache: vLLM downloads it when the engine starts)."""
+    if ref.alias:
+        return MODEL_INPUTS_CALL, [None]
+    if ref.folder is None:
+        return None
+    return MODEL_INPUTS_CALL, [str(ref.folder)]

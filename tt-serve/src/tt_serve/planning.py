@@ -17,13 +17,14 @@ from tt_serve.environments import interpreter_for, probe
 from tt_serve.errors import ServeError
 from tt_serve.hardware import HardwareReport, detect
 from tt_serve.launch import LaunchPlan, build_plan, python_command, server_env
-from tt_serve.models import ALIAS_FOLDER_CALL, ALIAS_MODULE, locate_model, located
+from tt_serve.models import ALIAS_FOLDER_CALL, ALIAS_MODULE, inputs_question, locate_model, located
 from tt_serve.resolve import Resolution, resolve
 from tt_serve.trust import TrustPolicy, normalize
 
 # The plugin validates its own TT options, in its own environment (the schema is the plugin's).
 TT_OPTIONS_CALL = "tt_vllm_plugin.options:TTOptions.from_mapping"
 ALIAS_ANSWER = "alias_folder"
+INPUTS_ANSWER = "model_inputs"
 
 
 def is_installed(backend: Backend) -> bool:
@@ -63,9 +64,14 @@ def check(
     allow_untrusted: bool = False,
     deep: bool = False,
     fail_fast: bool = True,
+    ask_inputs: bool = False,
 ) -> tuple[Resolution, Checked]:
-    """Run the checks in the backend's environment; an alias's folder is located there at the same time."""
+    """Run the checks in the backend's environment; an alias's folder is located there at the same time,
+    and with ``ask_inputs`` what the model takes (see :func:`model_inputs`)."""
     calls = {ALIAS_ANSWER: ALIAS_FOLDER_CALL} if resolution.model.alias else {}
+    question = inputs_question(resolution.model) if ask_inputs and _ours(resolution.backend) else None
+    if question is not None:
+        calls[INPUTS_ANSWER] = question
     ctx = CheckContext(
         TrustPolicy.build(config, config.catalog()),
         allow_untrusted=allow_untrusted,
@@ -79,6 +85,25 @@ def check(
         model = located(resolution.model, dict(checked.final.answer(ALIAS_ANSWER)))
         resolution = dataclasses.replace(resolution, model=model)
     return resolution, checked
+
+
+def _ours(backend: Backend) -> bool:
+    return normalize(backend.distribution) == normalize(OUR_DISTRIBUTION)
+
+
+def model_inputs(resolution: Resolution, checked: Checked) -> dict[str, object]:
+    """What the model takes, as the plugin's TT class declares it: ``{"inputs": ["text"] or ["text",
+    "image"], "max_images_per_prompt": n or None, "architecture": ...}``; ``"inputs": None`` with
+    ``"unknown"`` saying why when it cannot be told before the engine starts."""
+    if not _ours(resolution.backend):
+        why = f"the {resolution.backend.name} backend's plugin does not say what its models take"
+        return {"inputs": None, "unknown": why}
+    if inputs_question(resolution.model) is None:
+        return {"inputs": None, "unknown": "the model is not in a local folder nor in the Hugging Face cache"}
+    answer = dict(checked.final.answer(INPUTS_ANSWER)) if checked.final is not None else {}
+    if "value" not in answer:
+        return {"inputs": None, "unknown": f"the plugin could not tell: {answer.get('error', 'not asked')}"}
+    return dict(answer["value"])
 
 
 def locate_alias(resolution: Resolution) -> Resolution:
@@ -104,7 +129,7 @@ def plan(
     resolution: Resolution, config: ServerConfig, checked: Checked, vllm_args: Sequence[str]
 ) -> LaunchPlan:
     def check_tt(tt: Mapping[str, object], source: str) -> str | None:
-        if normalize(checked.backend.distribution) != normalize(OUR_DISTRIBUTION):
+        if not _ours(checked.backend):
             return None  # another plugin's TT options are its own business
         report = probe(checked.interpreter, calls={"tt": [TT_OPTIONS_CALL, [dict(tt), source]]})
         answer = report.answer("tt")

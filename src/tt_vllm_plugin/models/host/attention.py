@@ -79,6 +79,7 @@ class KernelAttention:
             block_size=ctx.block_size,
             dtype=ctx.cache_dtype,
             scale=self.scale,
+            bidirectional=ctx.bidirectional,
         )
 
 

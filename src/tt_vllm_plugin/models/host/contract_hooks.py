@@ -13,6 +13,7 @@ its checkpoint is read (:meth:`load_weights`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -28,11 +29,21 @@ from tt_vllm_plugin.models.contract import (
 )
 from tt_vllm_plugin.models.device_sampling import sample_rows
 from tt_vllm_plugin.models.host.attention import HostAttention
+from tt_vllm_plugin.models.host.bidirectional import Spans
 from tt_vllm_plugin.models.host.paged_attention import PassContext
 
 
 def _as_int_list(values: torch.Tensor | Sequence[int]) -> list[int]:
     return [int(v) for v in (values.tolist() if isinstance(values, torch.Tensor) else values)]
+
+
+@dataclass(frozen=True)
+class PrefillImages:
+    """What a prefill's images change: the embeddings of its flat new tokens (image features merged in)
+    and, per row, the image blocks attended bidirectionally (``bidirectional.py``)."""
+
+    embeds: torch.Tensor
+    bidirectional: list[Spans]
 
 
 class HostContractModel:
@@ -124,6 +135,7 @@ class HostContractModel:
         sampling_params: Any = None,
         return_all_logits: bool = False,
         empty_slots: Sequence[int] | None = None,
+        **image_features: Any,
     ) -> torch.Tensor:
         """Compute positions ``start_pos[i] .. prompt_lens[i] - 1`` of every row in one pass and
         return the logits of each row's last position, (B, 1, vocab) float32. With
@@ -132,7 +144,8 @@ class HostContractModel:
 
         The rows' new tokens are concatenated (no padding), so linear layers run on real tokens only.
         ``empty_slots`` (the decode slots the rows will use, for tt-metal's data parallelism) changes
-        nothing here: the host has one KV cache for every slot.
+        nothing here: the host has one KV cache for every slot. ``image_features``: per-row image
+        features (``contract.py``, "Images"), for models that take images (:meth:`prefill_images`).
         """
         if sampling_params is not None and return_all_logits:
             raise ValueError("prefill_forward: sampling_params and return_all_logits exclude each other.")
@@ -153,14 +166,33 @@ class HostContractModel:
             rows = torch.repeat_interleave(
                 torch.arange(len(lens), device=self.device), torch.tensor(new_lens, device=self.device)
             )
-            context = PassContext.build(page_table, rows, positions, new_lens, lens, kv_cache, decode=False)
-            hidden = self.forward(ids, positions, kv_cache, self.attention.for_pass(context))
+            images = self.prefill_images(tokens, spans, image_features)
+            context = PassContext.build(
+                page_table, rows, positions, new_lens, lens, kv_cache, decode=False,
+                bidirectional=None if images is None else images.bidirectional,
+            )  # fmt: skip
+            attention = self.attention.for_pass(context)
+            if images is None:
+                hidden = self.forward(ids, positions, kv_cache, attention)
+            else:
+                hidden = self.forward(ids, positions, kv_cache, attention, embeds=images.embeds)
             if return_all_logits:
                 return self.logits(hidden)
             last = torch.tensor(new_lens, device=self.device).cumsum(0) - 1
             if sampling_params is not None:  # sampled on the device: (B,) token ids
                 return sample_rows(self.logits(hidden[last]), sampling_params, len(lens))
             return self.logits(hidden[last])[:, None, :]
+
+    def prefill_images(
+        self, tokens: torch.Tensor, spans: list[tuple[int, int]], features: dict[str, Any]
+    ) -> PrefillImages | None:
+        """The images of a prefill (rows' ``spans``: [start, end) of their new tokens): None for a
+        model without images, which refuses any it is given."""
+        if any(rows is not None and any(row for row in rows) for rows in features.values()):
+            raise ValueError(
+                f"{type(self).__name__} takes no images, but the prefill has {sorted(features)}."
+            )
+        return None
 
     def decode_forward(
         self,

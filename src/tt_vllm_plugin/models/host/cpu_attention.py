@@ -25,6 +25,8 @@ import torch
 
 from tt_vllm_plugin import envs
 from tt_vllm_plugin.compat import has_vllm_cpu_op, vllm_cpu_ops
+from tt_vllm_plugin.models.host.bidirectional import Spans
+from tt_vllm_plugin.models.host.paged_attention import prefill_attention
 
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _KERNEL_OPS = ("cpu_attn_reshape_and_cache", "cpu_attention_with_kv_cache", "get_scheduler_metadata")
@@ -74,6 +76,8 @@ class KernelBatch:
     dtype: torch.dtype
     isa: str
     scale: float
+    # Per row, image blocks attended bidirectionally (``bidirectional.py``): those rows are redone in torch.
+    bidirectional: tuple[Spans, ...] | None = None
     # Sliding window (-1: none) -> scheduler metadata, built on first use.
     _metadata: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
 
@@ -91,6 +95,7 @@ class KernelBatch:
         block_size: int,
         dtype: torch.dtype,
         scale: float,
+        bidirectional: tuple[Spans, ...] | None = None,
     ) -> KernelBatch:
         query_start_loc = torch.zeros(len(new_lens) + 1, dtype=torch.int32)
         query_start_loc[1:] = torch.tensor(list(new_lens), dtype=torch.int32).cumsum(0)
@@ -105,6 +110,7 @@ class KernelBatch:
             dtype=dtype,
             isa=_isa(dtype, block_size, head_dim),
             scale=scale,
+            bidirectional=bidirectional,
         )
 
     def scheduler_metadata(self, window: int) -> torch.Tensor:
@@ -165,7 +171,14 @@ class KernelBatch:
             # As vLLM's CPU backend: float32 sinks (the kernels also take bfloat16 ones).
             s_aux=None if sinks is None else sinks.to(torch.float32).contiguous(),
         )
-        return out.to(q.dtype).reshape(q.shape[0], -1)
+        out = out.to(q.dtype).reshape(q.shape[0], -1)
+        if self.bidirectional is not None:
+            starts = (self.seq_lens - self.query_start_loc.diff()).tolist()
+            rows_from_new_tokens(
+                out, q, k, v, self.query_start_loc.tolist(), starts, self.bidirectional, self.scale,
+                sliding_window, sinks,
+            )  # fmt: skip
+        return out
 
 
 # The kernels' block alignment: 16 for their "vec16" variant, which vLLM picks for block sizes that
@@ -189,3 +202,34 @@ def host_attention_choice(device: torch.device, dtype: torch.dtype, head_dim: in
 def kernel_block_size_ok(block_size: int) -> bool:
     """Whether the kernels take caches with this block size (the host default, 16, is fine)."""
     return block_size % _KERNEL_BLOCK_ALIGNMENT == 0
+
+
+def rows_from_new_tokens(
+    out: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    query_start_loc: Sequence[int],
+    starts: Sequence[int],
+    spans_by_row: Sequence[Spans],
+    scale: float,
+    window: int | None,
+    sinks: torch.Tensor | None,
+) -> None:
+    """Overwrite, in ``out`` (N, heads * head_dim), the attention of every row that has image blocks
+    (``bidirectional.py``: the kernels have no such mask), computed in torch from the row's own new
+    ``k``/``v``. Such a row must have no cached prefix."""
+    for row, spans in enumerate(spans_by_row):
+        if not spans:
+            continue
+        if starts[row] != 0:
+            raise NotImplementedError(
+                f"prefill row {row} has image tokens after a cached prefix of {starts[row]} tokens: "
+                "vLLM's CPU attention kernels cannot attend bidirectionally inside an image over a cached "
+                "prefix (set TT_VLLM_HOST_ATTENTION=torch)."
+            )
+        lo, hi = int(query_start_loc[row]), int(query_start_loc[row + 1])
+        row_out = prefill_attention(
+            q[lo:hi], k[lo:hi], v[lo:hi], None, None, None, [0], [hi - lo], scale, window, sinks, [spans]
+        )
+        out[lo:hi] = row_out.to(out.dtype)

@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from tt_vllm_plugin.models.contract import KVCache
+from tt_vllm_plugin.models.host.bidirectional import Spans, visibility
 from tt_vllm_plugin.models.host.sinks import sdpa_with_sinks
-from tt_vllm_plugin.models.host.sliding_window import first_visible, window_mask
+from tt_vllm_plugin.models.host.sliding_window import first_visible
 
 
 def block_coordinates(
@@ -104,6 +105,7 @@ def prefill_attention(
     scale: float,
     sliding_window: int | None = None,
     sinks: torch.Tensor | None = None,
+    bidirectional: Sequence[Spans] | None = None,
 ) -> torch.Tensor:
     """Causal attention of a flat ragged batch of new tokens.
 
@@ -112,9 +114,10 @@ def prefill_attention(
     ``start_pos[i] ..``). Each request attends to its cached prefix [0, start_pos[i]), read from the
     cache through its ``page_table`` row, plus its own new tokens; with ``sliding_window`` only to the
     keys inside each query's window (``sliding_window.py``), so only that part of the prefix is read.
-    ``sinks`` (heads,): attention sinks (``sinks.py``). Returns (N, heads * head_dim). The new tokens'
-    K/V are expected to be written to the cache by the caller; they are used here directly so the
-    result does not depend on the cache dtype.
+    ``sinks`` (heads,): attention sinks (``sinks.py``); ``bidirectional[i]``: request ``i``'s image
+    blocks, attended in both directions (``bidirectional.py``). Returns (N, heads * head_dim). The new
+    tokens' K/V are expected to be written to the cache by the caller; they are used here directly so
+    the result does not depend on the cache dtype.
     """
     outputs = []
     offset = 0
@@ -124,7 +127,8 @@ def prefill_attention(
         vi = v[offset : offset + count].transpose(0, 1)
         offset += count
         first = first_visible(start, sliding_window)
-        if sinks is None and start == 0 and (sliding_window is None or sliding_window >= count):
+        spans = bidirectional[row] if bidirectional is not None else ()
+        if not spans and sinks is None and start == 0 and (sliding_window is None or sliding_window >= count):
             out = F.scaled_dot_product_attention(qi, ki, vi, is_causal=True, scale=scale, enable_gqa=True)
         else:
             if first < start:
@@ -132,10 +136,10 @@ def prefill_attention(
                 ki = torch.cat([prefix_k.to(ki.dtype), ki], dim=1)
                 vi = torch.cat([prefix_v.to(vi.dtype), vi], dim=1)
             # Query j sits at position start + j and sees keys first .. start + j (bottom-right causal),
-            # cut to its window.
+            # and the rest of its image block, cut to its window.
             query_pos = torch.arange(start, start + count, device=q.device)
             key_pos = torch.arange(first, start + count, device=q.device)
-            mask = window_mask(query_pos, key_pos, sliding_window)
+            mask = visibility(query_pos, key_pos, sliding_window, spans)
             if sinks is not None:
                 out = sdpa_with_sinks(qi, ki, vi, mask, scale, sinks[:, None, None], enable_gqa=True)
             else:
@@ -207,6 +211,7 @@ class PassContext:
     block_size: int
     cache_dtype: torch.dtype
     decode: bool  # decode_forward's pass: one new token per row
+    bidirectional: tuple[Spans, ...] | None = None  # per row: image blocks (``bidirectional.py``)
 
     @classmethod
     def build(
@@ -218,13 +223,24 @@ class PassContext:
         seq_lens: list[int],
         kv_cache: KVCache,
         decode: bool,
+        bidirectional: Sequence[Spans] | None = None,
     ) -> PassContext:
         """``rows[j]``: the page-table row of new token ``j``, which sits at ``positions[j]``."""
         k_cache = kv_cache[0][0]
         block_size = k_cache.shape[2]
         blocks, offsets = block_coordinates(page_table, rows, positions, block_size)
+        spans = None if bidirectional is None or not any(bidirectional) else tuple(bidirectional)
         return cls(
-            page_table, positions, blocks, offsets, new_lens, seq_lens, block_size, k_cache.dtype, decode
+            page_table,
+            positions,
+            blocks,
+            offsets,
+            new_lens,
+            seq_lens,
+            block_size,
+            k_cache.dtype,
+            decode,
+            spans,
         )
 
     @property
@@ -271,4 +287,5 @@ class TorchBatch:
             self.scale,
             sliding_window,
             sinks,
+            ctx.bidirectional,
         )

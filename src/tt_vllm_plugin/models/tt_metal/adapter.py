@@ -10,7 +10,11 @@ them and our runner, which calls every model the same way:
   between tt-metal releases), and forwards the optional hooks, which ``optional_hooks.py`` calls on any
   contract model that offers them;
 - on-device sampling: the runner's :class:`~tt_vllm_plugin.models.device_sampling.DeviceSamplingParams`
-  become tt-metal's own ``SamplingParams`` (``sampling.py``).
+  become tt-metal's own ``SamplingParams`` (``sampling.py``);
+- images: each image class gets the per-row features its prefill reads, in the form it reads them
+  (``images.py``), and declares it (``supports_multimodal``, and Qwen2.5-VL's one image per prompt in
+  ``mm_limits_per_prompt``); Qwen2.5-VL's ``(logits, rope_deltas)`` comes back
+  whole and its ``rope_deltas_all_users`` goes to its decode.
 
 None of this has run against tt-metal here (no card, no ``models`` package on these machines); the
 adapter is exercised around host models by the conformance suite (tests/contract), which is also how
@@ -26,7 +30,13 @@ from typing import Any, ClassVar
 import torch
 
 from tt_vllm_plugin.log import get_logger
-from tt_vllm_plugin.models.contract import SUPPORTS_ASYNC_DECODE, KVCache
+from tt_vllm_plugin.models.contract import (
+    MM_LIMITS_PER_PROMPT,
+    SUPPORTS_ASYNC_DECODE,
+    SUPPORTS_SAMPLE_ON_DEVICE,
+    TAKES_IMAGES,
+    KVCache,
+)
 from tt_vllm_plugin.models.optional_hooks import (
     ASYNC_DECODE_HOOKS,
     KV_CACHE_HOOKS,
@@ -35,6 +45,8 @@ from tt_vllm_plugin.models.optional_hooks import (
     async_read_problem,
     trace_flags,
 )
+from tt_vllm_plugin.models.tt_metal import images
+from tt_vllm_plugin.models.tt_metal.images import ImageConvention, Packing
 from tt_vllm_plugin.models.tt_metal.sampling import for_generator
 from tt_vllm_plugin.models.tt_metal.signatures import accepts, forward_chain, initialize_kwargs
 
@@ -49,6 +61,15 @@ def adapter_for(generator_cls: type) -> type[TTMetalModel]:
         logger.warning("%s: %s; decoding synchronously.", generator_cls.__name__, problem)
         capabilities[SUPPORTS_ASYNC_DECODE] = False
     attributes: dict[str, Any] = {"generator_cls": generator_cls, "model_capabilities": capabilities}
+    convention = images.convention_for(generator_cls)
+    if convention is not None:
+        attributes |= {"image_convention": convention, TAKES_IMAGES: True}
+        if convention.max_images is not None:
+            attributes[MM_LIMITS_PER_PROMPT] = {"image": convention.max_images}
+        if not convention.prefill_samples and capabilities.get(SUPPORTS_SAMPLE_ON_DEVICE):
+            # Its prefill returns logits whatever sampling_params it gets: sample on the host instead.
+            logger.info("%s: its prefill does not sample; sampling on the host.", generator_cls.__name__)
+            capabilities[SUPPORTS_SAMPLE_ON_DEVICE] = False
     spec_hook = getattr(generator_cls, "get_kv_cache_spec", None)
     if spec_hook is not None:  # a classmethod of the generator (tt-metal's hybrid models)
         attributes["get_kv_cache_spec"] = staticmethod(spec_hook)
@@ -69,6 +90,7 @@ class TTMetalModel:
 
     generator_cls: ClassVar[type]
     model_capabilities: ClassVar[dict[str, Any]] = {}
+    image_convention: ClassVar[ImageConvention | None] = None
 
     def __init__(self, generator: Any, trace: TraceFlags, data_parallel: int = 1) -> None:
         self.generator = generator
@@ -165,9 +187,20 @@ class TTMetalModel:
         page_tables_per_layer: list[torch.Tensor] | None = None,
         **extra: Any,
     ) -> torch.Tensor:
-        """Generator.prefill_forward_text (tt-metal generator.py); ``extra`` (arguments beyond
-        Tenstorrent's contract) goes to the generator unchanged. Returns logits, or the sampled tokens
-        when ``sampling_params`` is given (tt-metal's ``(tokens, log_probs)``: its first element)."""
+        """Generator.prefill_forward_text (tt-metal generator.py); image features (per-row keywords,
+        ``contract.py``) in the form the class reads them (``images.py``); the rest of ``extra``
+        (arguments beyond Tenstorrent's contract) goes to the generator unchanged. Returns logits, or the
+        sampled tokens when ``sampling_params`` is given (tt-metal's ``(tokens, log_probs)``: its first
+        element); Qwen2.5-VL's ``(logits, rope_deltas)`` whole."""
+        features = images.take_image_fields(extra)
+        convention = self._image_convention(features, tokens.shape[0])
+        if sampling_params is not None and convention is not None and not convention.prefill_samples:
+            raise ValueError(
+                f"{self.generator_cls.__name__}'s prefill does not sample (it returns logits); "
+                "sample on the host (its model_capabilities say so)."
+            )
+        if convention is not None and convention.packing is Packing.MISTRAL3_IMAGES:
+            return self._prefill_mistral3(tokens, page_table, kv_cache, prompt_lens, start_pos, features)
         kwargs: dict[str, Any] = {"page_table": page_table, "kv_cache": kv_cache, "prompt_lens": prompt_lens}
         starts = [] if start_pos is None else [int(s) for s in torch.as_tensor(start_pos).tolist()]
         if any(starts):
@@ -178,18 +211,59 @@ class TTMetalModel:
             kwargs["start_pos"] = starts  # tt-metal takes a list of ints
         if self._takes("prefill_forward", "enable_trace"):
             kwargs["enable_trace"] = self.trace.prefill if enable_trace is None else enable_trace
+            if features and convention is not None and not convention.traced_with_images:
+                kwargs["enable_trace"] = False
         if empty_slots is not None:
             kwargs.update(self._slots_kwargs(list(empty_slots)))
         if sampling_params is not None:
             kwargs["sampling_params"] = for_generator(sampling_params)
         kwargs.update(self._per_layer_kwargs("prefill_forward", page_tables_per_layer))
-        return _primary(self.generator.prefill_forward(tokens, **kwargs, **extra))
+        if convention is not None:
+            kwargs.update(images.per_row_keywords(convention, features))
+        out = self.generator.prefill_forward(tokens, **kwargs, **extra)
+        return out if convention is not None and convention.returns_rope_deltas else _primary(out)
+
+    def _image_convention(self, features: dict[str, Any], batch: int) -> ImageConvention | None:
+        """This class's image convention; images for a class without one are an error naming it."""
+        if features and self.image_convention is None:
+            raise ValueError(
+                f"{self.generator_cls.__name__} takes no images, but the prefill has {sorted(features)}."
+            )
+        images.check_rows(features, batch, self.generator_cls.__name__)
+        return self.image_convention
+
+    def _prefill_mistral3(
+        self,
+        tokens: torch.Tensor,
+        page_table: torch.Tensor,
+        kv_cache: KVCache,
+        prompt_lens: torch.Tensor | Sequence[int],
+        start_pos: torch.Tensor | Sequence[int] | None,
+        features: dict[str, Any],
+    ) -> torch.Tensor:
+        """tt-metal's Mistral3 prefill reads ``tokens``, ``prompt_lens``, ``page_table``, ``kv_cache`` and
+        ``images`` from its keywords and drops everything else (generator_vllm.py @ 3dfeae94)."""
+        name = self.generator_cls.__name__
+        if start_pos is not None and any(int(s) for s in torch.as_tensor(start_pos).tolist()):
+            raise NotImplementedError(
+                f"{name} cannot prefill after a cached prefix (its prefill drops start_pos)."
+            )
+        if self.data_parallel > 1:
+            raise NotImplementedError(
+                f"{name}'s prefill drops empty_slots, so TT option data_parallel={self.data_parallel} "
+                "cannot place its rows."
+            )
+        kwargs: dict[str, Any] = {"page_table": page_table, "kv_cache": kv_cache, "prompt_lens": prompt_lens}
+        if "pixel_values" in features:
+            kwargs["images"] = images.mistral3_images(features["pixel_values"])
+        return _primary(self.generator.prefill_forward(tokens=tokens, **kwargs))
 
     def _slots_kwargs(self, empty_slots: list[int]) -> dict[str, Any]:
         """``empty_slots`` where the generator takes it: tt-metal seeds a slot's sampling state from it
         and picks the data-parallel submesh by it (default ``range(B)``). Releases without it (generator.py
         at d9d95fa357fd2eb79e72ee3fa7daf1214bd9f233) keep no per-slot state, which is fine on one submesh."""
-        if self._takes("prefill_forward", "empty_slots"):
+        through_kwargs = self.image_convention.reads_through_kwargs if self.image_convention else ()
+        if self._takes("prefill_forward", "empty_slots") or "empty_slots" in through_kwargs:
             return {"empty_slots": empty_slots}
         if self.data_parallel > 1:
             raise NotImplementedError(
@@ -209,10 +283,12 @@ class TTMetalModel:
         sampling_params: Any = None,
         reset_batch: bool = False,
         page_tables_per_layer: list[torch.Tensor] | None = None,
+        rope_deltas_all_users: list[int] | None = None,
     ) -> torch.Tensor:
         """Generator.decode_forward (decode_forward_text in older releases). Read from the device, the
         output is logits or tokens (tt-metal's ``(out, log_probs)``: its first element); unread, the
-        device output goes back unchanged for ``read_decode_output``."""
+        device output goes back unchanged for ``read_decode_output``. ``rope_deltas_all_users`` (one
+        M-RoPE delta per slot) goes to the classes that take it (Qwen2.5-VL)."""
         kwargs: dict[str, Any] = {
             "page_table": page_table,
             "kv_cache": kv_cache,
@@ -225,5 +301,10 @@ class TTMetalModel:
         if reset_batch and self._takes("decode_forward", "reset_batch"):
             kwargs["reset_batch"] = True
         kwargs.update(self._per_layer_kwargs("decode_forward", page_tables_per_layer))
+        if rope_deltas_all_users is not None:
+            decode_keywords = self.image_convention.decode_keywords if self.image_convention else ()
+            if images.ROPE_DELTAS not in decode_keywords:
+                raise NotImplementedError(f"{self.generator_cls.__name__} takes no {images.ROPE_DELTAS}.")
+            kwargs[images.ROPE_DELTAS] = list(rope_deltas_all_users)
         out = self.generator.decode_forward(tokens, start_pos, **kwargs)
         return _primary(out) if read_from_device else out

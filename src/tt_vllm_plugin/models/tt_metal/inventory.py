@@ -4,8 +4,10 @@ ones need images.
 The ttnn device serves each class of this inventory the installed tt-metal has (``generators.py`` finds
 the generator module in either package layout; classes elsewhere in tt-metal's ``models`` package count
 when their module is there). Architectures are mapped to TT names as Tenstorrent's plugin registers them
-(``TT`` + the checkpoint's architecture; one class may serve several). Classes that need images are
-listed so they can be refused by name ("needs images") until the runner passes images.
+(``TT`` + the checkpoint's architecture; one class may serve several). Image classes whose images the
+adapter knows how to pass (``takes_images``: ``images.py`` has their convention) are served, and their
+adapter declares ``supports_multimodal``, which the platform checks before it accepts a multimodal
+checkpoint; the other image classes are listed so they can be refused by name ("needs images").
 
 Sources (all public, on GitHub):
 
@@ -38,7 +40,8 @@ class GeneratorClass:
     architectures: tuple[str, ...]  # Hugging Face architectures it serves (TT name: "TT" + each)
     source: str  # where the mapping is read from
     module: str | None = None  # None: tt-metal's generator module (either layout)
-    needs_images: bool = False  # its prefill takes images: refused until the runner passes them
+    needs_images: bool = False  # its prefill takes images in a way nothing here passes: refused
+    takes_images: bool = False  # its prefill takes images as ``images.py`` passes them: served
     # vLLM knows these checkpoints as multimodal, the class serves their text: vLLM's registry gets the
     # bare names too (as PF does for Gemma 4), so vLLM's config treats the checkpoint as text only.
     bare_names: bool = False
@@ -65,19 +68,20 @@ GENERATOR_CLASSES: tuple[GeneratorClass, ...] = (
         "VC docstring",
         bare_names=True,
     ),
-    # Their prefill takes images (VC: Gemma3 pixel_values, Mistral3 images -> pixel_values/image_sizes,
-    # Mllama images and cross_page_table).
+    # Their prefill takes images (VC: Gemma3 pixel_values, Mistral3 images -> pixel_values/image_sizes:
+    # images.py; Mllama images and cross_page_table, which vLLM v1 cannot serve: VC comments out its
+    # processor registration).
     GeneratorClass(
         "Gemma3ForConditionalGeneration",
         ("Gemma3ForConditionalGeneration",),
         "PF TTGemma3ForConditionalGeneration; VC, V, V1",
-        needs_images=True,
+        takes_images=True,
     ),
     GeneratorClass(
         "Mistral3ForConditionalGeneration",
         ("Mistral3ForConditionalGeneration",),
         "PF TTMistral3ForConditionalGeneration; VC, V, V1",
-        needs_images=True,
+        takes_images=True,
     ),
     GeneratorClass(
         "MllamaForConditionalGeneration",
@@ -91,7 +95,7 @@ GENERATOR_CLASSES: tuple[GeneratorClass, ...] = (
         ("Qwen2_5_VLForConditionalGeneration",),
         "PF TTQwen2_5_VLForConditionalGeneration",
         module=_QWEN25_VL,
-        needs_images=True,
+        takes_images=True,
     ),
     GeneratorClass(
         "Qwen3VLForConditionalGeneration",

@@ -148,6 +148,7 @@ class ClusterEngine(Engine):
             prepare_model=None,
             exclusive_device=True,
             needs_card=self._needs_card(self.spec),
+            inputs={"inputs": None, "unknown": "each replica resolves the model on its own host"},
         )
 
     @property

@@ -267,6 +267,8 @@ class Engine:
             "model": self.spec.model,
             "backend": self.backend,
             "exclusive_device": self.exclusive_device,
+            # What the model takes (["text", "image"]), None until prepared or when it cannot be told.
+            "inputs": dict(self.prepared.inputs) if self.prepared is not None else None,
             "cards": [card.id for card in self.cards],
             "engine_args": redact_args(self.spec.engine_args),
             "tt": dict(self.spec.tt),

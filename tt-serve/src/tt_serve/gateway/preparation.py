@@ -12,8 +12,9 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tt_serve.gateway.engine import EngineError
 from tt_serve.gateway.environment import EngineEnvRule
@@ -34,6 +35,9 @@ class Prepared:
     prepare_model: tuple[str, ...] | None  # prepares the embedded model in the backend's environment
     exclusive_device: bool  # the backend's engines hold a device no second engine can open
     needs_card: bool = False  # the backend needs Tenstorrent hardware: the gateway gives it card(s)
+    # What the model takes, as the plugin declares it (planning.model_inputs): {"inputs": ["text",
+    # "image"], ...}, or {"inputs": None, "unknown": why}.
+    inputs: Mapping[str, Any] = field(default_factory=lambda: {"inputs": None, "unknown": "not asked"})
 
 
 def engine_args(spec: ModelSpec) -> list[str]:
@@ -54,6 +58,7 @@ async def prepare(
 ) -> Prepared:
     """Resolve and check the backend, build the command: ``tt-serve serve --dry-run --json``."""
     command = [sys.executable, "-m", "tt_serve.cli", "serve", spec.model, "--dry-run", "--json"]
+    command.append("--model-inputs")  # what the model takes, shown in its entry (images or not)
     if config_path is not None:
         command += ["--config", str(config_path)]
     if spec.backend:
@@ -92,7 +97,19 @@ async def prepare(
         prepare_model=tuple(data["prepare_model"]) if data.get("prepare_model") else None,
         exclusive_device=bool(data["resolution"]["exclusive_device"]),
         needs_card=data["resolution"].get("hardware") == "tenstorrent",
+        inputs=_shown_inputs(data.get("model_inputs"), redactor),
     )
+
+
+def _shown_inputs(inputs: Mapping[str, Any] | None, redactor: Redactor) -> dict[str, Any]:
+    """What the model takes, for the read API: why it is unknown is the plugin's text, redacted as the
+    checks' warnings are."""
+    if not inputs:
+        return {"inputs": None, "unknown": "not asked"}
+    shown = dict(inputs)
+    if isinstance(shown.get("unknown"), str):
+        shown["unknown"] = redactor.text(shown["unknown"])
+    return shown
 
 
 async def prepare_model_folder(prepared: Prepared, env: Mapping[str, str]) -> None:

@@ -6,7 +6,9 @@ the last chunk is sent or the client goes away: that count is what a swap waits 
 the old engine.
 
 While a model's engine starts, its requests are answered 503 with ``Retry-After`` and the start-up
-progress, or (``hold_requests_s``) held until it serves, up to that long.
+progress, or (``hold_requests_s``) held until it serves, up to that long. A body over
+``max_request_bytes`` is answered 413 before it is routed (``request_body.py``); any other body, images
+included, goes to the engine byte for byte.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from starlette.background import BackgroundTask
 
 from tt_serve.gateway.engine import Engine, Lease
 from tt_serve.gateway.manager import Manager
+from tt_serve.gateway.request_body import BodyTooLarge, read_body
 
 ENGINE_HEADER = "x-tt-serve-engine"  # "<name>/<generation>/<pid>": which engine answered
 # Hop-by-hop (RFC 9110 7.6.1) or recomputed by the server that sends the message on.
@@ -84,7 +87,10 @@ async def _send(manager: Manager, engine: Engine, upstream_request: httpx.Reques
 
 async def forward(manager: Manager, request: Request, route: str) -> Response:
     """Relay a request for one of paths.OPENAI_POST_ROUTES (``route``) to its model's engine."""
-    body = await request.body()
+    try:
+        body = await read_body(request, manager.settings.max_request_bytes)
+    except BodyTooLarge as error:
+        return openai_error(413, str(error), "RequestTooLargeError")
     try:
         payload = json.loads(body) if body else None
     except ValueError:

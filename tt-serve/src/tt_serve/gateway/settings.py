@@ -8,6 +8,7 @@ Example (TOML; the YAML form has the same keys)::
     drain_timeout_s = 30      # how long a swap/remove waits for in-flight requests on the old engine
     start_timeout_s = 300     # how long an engine may take to become healthy
     hold_requests_s = 0       # while a model loads: 0 answers 503 + Retry-After at once; N holds up to N s
+    max_request_bytes = 33554432   # the largest OpenAI request body (base64 images inside); larger: 413
     log_dir = "/var/log/tt-serve"   # engine logs and status files (default: a fresh temporary folder)
     engine_env_drop = ["MY_SITE_*"]      # globs: variables never passed to engines (see environment.py)
     engine_env_keep = ["HF_TOKEN"]       # globs: secret-named variables engines still get
@@ -42,27 +43,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tt_serve import config_keys
 from tt_serve.config_reader import ConfigReader, args_from_mapping
 from tt_serve.gateway.environment import DEFAULT_KEEP, EngineEnvRule
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
-_GATEWAY_KEYS = {
-    "host",
-    "port",
-    "drain_timeout_s",
-    "start_timeout_s",
-    "hold_requests_s",
-    "log_dir",
-    "engine_env_drop",
-    "engine_env_keep",
-    "models",
-    "cards",
-    "device_root",
-    "cluster",
-}
-_MODEL_KEYS = {"name", "model", "backend", "vllm_args", "tt", "env", "cards", "replicas"}
-_CLUSTER_KEYS = {"address", "serve_port"}
+# A chat request carries its images base64-encoded in the JSON body: 32 MiB holds a few large photos.
+DEFAULT_MAX_REQUEST_BYTES = 32 * 2**20
+_GATEWAY_KEYS = config_keys.GATEWAY.names()  # each key's meaning: config_keys.py
+_MODEL_KEYS = config_keys.GATEWAY_MODEL.names()
+_CLUSTER_KEYS = config_keys.CLUSTER.names()
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
 # The gateway owns these: an engine listens where the gateway says and is named after the gateway model.
 RESERVED_ARGS = ("--host", "--port", "--served-model-name", "--model", "--uds")
@@ -97,6 +88,7 @@ class GatewaySettings:
     start_timeout_s: float = 300.0
     # While a model's engine starts, a request for it waits up to this long for it (0: 503 at once).
     hold_requests_s: float = 0.0
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     log_dir: str | None = None
     engine_env: EngineEnvRule = field(default_factory=EngineEnvRule)
     models: tuple[ModelSpec, ...] = ()
@@ -298,6 +290,14 @@ def parse_gateway(reader: ConfigReader, value: Any, known_backends: Sequence[str
         drain_timeout_s=float(_number(reader, table.get("drain_timeout_s", 30), "gateway.drain_timeout_s")),
         start_timeout_s=float(_number(reader, table.get("start_timeout_s", 300), "gateway.start_timeout_s")),
         hold_requests_s=float(hold),
+        max_request_bytes=int(
+            _number(
+                reader,
+                table.get("max_request_bytes", DEFAULT_MAX_REQUEST_BYTES),
+                "gateway.max_request_bytes",
+                integer=True,
+            )
+        ),
         log_dir=log_dir,
         engine_env=engine_env,
         models=tuple(models),

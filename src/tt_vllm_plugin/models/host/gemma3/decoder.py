@@ -79,16 +79,26 @@ class Gemma3Decoder:
     def vocab_size(self) -> int:
         return self.weights.lm_head.out_features
 
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """The scaled token embeddings of ``ids`` (N, hidden)."""
+        return F.embedding(ids, self.weights.embed) * self.embed_scale
+
     def forward(
-        self, ids: torch.Tensor, positions: torch.Tensor, kv_cache: KVCache, attention: PassAttention
+        self,
+        ids: torch.Tensor,
+        positions: torch.Tensor,
+        kv_cache: KVCache,
+        attention: PassAttention,
+        embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Hidden states (N, hidden) after the final norm, for flat tokens ``ids`` at ``positions``.
+        """Hidden states (N, hidden) after the final norm, for flat tokens ``ids`` at ``positions``, or
+        for ``embeds`` (N, hidden) given in their place (image features merged, ``gemma3_mm``).
 
         Each residual add is fused with the norm after it (the pre-feedforward norm, the next layer's
         input norm, or the final norm after the last layer)."""
         rotations = {kind: rope.at(positions) for kind, rope in self.ropes.items()}
         layers = self.weights.layers
-        residual = F.embedding(ids, self.weights.embed) * self.embed_scale
+        residual = self.embed(ids) if embeds is None else embeds
         if not layers:
             return self.ops.rms_norm(residual, self.weights.norm, self.eps)
         x = self.ops.rms_norm(residual, layers[0].input_norm, self.eps)

@@ -51,8 +51,8 @@ def one_plus(weight: torch.Tensor) -> torch.Tensor:
     return (1.0 + weight.float()).to(weight.dtype)
 
 
-def layer_tensor_names(index: int, attention_bias: bool) -> list[str]:
-    prefix = f"model.layers.{index}."
+def layer_tensor_names(index: int, attention_bias: bool, model_prefix: str = "model.") -> list[str]:
+    prefix = f"{model_prefix}layers.{index}."
     names = [f"{prefix}{norm}.weight" for norm in _NORMS]
     names += [f"{prefix}self_attn.{p}_proj.weight" for p in "qkvo"]
     names += [prefix + "self_attn.q_norm.weight", prefix + "self_attn.k_norm.weight"]
@@ -62,9 +62,11 @@ def layer_tensor_names(index: int, attention_bias: bool) -> list[str]:
     return names
 
 
-def build_layer(tensors: dict[str, torch.Tensor], index: int, attention_bias: bool) -> Gemma3LayerWeights:
+def build_layer(
+    tensors: dict[str, torch.Tensor], index: int, attention_bias: bool, model_prefix: str = "model."
+) -> Gemma3LayerWeights:
     """One layer's weights from the packed checkpoint tensors, consuming its entries of ``tensors``."""
-    prefix = f"model.layers.{index}."
+    prefix = f"{model_prefix}layers.{index}."
 
     def take(name: str) -> torch.Tensor:
         return tensors.pop(prefix + name)
@@ -96,20 +98,23 @@ def load_gemma3_weights(
     tie_word_embeddings: bool,
     dtype: torch.dtype,
     device: torch.device,
+    model_prefix: str = "model.",
+    lm_head: str = "lm_head.weight",
 ) -> Gemma3Weights:
-    """The first ``num_layers`` decoder layers plus embedding, final norm and LM head."""
-    names = ["model.embed_tokens.weight", "model.norm.weight"]
+    """The first ``num_layers`` decoder layers plus embedding, final norm and LM head; the text model's
+    tensors are named ``<model_prefix>...`` (the multimodal checkpoints nest it, ``gemma3_mm``)."""
+    names = [f"{model_prefix}embed_tokens.weight", f"{model_prefix}norm.weight"]
     if not tie_word_embeddings:
-        names.append("lm_head.weight")
+        names.append(lm_head)
     for index in range(num_layers):
-        names += layer_tensor_names(index, attention_bias)
+        names += layer_tensor_names(index, attention_bias, model_prefix)
     tensors = load_checkpoint(folder, names, QKV_GATE_UP, dtype, device)
-    layers = [build_layer(tensors, index, attention_bias) for index in range(num_layers)]
-    embed = tensors["model.embed_tokens.weight"]
+    layers = [build_layer(tensors, index, attention_bias, model_prefix) for index in range(num_layers)]
+    embed = tensors[f"{model_prefix}embed_tokens.weight"]
     return Gemma3Weights(
         embed=embed,
         layers=layers,
-        norm=one_plus(tensors["model.norm.weight"]),
+        norm=one_plus(tensors[f"{model_prefix}norm.weight"]),
         # Tied: the embedding (unscaled) is the LM head's weight, as in transformers.
-        lm_head=HostLinear(embed if tie_word_embeddings else tensors["lm_head.weight"]),
+        lm_head=HostLinear(embed if tie_word_embeddings else tensors[lm_head]),
     )

@@ -80,9 +80,17 @@ class LlamaFamilyDecoder:
 
         Each residual add is fused with the norm after it (the next sublayer's input norm, or the
         final norm after the last layer)."""
-        rotate = self.rope.at(positions)
+        return self.forward_embeddings(
+            F.embedding(ids, self.weights.embed), self.rope.at(positions), kv_cache, attention
+        )
+
+    def forward_embeddings(
+        self, embeddings: torch.Tensor, rotate: RotateFn, kv_cache: KVCache, attention: PassAttention
+    ) -> torch.Tensor:
+        """:meth:`forward` from the tokens' input embeddings and their rotation (a vision-language model
+        puts image features among the embeddings and rotates by M-RoPE positions)."""
         layers = self.weights.layers
-        residual = F.embedding(ids, self.weights.embed)
+        residual = embeddings
         if not layers:
             return self.ops.rms_norm(residual, self.weights.norm, self.eps)
         x = self.ops.rms_norm(residual, layers[0].input_norm, self.eps)

@@ -213,7 +213,7 @@
         m.cards && m.cards.length ? el("div", { class: "sub", "data-testid": "model-cards",
           text: `card${m.cards.length === 1 ? "" : "s"} ${m.cards.join(", ")}` }) : null,
         m.cluster ? el("div", { class: "sub", "data-testid": "model-cluster", text: clusterText(m.cluster) }) : null),
-      el("td", { class: "model mono", text: m.model }),
+      el("td", { class: "model mono" }, m.model, inputsLine(m.inputs)),
       el("td", { class: "args" }, m.engine_args.length ? el("code", { text: argsLine(m.engine_args) })
         : el("span", { class: "muted", text: "none" }),
       m.tt && Object.keys(m.tt).length ? el("div", { class: "sub mono", text: "tt " + JSON.stringify(m.tt) }) : null),
@@ -230,6 +230,16 @@
         }, "Remove"))));
     if (!rows.length) rows.push(el("tr", { class: "empty" }, el("td", { colspan: 10, text: "No models configured." })));
     body.replaceChildren(...rows);
+  }
+
+  // What the model takes (the plugin's declaration, found when the engine was prepared).
+  function inputsLine(inputs) {
+    if (!inputs || !inputs.inputs) return null;
+    const images = inputs.inputs.includes("image");
+    const limit = images && inputs.max_images_per_prompt ? ` (up to ${inputs.max_images_per_prompt} per prompt)` : "";
+    return el("div", { class: "sub", "data-testid": "model-inputs",
+      title: inputs.architecture ? `as ${inputs.architecture} declares` : null,
+      text: images ? `takes text and images${limit}` : "takes text" });
   }
 
   // Cluster mode: where Ray Serve has the model's replicas.

@@ -57,6 +57,9 @@ Differences that need code here (source paths inside the ``vllm`` package of eac
    ``Platform.support_hybrid_kv_cache`` (default False; False turns the hybrid KV cache manager off and
    vLLM unifies sliding-window specs into full attention, ``config/vllm.py``) and ``SlidingWindowSpec``
    (``sliding_window`` required) are the same in 0.25.1, 0.26.0, 0.32 and 0.34.
+9. Multimodal models, in ``compat/multimodal.py``: vLLM's own model class per
+   multimodal architecture (``_MULTIMODAL_MODELS``), ``--limit-mm-per-prompt`` and 0.32's
+   ``mm_device_do_normalize`` (``config/multimodal.py``), ``NewRequestData.mm_features``, M-RoPE.
 
 Differences read and found to need no code (so nobody looks for them again):
 

@@ -1,0 +1,1 @@
+"""Gemma 3 with images on the host device (``model.py``)."""
