@@ -1,10 +1,12 @@
 """Time the host model's decode step in-process (no vLLM engine), A/B between GEMM backends.
 
     .venv/bin/python benchmarks/host_decode_step.py [--dtype float32] [--batches 32,1] [--steps 32]
-        [--backends auto,torch] [--rounds 3]
+        [--backends auto,torch] [--rounds 3] [--small-ops one-thread,parallel]
 
-Both variants live in one process and are timed in alternating rounds, so CPU contention from other
-work hits them alike; medians are reported. tok/s here is decode only (no scheduler, no sampling).
+``--small-ops one-thread,parallel`` A/Bs the norms, activations and RoPE of a decode step on one
+OpenMP thread (the default, ``models/host/ops.py``) against all threads. Every variant lives in one
+process and they are timed in alternating rounds, so CPU contention from other work hits them alike;
+medians are reported. tok/s here is decode only (no scheduler, no sampling).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from tt_vllm_plugin.device.host import open_host_device
 from tt_vllm_plugin.models.default import default_model_path
 from tt_vllm_plugin.models.host import linear as host_linear
+from tt_vllm_plugin.models.host import ops as host_ops
 from tt_vllm_plugin.models.host.llama.architectures import TTLlamaForCausalLM
 
 BLOCK = 32
@@ -60,6 +63,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--backends", default="auto,torch")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--small-ops", default="one-thread", help="one-thread,parallel: A/B of models/host/ops.py's rule"
+    )
     args = parser.parse_args()
     dtype = getattr(torch, args.dtype)
     batches = [int(b) for b in args.batches.split(",")]
@@ -68,14 +74,19 @@ def main() -> None:
     for name, model in models.items():
         print(f"  {name}: {model.weights.layers[0].qkv!r}, {model.weights.lm_head!r}")
     figures: dict[tuple[str, int], list[float]] = {}
+    serial_below = {"one-thread": host_ops.SERIAL_BELOW_ELEMENTS, "parallel": 0}
+    small_ops = args.small_ops.split(",")
     for _ in range(args.rounds):
         for batch in batches:
             for name, model in models.items():
-                time_decode(model, batch, 2)  # warm (oneDNN builds its primitive per batch size)
-                figures.setdefault((name, batch), []).append(time_decode(model, batch, args.steps))
+                for mode in small_ops:
+                    host_ops.SERIAL_BELOW_ELEMENTS = serial_below[mode]
+                    label = name if len(small_ops) == 1 else f"{name}/{mode}"
+                    time_decode(model, batch, 2)  # warm (oneDNN builds its primitive per batch size)
+                    figures.setdefault((label, batch), []).append(time_decode(model, batch, args.steps))
     for (name, batch), values in figures.items():
         shown = ", ".join(f"{v:.1f}" for v in values)
-        print(f"{name:<8} batch {batch:>3}: median {statistics.median(values):7.1f} tok/s  ({shown})")
+        print(f"{name:<16} batch {batch:>3}: median {statistics.median(values):7.1f} tok/s  ({shown})")
 
 
 if __name__ == "__main__":

@@ -133,9 +133,14 @@ def _ceilings(args: argparse.Namespace, threads: str) -> dict:
     command = [sys.executable, str(here), "--model", args.model, "--dtype", args.dtype]
     command += ["--batches", args.batches, "--json"]
     print("measuring this machine's ceilings ...", file=sys.stderr, flush=True)
-    done = subprocess.run(
-        command, env={**os.environ, "OMP_NUM_THREADS": threads}, capture_output=True, text=True
-    )
+    # The OpenMP settings of the plugin's engine (its short spin, unless the user set one), so that the
+    # ceiling is measured as the plugin computes; vLLM's native platform ignores the spin count.
+    from tt_vllm_plugin.device.host import HOST_GOMP_SPINCOUNT
+
+    env = {**os.environ, "OMP_NUM_THREADS": threads}
+    if "OMP_WAIT_POLICY" not in env:
+        env.setdefault("GOMP_SPINCOUNT", HOST_GOMP_SPINCOUNT)
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
     line = next((x for x in done.stdout.splitlines() if x.startswith("CEILINGS ")), None)
     if done.returncode != 0 or line is None:
         sys.exit(f"ceilings.py failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
@@ -247,7 +252,7 @@ def main() -> None:
             print(f"{system} vs native: {ratios}")
     if ceilings is not None:
         print(
-            f"ceilings ({args.dtype}, benchmarks/ceilings.py): "
+            f"ceilings ({args.dtype} computed in {ceilings['compute_dtype']}, benchmarks/ceilings.py): "
             + ", ".join(
                 f"batch {b}: {ceilings['ceiling'][b]:.1f} tok/s ({ceilings['bound'][b]})" for b in batches
             )

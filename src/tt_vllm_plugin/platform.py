@@ -25,7 +25,7 @@ from vllm.platforms.interface import Platform, PlatformEnum
 from tt_vllm_plugin.activation import DeviceChoice, resolve_device
 from tt_vllm_plugin.compat import multimodal as mm_compat
 from tt_vllm_plugin.device.cpu_dtype import REDUCED_PRECISION, CpuArithmetic, decide_compute_dtype
-from tt_vllm_plugin.device.host import host_torch_device
+from tt_vllm_plugin.device.host import HOST_GOMP_SPINCOUNT, host_torch_device
 from tt_vllm_plugin.log import get_logger
 from tt_vllm_plugin.models import registry
 from tt_vllm_plugin.models.contract import (
@@ -60,19 +60,19 @@ TTNN_BLOCK_SIZE = 64
 HOST_BLOCK_SIZE = 16
 
 
-# libgomp's spin before a waiting OpenMP thread sleeps; see _tune_openmp_for_the_engine_process.
-HOST_GOMP_SPINCOUNT = "10000"
-
-
 def _tune_openmp_for_the_engine_process() -> None:
-    """Set a short OpenMP spin-wait for the engine core (it inherits the environment at spawn).
+    """Set a very short OpenMP spin-wait for the engine core (it inherits the environment at spawn).
 
-    The engine core's OpenMP threads share the cores with the API-server (or ``vllm.LLM``) process.
-    libgomp's default spin (300,000 iterations) keeps idle threads busy, so the other process's
-    per-step work preempts a thread that a barrier then waits for. A short spin measured, on 2 cores,
-    663 -> 1,007 tok/s (bf16, 32 x 128) and 501 -> 543 (fp32); no spin at all (OMP_WAIT_POLICY=PASSIVE)
-    hurt batch 1 (83 -> 53). vLLM's native CPU platform is unaffected by this variable (see
-    benchmarks/RESULTS.md). A value the user set, or OMP_WAIT_POLICY, wins.
+    The engine core's OpenMP threads share the cores with the API-server (or ``vllm.LLM``) process and
+    with whatever else runs on the machine. A thread that spins while its partner is preempted burns its
+    time slice, and every barrier of the step (each matmul, norm and attention call is one) then waits
+    for a time slice. libgomp's default (300,000 iterations) lost a third of the throughput to the
+    other process alone (663 against 1,007 tok/s with 10,000, bf16 32 x 128, an idle 2-core machine);
+    on a 2-core machine busy with other work (load 4-6), 10,000 still collapsed to 72-113 / 3.4-3.8 tok/s
+    (fp32 32 x 128 / 1 x 128) where 100 gave 202-363 / 36-38 and 1,000 gave 218-221 / 21-24 (issue 29;
+    benchmarks/RESULTS.md). No spin at all (OMP_WAIT_POLICY=PASSIVE) costs batch 1 on an idle machine
+    (83 -> 53). vLLM's native CPU platform is unaffected by this variable. A value the user set, or
+    OMP_WAIT_POLICY, wins.
     """
     if "OMP_WAIT_POLICY" not in os.environ:
         os.environ.setdefault("GOMP_SPINCOUNT", HOST_GOMP_SPINCOUNT)

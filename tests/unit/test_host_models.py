@@ -530,6 +530,22 @@ def test_empty_decode_slots_do_not_touch_the_cache(llama_folder):
         assert all(torch.equal(t, s) for t, s in zip(pair, saved, strict=True))
 
 
+def test_kv_cache_starts_zeroed_and_keeps_its_memory(llama_folder):
+    """The CPU KV cache is zero pages from the OS (written only when a block is first used): zero,
+    page-aligned, and its mapping lives as long as the tensors do."""
+    import gc
+
+    model = TTLlamaForCausalLM.initialize_vllm_model(
+        AutoConfig.from_pretrained(llama_folder), CPU_FP32, 4, 64
+    )
+    kv_cache = new_cache(model, 8)
+    gc.collect()  # nothing but the tensors holds the mappings now
+    assert all(not t.any() and t.is_contiguous() and t.data_ptr() % 4096 == 0 for p in kv_cache for t in p)
+    keys = kv_cache[0][0]
+    keys[1].fill_(2.0)
+    assert keys.sum().item() == 2.0 * keys[1].numel()
+
+
 def test_bfloat16_runs_and_returns_float32_logits(llama_folder):
     config = AutoConfig.from_pretrained(llama_folder)
     fp32 = TTLlamaForCausalLM.initialize_vllm_model(config, CPU_FP32, 2, 64)

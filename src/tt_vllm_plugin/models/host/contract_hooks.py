@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from tt_vllm_plugin.device.host import HostDevice
+from tt_vllm_plugin.device.host import HostDevice, zeroed_tensor
 from tt_vllm_plugin.models.contract import (
     SUPPORTS_ASYNC_DECODE,
     SUPPORTS_CHUNKED_PREFILL,
@@ -110,7 +110,8 @@ class HostContractModel:
         self, kv_cache_shape: tuple[int, int, int, int], dtype: torch.dtype, num_layers: int
     ) -> KVCache:
         """Zeroed [K, V] per layer: zeros (not empty) so masked-out slots never hold NaN, which
-        would leak through ``0 * NaN`` in the attention-weighted sum."""
+        would leak through ``0 * NaN`` in the attention-weighted sum (zero pages on the CPU, written
+        only when a block is first used: ``zeroed_tensor``)."""
         _, kv_heads, _, head_dim = kv_cache_shape
         if (kv_heads, head_dim) != (self.num_kv_heads, self.head_dim):
             raise ValueError(
@@ -120,8 +121,7 @@ class HostContractModel:
         # The kernels take only some block sizes; whatever this cache gets, it keeps (host_attention.py).
         self.attention = self.attention.for_block_size(kv_cache_shape[2])
         return [
-            [torch.zeros(kv_cache_shape, dtype=dtype, device=self.device) for _ in range(2)]
-            for _ in range(num_layers)
+            [zeroed_tensor(kv_cache_shape, dtype, self.device) for _ in range(2)] for _ in range(num_layers)
         ]
 
     def prefill_forward(

@@ -14,7 +14,8 @@ CPU with vLLM's kernels loaded, else torch (a CUDA host device, a vLLM without i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +23,29 @@ import torch.nn.functional as F
 from tt_vllm_plugin.compat import has_vllm_cpu_op
 
 _FUSED_OPS = ("silu_and_mul", "fused_add_rms_norm", "rms_norm", "rotary_embedding")
+
+# Below this many elements a fused kernel runs on the calling thread alone. Each kernel is an OpenMP
+# parallel region, and a decode step's norms, activations and RoPE (batch 32: 18k-49k elements, a few
+# microseconds of work) cost more in the region's fork and barrier than they save; when other processes
+# take the cores, every barrier also waits for a preempted thread (issue 29: these ops took 30 % of a
+# decode step's time on a busy 2-core machine). Prefill-sized calls (thousands of tokens) stay parallel.
+SERIAL_BELOW_ELEMENTS = 1 << 16
+
+
+@contextmanager
+def _serial_if_small(numel: int) -> Iterator[None]:
+    """One OpenMP thread for a call over ``numel`` elements below :data:`SERIAL_BELOW_ELEMENTS`. Each
+    row's result is the same either way: the kernels split rows (or elements), never one reduction."""
+    threads = torch.get_num_threads()
+    if numel >= SERIAL_BELOW_ELEMENTS or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
 
 # Rotates q and k, (N, heads * head_dim) each, for the positions it was made for.
 RotateFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -53,7 +77,8 @@ class HostOps:
     def rms_norm(self, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
         if self.fused and x.is_contiguous():
             out = torch.empty_like(x)
-            torch.ops._C.rms_norm(out, x, weight, eps)
+            with _serial_if_small(x.numel()):
+                torch.ops._C.rms_norm(out, x, weight, eps)
             return out
         return rms_norm(x, weight, eps)
 
@@ -63,7 +88,8 @@ class HostOps:
         """``residual + x`` and its RMSNorm: (normed, new residual). The fused kernel writes both in
         place (``x`` and ``residual`` are scratch afterwards)."""
         if self.fused and x.is_contiguous() and residual.is_contiguous():
-            torch.ops._C.fused_add_rms_norm(x, residual, weight, eps)
+            with _serial_if_small(x.numel()):
+                torch.ops._C.fused_add_rms_norm(x, residual, weight, eps)
             return x, residual
         residual = residual + x
         return rms_norm(residual, weight, eps), residual
@@ -72,7 +98,8 @@ class HostOps:
         """SwiGLU's ``silu(gate) * up`` for ``gate_up`` = [gate | up] on the last dim."""
         if self.fused and gate_up.is_contiguous():
             out = gate_up.new_empty((*gate_up.shape[:-1], gate_up.shape[-1] // 2))
-            torch.ops._C.silu_and_mul(out, gate_up)
+            with _serial_if_small(gate_up.numel()):
+                torch.ops._C.silu_and_mul(out, gate_up)
             return out
         gate, up = gate_up.chunk(2, dim=-1)
         return F.silu(gate) * up
@@ -82,7 +109,8 @@ class HostOps:
         [gate | up] on the last dim."""
         if self.fused_gelu_tanh and gate_up.is_contiguous():
             out = gate_up.new_empty((*gate_up.shape[:-1], gate_up.shape[-1] // 2))
-            torch.ops._C.gelu_tanh_and_mul(out, gate_up)
+            with _serial_if_small(gate_up.numel()):
+                torch.ops._C.gelu_tanh_and_mul(out, gate_up)
             return out
         gate, up = gate_up.chunk(2, dim=-1)
         return F.gelu(gate, approximate="tanh") * up
@@ -136,7 +164,8 @@ class RotaryEmbedding:
             positions = positions.long()
 
             def rotate_in_place(q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-                torch.ops._C.rotary_embedding(positions, q, k, self.head_dim, self.cos_sin_cache, True)
+                with _serial_if_small(q.numel()):
+                    torch.ops._C.rotary_embedding(positions, q, k, self.head_dim, self.cos_sin_cache, True)
                 return q, k
 
             return rotate_in_place
