@@ -175,6 +175,17 @@ def _wait_ready(base: str, process: subprocess.Popen, log: Path, timeout: float 
     raise TimeoutError(log.read_text()[-4000:])
 
 
+def _log_once_ready(log: Path, timeout: float = 30) -> str:
+    """tt-serve's log once its start-up watcher has printed "ready": the watcher asks /health every
+    0.5 s on its own, so it may print a moment after this test's own /health poll saw 200."""
+    deadline = time.monotonic() + timeout
+    text = log.read_text()
+    while "] ready" not in text and time.monotonic() < deadline:
+        time.sleep(0.2)
+        text = log.read_text()
+    return text
+
+
 @pytest.mark.engine
 @pytest.mark.server
 @pytest.mark.parametrize(
@@ -195,7 +206,7 @@ def test_serve_starts_the_backend_in_its_environment(served, python: Path, vllm:
     )
     assert answer.status_code == 200, answer.text
     assert answer.json()["choices"][0]["text"] == reference
-    text = log.read_text()
+    text = _log_once_ready(log)
     assert f"tt-serve: environment {python} (Python 3.11.7, {vllm}" in text
     assert "tt-serve: starting: env " in text and f" {python} -P -m vllm.entrypoints." in text
     # Each phase printed once, in order, from what the engine really did.

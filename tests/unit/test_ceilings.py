@@ -43,6 +43,7 @@ def test_linear_shapes_cover_every_matrix_of_the_checkpoint(ceilings, default_mo
 def test_the_ceiling_is_the_lower_bound_of_the_two(ceilings):
     found = ceilings.Ceilings(
         dtype="float32",
+        compute_dtype="float32",
         threads=2,
         weight_bytes=538_060_032,
         read_gb_s=16.0,
