@@ -88,7 +88,9 @@ class TTQwen2_5_VLForConditionalGeneration(TTQwen2ForCausalLM):
         optimizations: str = "performance",
     ) -> TTQwen2_5_VLForConditionalGeneration:
         hf_config.num_hidden_layers = hf_config.text_config.num_hidden_layers  # read by the base
-        return super().initialize_vllm_model(hf_config, mesh_device, max_batch_size, max_seq_len, n_layers)
+        return super().initialize_vllm_model(
+            hf_config, mesh_device, max_batch_size, max_seq_len, n_layers, tt_data_parallel, optimizations
+        )
 
     # ---- contract
 
