@@ -61,18 +61,20 @@ HOST_BLOCK_SIZE = 16
 
 
 def _tune_openmp_for_the_engine_process() -> None:
-    """Set a very short OpenMP spin-wait for the engine core (it inherits the environment at spawn).
+    """Set a short OpenMP spin-wait for the engine core (it inherits the environment at spawn).
 
     The engine core's OpenMP threads share the cores with the API-server (or ``vllm.LLM``) process and
     with whatever else runs on the machine. A thread that spins while its partner is preempted burns its
     time slice, and every barrier of the step (each matmul, norm and attention call is one) then waits
-    for a time slice. libgomp's default (300,000 iterations) lost a third of the throughput to the
-    other process alone (663 against 1,007 tok/s with 10,000, bf16 32 x 128, an idle 2-core machine);
-    on a 2-core machine busy with other work (load 4-6), 10,000 still collapsed to 72-113 / 3.4-3.8 tok/s
-    (fp32 32 x 128 / 1 x 128) where 100 gave 202-363 / 36-38 and 1,000 gave 218-221 / 21-24 (issue 29;
-    benchmarks/RESULTS.md). No spin at all (OMP_WAIT_POLICY=PASSIVE) costs batch 1 on an idle machine
-    (83 -> 53). vLLM's native CPU platform is unaffected by this variable. A value the user set, or
-    OMP_WAIT_POLICY, wins.
+    for a time slice; a thread that sleeps too soon pays a wake-up at every barrier instead (on a
+    virtual machine an idle vCPU halts, and waking it costs tens of microseconds). Measured on a 2-core
+    VM (issue 29, bf16 32 x 128 / 1 x 128 tok/s, benchmarks/RESULTS.md): libgomp's default (300,000)
+    and 10,000 collapse as soon as another process wants a core (one busy loop beside it: 213 / 12
+    with 10,000); 100 sleeps too soon on an idle machine (777-823 / 50-53); 1,000 is within noise of
+    the best idle figures (868-971 / 70-83), the best with two busy loops beside it (427 / 37 against
+    334 / 38 with 100), and in between with one (476 / 38 against 545 / 64 with 100). No spin at all
+    (OMP_WAIT_POLICY=PASSIVE) costs batch 1 on an idle machine. vLLM's native CPU platform is
+    unaffected by this variable. A value the user set, or OMP_WAIT_POLICY, wins.
     """
     if "OMP_WAIT_POLICY" not in os.environ:
         os.environ.setdefault("GOMP_SPINCOUNT", HOST_GOMP_SPINCOUNT)

@@ -18,7 +18,7 @@ def test_sets_a_short_spin_when_nothing_is_set(clean_env):
     import os
 
     _tune_openmp_for_the_engine_process()
-    assert os.environ["GOMP_SPINCOUNT"] == HOST_GOMP_SPINCOUNT == "100"
+    assert os.environ["GOMP_SPINCOUNT"] == HOST_GOMP_SPINCOUNT == "1000"
 
 
 def test_the_users_spin_count_wins(clean_env):

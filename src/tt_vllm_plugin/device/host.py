@@ -15,7 +15,7 @@ from tt_vllm_plugin import envs
 HOST_TORCH_DEVICE_ENV = envs.TT_VLLM_HOST_TORCH_DEVICE.name
 # libgomp's spin before a waiting OpenMP thread sleeps, for the engine process on the host device (the
 # platform sets it; why: platform._tune_openmp_for_the_engine_process).
-HOST_GOMP_SPINCOUNT = "100"
+HOST_GOMP_SPINCOUNT = "1000"
 
 
 @dataclass(frozen=True)
