@@ -159,3 +159,25 @@ def test_engine_start_up_phases_come_from_its_status_file(gateway: GatewayHandle
     lines = [json.loads(line) for line in Path(engine["status_path"]).read_text().splitlines()]
     assert [line["phase"] for line in lines] == [h["phase"] for h in progress["history"]]
     assert Path(engine["status_path"]).parent == Path(engine["log_path"]).parent  # beside its log
+
+
+def test_an_admin_body_over_the_request_limit_is_413_and_the_gateway_keeps_serving(
+    gateway: GatewayHandle,
+) -> None:
+    """The admin API reads its bodies with the same bound as the OpenAI routes (gateway.max_request_bytes,
+    32 MiB by default): one byte over is refused before the JSON is parsed, and nothing is added."""
+    limit = 32 * 2**20
+    refused = requests.post(
+        f"{gateway.base_url}/admin/api/models",
+        data=b" " * (limit + 1),
+        headers={"Authorization": f"Bearer {gateway.admin_token}", "Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert refused.status_code == 413, refused.text
+    assert refused.json()["error"]["message"] == (
+        f"the request body is larger than this gateway's limit of {limit} bytes (32 MiB): send less (fewer "
+        "or smaller images), or raise gateway.max_request_bytes in the gateway's config file"
+    )
+    state = requests.get(f"{gateway.base_url}/admin/api/state", timeout=10)
+    assert state.status_code == 200
+    assert MODEL_A in [m["name"] for m in state.json()["models"]]

@@ -165,8 +165,8 @@ GATEWAY = Section(
             "max_request_bytes",
             "positive integer",
             "33554432 (32 MiB)",
-            "the largest request body the OpenAI routes take (images come base64-encoded inside it); a "
-            "larger one is answered 413 naming this key",
+            "the largest request body the OpenAI routes and the admin API take (images come base64-encoded "
+            "inside it); a larger one is answered 413 naming this key",
         ),
         Key("log_dir", "path", "a fresh temporary folder", "engine logs and status files"),
         Key("engine_env_drop", "list of globs", "[]", "variables never passed to engines"),

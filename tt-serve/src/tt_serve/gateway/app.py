@@ -16,6 +16,7 @@ from tt_serve.gateway.auth import check_admin
 from tt_serve.gateway.manager import GatewayError, Manager
 from tt_serve.gateway.paths import OPENAI_POST_ROUTES, DotSegmentGuard, served_routes_text
 from tt_serve.gateway.proxy import forward, list_models, openai_error
+from tt_serve.gateway.request_body import BodyTooLarge, read_body
 from tt_serve.gateway.settings import ModelSpec, check_name, parse_cards, reserved_arg_problem
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -32,9 +33,15 @@ def _admin_denied(token: str | None, request: Request) -> Response | None:
     return response
 
 
-async def _json_object(request: Request) -> dict[str, Any]:
+async def _json_object(request: Request, max_bytes: int) -> dict[str, Any]:
+    """The admin request's JSON object, read up to the same ``gateway.max_request_bytes`` as an OpenAI
+    request's (an admin body is a few hundred bytes; nothing a client sends is read without a bound)."""
     try:
-        body = json.loads(await request.body() or b"{}")
+        raw = await read_body(request, max_bytes)
+    except BodyTooLarge as error:
+        raise GatewayError(413, str(error), "RequestTooLargeError") from None
+    try:
+        body = json.loads(raw or b"{}")
     except ValueError:
         raise GatewayError(400, "the request body is not valid JSON") from None
     if not isinstance(body, dict):
@@ -157,7 +164,7 @@ def create_app(manager: Manager, admin_token: str | None) -> FastAPI:
     async def add_model(request: Request) -> Response:
         if (denied := _admin_denied(admin_token, request)) is not None:
             return denied
-        body = await _json_object(request)
+        body = await _json_object(request, manager.settings.max_request_bytes)
         problem = check_name(body.get("name"))
         if problem:
             raise GatewayError(422, f"'name' {problem}")
@@ -186,7 +193,7 @@ def create_app(manager: Manager, admin_token: str | None) -> FastAPI:
     async def swap_model(name: str, request: Request) -> Response:
         if (denied := _admin_denied(admin_token, request)) is not None:
             return denied
-        body = await _json_object(request)
+        body = await _json_object(request, manager.settings.max_request_bytes)
         unknown = sorted(set(body) - {"backend", "engine_args", "model", "cards", "replicas"})
         if unknown:
             raise GatewayError(
