@@ -10,7 +10,8 @@ RMSNorm before RoPE; scores are scaled by ``query_pre_attn_scalar ** -0.5``. Lay
 when ``final_logit_softcapping`` is set. ``attn_logit_softcapping`` is not applied: transformers' Gemma 3
 (and vLLM's) never pass it to attention (``model.py`` logs that once).
 
-The shared host layers do the rest: linear layers (``linear.py``), fused elementwise kernels (``ops.py``),
+The shared host layers do the rest: the attention sublayer and the decoder's set-up (``decoder.py``),
+linear layers (``linear.py``), fused elementwise kernels (``ops.py``),
 RoPE (``rope.py``), attention backends with per-layer windows (``attention.py``, ``sliding_window.py``).
 """
 
@@ -22,16 +23,18 @@ import torch
 import torch.nn.functional as F
 
 from tt_vllm_plugin.models.contract import KVCache
-from tt_vllm_plugin.models.host.attention import HostAttention, PassAttention, choose_attention
+from tt_vllm_plugin.models.host.attention import PassAttention
+from tt_vllm_plugin.models.host.decoder import HostDecoder
 from tt_vllm_plugin.models.host.gemma3.weights import Gemma3LayerWeights, Gemma3Weights
-from tt_vllm_plugin.models.host.ops import HostOps, RotateFn, fused_kernels_available, rms_norm
 from tt_vllm_plugin.models.host.rope import rotary_embedding
-from tt_vllm_plugin.models.host.sliding_window import FULL, effective_windows, windows_by_layer_type
+from tt_vllm_plugin.models.host.sliding_window import FULL
 
 
-class Gemma3Decoder:
-    """The decoder's math over flat tokens: dimensions, weights, ops, one RoPE per layer type and the
-    attention backend."""
+class Gemma3Decoder(HostDecoder):
+    """The decoder's math over flat tokens, with one RoPE per layer type (dimensions, weights, ops and
+    attention: ``host/decoder.py``)."""
+
+    weights: Gemma3Weights
 
     def __init__(
         self,
@@ -41,43 +44,19 @@ class Gemma3Decoder:
         dtype: torch.dtype,
         max_seq_len: int,
     ) -> None:
-        self.config = config
-        self.weights = weights
-        self.device = torch_device
-        self.dtype = dtype
-        self.max_seq_len = max_seq_len
-        self.num_heads = int(config.num_attention_heads)
-        self.num_kv_heads = int(config.num_key_value_heads)
-        self.head_dim = int(config.head_dim)
-        self.eps = float(config.rms_norm_eps)
+        head_dim = int(config.head_dim)
+        scale = float(config.query_pre_attn_scalar) ** -0.5
+        super().__init__(config, weights, torch_device, dtype, max_seq_len, head_dim, scale)
         # transformers keeps sqrt(hidden) as a float32 buffer and casts it to the weights' dtype.
         self.embed_scale = torch.tensor(config.hidden_size**0.5).to(dtype=dtype, device=torch_device)
         self.final_softcap = getattr(config, "final_logit_softcapping", None)
-        self.ops = HostOps(fused_kernels_available(torch_device))
-        num_layers = len(weights.layers)
-        self.layer_types: list[str] = list(config.layer_types[:num_layers])
-        self.windows = effective_windows(
-            windows_by_layer_type(config, num_layers, type(self).__name__), max_seq_len
-        )
+        self.layer_types: list[str] = list(config.layer_types[: len(weights.layers)])
         self.ropes = {
             kind: rotary_embedding(
                 config, self.head_dim, max_seq_len, dtype, torch_device, self.ops.fused, layer_type=kind
             )
             for kind in sorted(set(self.layer_types) or {FULL})
         }
-        # Chosen once here, confirmed for the cache's block size when the model allocates its KV cache.
-        self.attention: HostAttention = choose_attention(
-            torch_device,
-            dtype,
-            self.num_heads,
-            self.num_kv_heads,
-            self.head_dim,
-            float(config.query_pre_attn_scalar) ** -0.5,
-        )
-
-    @property
-    def vocab_size(self) -> int:
-        return self.weights.lm_head.out_features
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """The scaled token embeddings of ``ids`` (N, hidden)."""
@@ -105,7 +84,7 @@ class Gemma3Decoder:
         for index, layer in enumerate(layers):
             k_cache, v_cache = kv_cache[index]
             rotate = rotations[self.layer_types[index]]
-            attn = self._attention(layer, x, rotate, attention, k_cache, v_cache, self.windows[index])
+            attn = self.attention_block(layer, x, rotate, attention, k_cache, v_cache, self.windows[index])
             attn = self.ops.rms_norm(attn, layer.post_attention_norm, self.eps)
             x, residual = self.ops.add_rms_norm(attn, residual, layer.pre_feedforward_norm, self.eps)
             mlp = self.ops.rms_norm(self._mlp(layer, x), layer.post_feedforward_norm, self.eps)
@@ -118,30 +97,6 @@ class Gemma3Decoder:
         if self.final_softcap is not None:  # in the model dtype, as transformers
             logits = torch.tanh(logits / self.final_softcap) * self.final_softcap
         return logits.float()
-
-    def _attention(
-        self,
-        layer: Gemma3LayerWeights,
-        x: torch.Tensor,
-        rotate: RotateFn,
-        attention: PassAttention,
-        k_cache: torch.Tensor,
-        v_cache: torch.Tensor,
-        window: int | None,
-    ) -> torch.Tensor:
-        n = x.shape[0]
-        q_size, kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
-        qkv = layer.qkv(x)
-        v = qkv[:, q_size + kv_size :].reshape(n, self.num_kv_heads, self.head_dim)
-        # Per-head norms before RoPE; contiguous copies, so the rotation may work in place.
-        q = rms_norm(qkv[:, :q_size].reshape(n, self.num_heads, -1), layer.q_norm, self.eps).reshape(n, -1)
-        k = rms_norm(
-            qkv[:, q_size : q_size + kv_size].reshape(n, self.num_kv_heads, -1), layer.k_norm, self.eps
-        )
-        q, k = rotate(q, k.reshape(n, -1))
-        q = q.reshape(n, self.num_heads, self.head_dim)
-        k = k.reshape(n, self.num_kv_heads, self.head_dim)
-        return layer.o(attention.attend(q, k, v, k_cache, v_cache, sliding_window=window))
 
     def _mlp(self, layer: Gemma3LayerWeights, x: torch.Tensor) -> torch.Tensor:
         return layer.down(self.ops.gelu_tanh_and_mul(layer.gate_up(x)))

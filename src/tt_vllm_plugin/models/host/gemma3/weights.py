@@ -36,6 +36,7 @@ class Gemma3LayerWeights:
     k_norm: torch.Tensor
     gate_up: HostLinear  # gate and up projections stacked on the output dim
     down: HostLinear
+    sinks: None = None  # Gemma 3 has no attention sinks (read by host/decoder.py's attention block)
 
 
 @dataclass

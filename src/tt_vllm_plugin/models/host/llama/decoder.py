@@ -18,24 +18,21 @@ import torch
 import torch.nn.functional as F
 
 from tt_vllm_plugin.models.contract import KVCache
-from tt_vllm_plugin.models.host.attention import HostAttention, PassAttention, choose_attention
-from tt_vllm_plugin.models.host.llama.weights import LayerWeights, ModelWeights
-from tt_vllm_plugin.models.host.ops import HostOps, RotateFn, fused_kernels_available, rms_norm
+from tt_vllm_plugin.models.host.attention import PassAttention
+from tt_vllm_plugin.models.host.decoder import HostDecoder
+from tt_vllm_plugin.models.host.llama.weights import ModelWeights
+from tt_vllm_plugin.models.host.ops import RotateFn
 from tt_vllm_plugin.models.host.rope import rotary_embedding
-from tt_vllm_plugin.models.host.sliding_window import (
-    LayerWindows,
-    effective_windows,
-    windows_by_layer_type,
-)
 
 
 def head_dim_of(config: Any) -> int:
     return int(getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads)
 
 
-class LlamaFamilyDecoder:
-    """The decoder's math over flat tokens: the model's dimensions, weights, elementwise ops and
-    attention backend."""
+class LlamaFamilyDecoder(HostDecoder):
+    """The decoder's math over flat tokens (dimensions, weights, ops and attention: ``host/decoder.py``)."""
+
+    weights: ModelWeights
 
     def __init__(
         self,
@@ -45,33 +42,9 @@ class LlamaFamilyDecoder:
         dtype: torch.dtype,
         max_seq_len: int,
     ) -> None:
-        self.config = config
-        self.weights = weights
-        self.device = torch_device
-        self.dtype = dtype
-        self.max_seq_len = max_seq_len
-        self.num_heads = int(config.num_attention_heads)
-        self.num_kv_heads = int(getattr(config, "num_key_value_heads", None) or self.num_heads)
-        self.head_dim = head_dim_of(config)
-        self.eps = float(config.rms_norm_eps)
-        self.scale = self.head_dim**-0.5
-        self.ops = HostOps(fused_kernels_available(torch_device))
+        head_dim = head_dim_of(config)
+        super().__init__(config, weights, torch_device, dtype, max_seq_len, head_dim, head_dim**-0.5)
         self.rope = rotary_embedding(config, self.head_dim, max_seq_len, dtype, torch_device, self.ops.fused)
-        self.windows = effective_windows(self.layer_windows(config, len(weights.layers)), max_seq_len)
-        # Chosen once here, confirmed for the cache's block size when the model allocates its KV cache.
-        self.attention: HostAttention = choose_attention(
-            torch_device, dtype, self.num_heads, self.num_kv_heads, self.head_dim, self.scale
-        )
-
-    @classmethod
-    def layer_windows(cls, config: Any, num_layers: int) -> LayerWindows:
-        """Each layer's sliding window, by ``layer_types`` (Qwen2 and Qwen3 in transformers); the
-        architectures override it (``architectures.py``)."""
-        return windows_by_layer_type(config, num_layers, cls.__name__)
-
-    @property
-    def vocab_size(self) -> int:
-        return self.weights.lm_head.out_features
 
     def forward(
         self, ids: torch.Tensor, positions: torch.Tensor, kv_cache: KVCache, attention: PassAttention
@@ -96,7 +69,7 @@ class LlamaFamilyDecoder:
         x = self.ops.rms_norm(residual, layers[0].input_norm, self.eps)
         for index, layer in enumerate(layers):
             k_cache, v_cache = kv_cache[index]
-            attn = self._attention(layer, x, rotate, attention, k_cache, v_cache, self.windows[index])
+            attn = self.attention_block(layer, x, rotate, attention, k_cache, v_cache, self.windows[index])
             x, residual = self.ops.add_rms_norm(attn, residual, layer.post_norm, self.eps)
             next_norm = layers[index + 1].input_norm if index + 1 < len(layers) else self.weights.norm
             x, residual = self.ops.add_rms_norm(layer.mlp(x, self.ops), residual, next_norm, self.eps)
@@ -104,27 +77,3 @@ class LlamaFamilyDecoder:
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.weights.lm_head(hidden).float()
-
-    def _attention(
-        self,
-        layer: LayerWeights,
-        x: torch.Tensor,
-        rotate: RotateFn,
-        attention: PassAttention,
-        k_cache: torch.Tensor,
-        v_cache: torch.Tensor,
-        window: int | None,
-    ) -> torch.Tensor:
-        n = x.shape[0]
-        q_size, kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
-        qkv = layer.qkv(x)
-        q, k = qkv[:, :q_size], qkv[:, q_size : q_size + kv_size]
-        v = qkv[:, q_size + kv_size :].reshape(n, self.num_kv_heads, self.head_dim)
-        if layer.q_norm is not None and layer.k_norm is not None:  # Qwen3: per-head norm before RoPE
-            q = rms_norm(q.reshape(n, self.num_heads, -1), layer.q_norm, self.eps).reshape(n, -1)
-            k = rms_norm(k.reshape(n, self.num_kv_heads, -1), layer.k_norm, self.eps).reshape(n, -1)
-        q, k = rotate(q, k)
-        q = q.reshape(n, self.num_heads, self.head_dim)
-        k = k.reshape(n, self.num_kv_heads, self.head_dim)
-        out = attention.attend(q, k, v, k_cache, v_cache, sliding_window=window, sinks=layer.sinks)
-        return layer.o(out)
