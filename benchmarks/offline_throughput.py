@@ -44,6 +44,7 @@ def run_vllm(
     output_tokens: int,
     additional_config: dict | None = None,
     kv_cache_bytes: int = KV_CACHE_BYTES,
+    block_size: int | None = None,
 ) -> dict[str, float]:
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
@@ -57,6 +58,7 @@ def run_vllm(
         seed=0,
         kv_cache_memory_bytes=kv_cache_bytes,  # the same KV space for both platforms
         additional_config=additional_config or {},
+        **({} if block_size is None else {"block_size": block_size}),
     )
     results = {"engine_start_s": time.perf_counter() - start}
     params = SamplingParams(temperature=0.0, max_tokens=output_tokens, ignore_eos=True)
@@ -113,7 +115,8 @@ def _child(args: argparse.Namespace) -> None:
             if args.child == "plugin" and args.prefill_batching == "off"
             else None
         )
-        results = run_vllm(args.model, args.dtype, batches, args.output_tokens, tt, args.kv_cache_mib * 2**20)
+        kv_bytes = args.kv_cache_mib * 2**20
+        results = run_vllm(args.model, args.dtype, batches, args.output_tokens, tt, kv_bytes, args.block_size)
     print("RESULT " + json.dumps(results), flush=True)
 
 
@@ -178,6 +181,12 @@ def main() -> None:
         "--kv-cache-mib", type=int, default=KV_CACHE_BYTES // 2**20, help="KV space of both vLLM platforms"
     )
     parser.add_argument(
+        "--block-size",
+        type=int,
+        default=None,
+        help="KV cache block size of both vLLM platforms (default: each platform's own)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=None,
@@ -219,6 +228,7 @@ def main() -> None:
             args.prefill_batching,
             "--kv-cache-mib",
             str(args.kv_cache_mib),
+            *([] if args.block_size is None else ["--block-size", str(args.block_size)]),
         ]
         print(f"running {system} ...", file=sys.stderr, flush=True)
         done = subprocess.run(command, env=env, capture_output=True, text=True)
