@@ -142,7 +142,7 @@ clean-ttnn:
 VENV_VISION ?= .venv-vision
 STAMP_VISION := $(VENV_VISION)/.tt-vllm-installed
 VISION_TESTS := tests/e2e/test_images_engine.py tests/e2e/test_images_server.py \
-	tests/e2e/test_images_gemma3.py tests/gateway/test_gateway_images.py
+	tests/e2e/test_images_gemma3.py tests/gateway/test_gateway_images.py tests/contract/test_tt_metal_images.py
 
 .PHONY: vision-env test-vision clean-vision
 

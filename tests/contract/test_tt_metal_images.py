@@ -4,8 +4,8 @@ against TEST DOUBLES with their real signatures (tests/contract/tt_metal_image_d
 The image features are what vLLM's processing holds for a prompt: real images through transformers' image
 processors (the PIL ones: torchvision is not installed here), cut into per-image items by vLLM's own
 ``MultiModalKwargsItems.from_hf_inputs`` with each architecture's field config as vLLM 0.32's processor
-declares it (``gemma3_mm.py``, ``qwen2_vl.py``, ``mistral3.py`` ``_get_mm_fields_config``, and Mistral 3's
-``_postprocess_hf_mm_data``), then gathered per prefill row the way Tenstorrent's runner does
+declares it (``gemma3_mm.py``, ``qwen2_vl.py``, ``qwen3_vl.py``, ``mistral3.py`` ``_get_mm_fields_config``,
+and Mistral 3's ``_postprocess_hf_mm_data``), then gathered per prefill row the way Tenstorrent's runner does
 (vllm-tt-plugin ``_gather_multi_modal_inputs``: ``item[field].data`` per image, ``None`` per text row).
 Each test asserts the generator's model receives, row by row, exactly those tensors.
 """
@@ -33,6 +33,7 @@ from vllm.multimodal.inputs import (
 )
 
 from tests.contract import tt_metal_image_doubles as image_doubles
+from tests.e2e.vision_env import requires_vision_env
 from tt_vllm_plugin.models.contract import takes_images
 from tt_vllm_plugin.models.tt_metal.adapter import adapter_for
 from tt_vllm_plugin.worker.multimodal_inputs import prefill_image_kwargs
@@ -67,6 +68,28 @@ def gemma3_items(images: list[Image.Image]) -> list[Any]:
 
 def qwen25_vl_items(images: list[Image.Image]) -> list[Any]:
     processor = Qwen2VLImageProcessorPil(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16)
+    out = processor(images, return_tensors="pt")
+    grid = out["image_grid_thw"]
+    hf = BatchFeature({"pixel_values": out["pixel_values"], "image_grid_thw": grid})
+    config = {
+        "pixel_values": MultiModalFieldConfig.flat_from_sizes("image", grid.prod(-1)),
+        "image_grid_thw": MultiModalFieldConfig.batched("image", keep_on_cpu=True),
+    }
+    return list(MultiModalKwargsItems.from_hf_inputs(hf, config)["image"])
+
+
+def qwen3_vl_items(images: list[Image.Image]) -> list[Any]:
+    """Qwen3-VL's image processor settings (16-pixel patches, 2 x 2 merge, mean and std 0.5, as its
+    checkpoints' preprocessor_config.json); vLLM 0.32's Qwen3VLMultiModalProcessor._get_mm_fields_config
+    is Qwen2-VL's field factory (``_create_qwen2vl_field_factory``)."""
+    processor = Qwen2VLImageProcessorPil(
+        size={"shortest_edge": 32 * 32 * 4, "longest_edge": 32 * 32 * 16},
+        patch_size=16,
+        merge_size=2,
+        temporal_patch_size=2,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+    )
     out = processor(images, return_tensors="pt")
     grid = out["image_grid_thw"]
     hf = BatchFeature({"pixel_values": out["pixel_values"], "image_grid_thw": grid})
@@ -212,6 +235,13 @@ def test_the_runners_gathered_images_reach_each_class_as_it_reads_them() -> None
     ]
     assert deltas.shape == (3, 1)
 
+    items = qwen3_vl_items(pictures(SIZES[:2]))
+    model = build(image_doubles.Qwen3VLForConditionalGeneration)
+    model.prefill_forward(
+        **prefill_args(3), **prefill_image_kwargs([request([]), request([items[1]]), request([items[0]])])
+    )
+    assert_qwen3_vl_saw(model, [None, items[1], items[0]])
+
 
 # -------------------------------------------------------------------------------------------- Qwen2.5-VL
 
@@ -307,3 +337,102 @@ def test_mistral3_refuses_what_its_prefill_would_drop() -> None:
         build(image_doubles.Mistral3ForConditionalGeneration, data_parallel=2).prefill_forward(
             **prefill_args(1), empty_slots=[0]
         )
+
+
+# ---------------------------------------------------------------------------------------------- Qwen3-VL
+
+
+def assert_qwen3_vl_saw(model: Any, rows: list[Any]) -> None:
+    """One prefill call per row, whose vision tower got that row's image (or nothing for a text row)."""
+    assert [len(call) for call in model.generator.vision_inputs] == [1] * len(rows)
+    for (seen,), item in zip(model.generator.vision_inputs, rows, strict=True):
+        if item is None:
+            assert seen is None
+            continue
+        pixel_values, grids = seen
+        assert torch.equal(pixel_values, item["pixel_values"].data)
+        assert grids.dtype == torch.int32 and grids.tolist() == [item["image_grid_thw"].data.tolist()]
+
+
+@pytest.mark.parametrize(
+    "generator_cls",
+    [image_doubles.Qwen3VLForConditionalGeneration, image_doubles.Qwen3VLRowZero],
+    ids=["newest", "has-images-from-row-0"],
+)
+def test_qwen3_vl_gets_each_rows_image_one_row_per_call(generator_cls: type) -> None:
+    """A text row first, as in a batch whose first request has no image: every stored version of the
+    class gets each row's image, since each row goes alone (older ones look at row 0 only)."""
+    items = qwen3_vl_items(pictures([SIZES[0], SIZES[2]]))
+    assert [tuple(item["pixel_values"].data.shape) for item in items] == [(16, 1536), (32, 1536)]
+    features = gathered([[], [items[0]], [items[1]]], ("pixel_values", "image_grid_thw"))
+    model = build(generator_cls)
+    logits, rope_deltas = model.prefill_forward(**prefill_args(3), empty_slots=[2, 0, 3], **features)
+    assert logits.shape == (3, 1, 16) and logits[:, 0, 0].tolist() == [6, 5, 4]  # each row's own
+    assert rope_deltas.shape == (3, 1) and rope_deltas.flatten().tolist() == [-106, -105, -104]
+    assert_qwen3_vl_saw(model, [None, items[0], items[1]])
+    calls = [args for name, args in model.generator.calls if name == "qwen3_prefill"]
+    # Neither empty_slots nor sampling_params nor start_pos: its prefill reads none of them.
+    assert calls == [{"rows": 1, "enable_trace": True, "unread": []}] * 3
+
+
+def test_qwen3_vl_declares_one_image_and_samples_on_the_host() -> None:
+    model = build(image_doubles.Qwen3VLForConditionalGeneration)
+    assert takes_images(model) and model.mm_limits_per_prompt == {"image": 1}  # its processing info's
+    assert model.model_capabilities == {"supports_prefix_caching": False, "supports_async_decode": True}
+    with pytest.raises(ValueError, match="prefill does not sample"):
+        model.prefill_forward(**prefill_args(1), sampling_params=object())
+    with pytest.raises(NotImplementedError, match="cannot prefill after a cached prefix"):
+        model.prefill_forward(**prefill_args(1), start_pos=[2])
+
+
+def test_qwen3_vl_decode_gets_the_rope_deltas_and_no_reset_batch() -> None:
+    """Its base's decode_forward (generator.py @ 5f866a08) takes no reset_batch."""
+    model = build(image_doubles.Qwen3VLForConditionalGeneration)
+    tokens, positions = torch.zeros(MAX_BATCH, 1, dtype=torch.int64), torch.tensor([3, -1, 5, -1])
+    table = torch.zeros(MAX_BATCH, 1, dtype=torch.int32)
+    model.decode_forward(tokens, positions, table, [], reset_batch=True, rope_deltas_all_users=[-7, 0, -2, 0])
+    assert model.generator.rope_deltas == [[-7, 0, -2, 0]]
+    (decode,) = [args for name, args in model.generator.calls if name == "decode_forward"]
+    assert decode["reset_batch"] is False and decode["written_slots"] == [0, 2]
+
+
+def test_qwen3_vl_refuses_data_parallel() -> None:
+    """It builds one model whatever tt_data_parallel says and reads no empty_slots: its rows cannot be
+    placed on a submesh."""
+    with pytest.raises(NotImplementedError, match="takes no empty_slots"):
+        build(image_doubles.Qwen3VLForConditionalGeneration, data_parallel=2).prefill_forward(
+            **prefill_args(1), empty_slots=[0]
+        )
+
+
+@requires_vision_env
+def test_qwen3_vl_gets_what_vllms_own_qwen3_vl_processing_makes() -> None:
+    """Where torchvision works: the image processor Qwen3-VL's checkpoints load (transformers'
+    Qwen2VLImageProcessor, torchvision backend) and vLLM's own Qwen3VLMultiModalProcessor field config cut
+    the items; the runner gathers them per row and each row's image reaches the class's vision tower."""
+    from transformers import Qwen2VLImageProcessor
+    from vllm.model_executor.models.qwen3_vl import Qwen3VLMultiModalProcessor
+
+    processor = Qwen2VLImageProcessor(
+        size={"shortest_edge": 32 * 32 * 4, "longest_edge": 32 * 32 * 16},
+        patch_size=16,
+        merge_size=2,
+        temporal_patch_size=2,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+    )
+    out = processor(pictures([SIZES[0], SIZES[2]]), return_tensors="pt")
+    hf = BatchFeature({"pixel_values": out["pixel_values"], "image_grid_thw": out["image_grid_thw"]})
+    vision_config = SimpleNamespace(spatial_merge_size=2)
+    info = SimpleNamespace(get_hf_config=lambda: SimpleNamespace(vision_config=vision_config))
+    config = Qwen3VLMultiModalProcessor._get_mm_fields_config(SimpleNamespace(info=info), hf, {})
+    items = list(MultiModalKwargsItems.from_hf_inputs(hf, config)["image"])
+
+    def request(item: Any | None) -> SimpleNamespace:
+        specs = [] if item is None else [MultiModalFeatureSpec(item, "image", "x", PlaceholderRange(3, 4))]
+        return SimpleNamespace(mm_features=specs)
+
+    model = build(image_doubles.Qwen3VLRowZero)
+    rows = [None, items[1], items[0]]
+    model.prefill_forward(**prefill_args(3), **prefill_image_kwargs(map(request, rows)))
+    assert_qwen3_vl_saw(model, rows)

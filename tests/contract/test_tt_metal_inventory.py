@@ -1,7 +1,7 @@
 """The ttnn device serves every generator class the installed tt-metal has (src/tt_vllm_plugin/models/
-tt_metal/inventory.py), under the TT names Tenstorrent's plugin gives them (the image classes whose images
-the adapter passes among them, declaring ``supports_multimodal``), and refuses by name the image classes it
-cannot feed. Checked against checkouts written to disk (tests/contract/tt_metal_checkout.py) whose
+tt_metal/inventory.py), under the TT names Tenstorrent's plugin gives them (the image classes among them,
+declaring ``supports_multimodal``), and refuses by name, saying why, the class no vLLM v1 plugin can serve
+(Mllama). Checked against checkouts written to disk (tests/contract/tt_metal_checkout.py) whose
 generator modules hold the class names of the real ones:
 
 - ttt_compat: tenstorrent/tt-metal ``models/ttt_compat/tt/generator_vllm.py`` @
@@ -42,7 +42,7 @@ TTT_COMPAT_CLASSES = (
     "Exaone4_5_ForConditionalGeneration",
     "HybridAttentionForCausalLM",
 )
-IMAGES = ["MllamaForConditionalGeneration"]
+REFUSED = ["MllamaForConditionalGeneration"]
 
 
 def double_for(name: str) -> str:
@@ -69,7 +69,7 @@ def test_the_ttt_compat_release_serves_all_its_text_generators(tmp_path: Path) -
             "TTGemma3ForConditionalGeneration": f"{module}:Gemma3ForConditionalGeneration",
             "TTMistral3ForConditionalGeneration": f"{module}:Mistral3ForConditionalGeneration",
         }
-        assert registry.architectures_needing_images(DeviceChoice.TTNN) == IMAGES
+        assert registry.refused_architectures(DeviceChoice.TTNN) == REFUSED
         # vLLM knows the checkpoint as multimodal; the class serves its text, so vLLM gets the bare name.
         assert set(registry.resolve(DeviceChoice.TTNN).bare_names) == {"Exaone4_5_ForConditionalGeneration"}
 
@@ -85,17 +85,30 @@ def test_the_tt_transformers_release_serves_its_own(tmp_path: Path) -> None:
             "Qwen2ForCausalLM",
             "Qwen3ForCausalLM",
         ]
-        assert registry.architectures_needing_images(DeviceChoice.TTNN) == IMAGES
+        assert registry.refused_architectures(DeviceChoice.TTNN) == REFUSED
 
 
-def test_a_generator_that_needs_images_is_refused_by_name(tmp_path: Path) -> None:
+def test_mllama_is_refused_saying_why_and_what_to_serve_instead(tmp_path: Path) -> None:
     with on_path(checkout(tmp_path, "ttt_compat", TTT_COMPAT_CLASSES)):
         with pytest.raises(ValueError) as error:
             registry.load_model_class("TTMllamaForConditionalGeneration", DeviceChoice.TTNN)
     assert str(error.value) == (
-        "MllamaForConditionalGeneration needs images; multimodal models are not supported yet "
-        "(tt-metal's models.ttt_compat.tt.generator_vllm:MllamaForConditionalGeneration)."
+        "MllamaForConditionalGeneration cannot be served: vLLM v1 has no MllamaForConditionalGeneration "
+        "(Llama 3.2 Vision is a cross-attention encoder-decoder model; vLLM removed it after 0.10.2 with "
+        "its V0 engine, and tt-metal's generator leaves its processor registration commented out), so "
+        "neither this plugin nor Tenstorrent's can serve it "
+        "(tt-metal's models.ttt_compat.tt.generator_vllm:MllamaForConditionalGeneration). "
+        "Serve a text Llama (LlamaForCausalLM) or an image model the installed tt-metal serves "
+        "(Gemma3ForConditionalGeneration, Mistral3ForConditionalGeneration) instead."
     )
+
+
+def test_vllm_itself_lists_mllama_as_gone() -> None:
+    """The refusal's premise, from the installed vLLM: Mllama is among its previously supported models."""
+    from vllm.model_executor.models import registry as vllm_models
+
+    assert "MllamaForConditionalGeneration" not in vllm_models._MULTIMODAL_MODELS
+    assert vllm_models._PREVIOUSLY_SUPPORTED_MODELS["MllamaForConditionalGeneration"] == "0.10.2"
 
 
 def test_image_classes_the_adapter_feeds_are_served_declaring_images(tmp_path: Path) -> None:
@@ -121,15 +134,18 @@ def test_served_classes_load_through_the_adapter(tmp_path: Path) -> None:
 def test_classes_elsewhere_in_the_models_package_count_when_their_module_is_there(tmp_path: Path) -> None:
     """Tenstorrent's built-in map names classes outside the generator module (vllm-tt-plugin
     platform.py @ 01078a07128216ae085a966749974376cea8e721): Gemma 4 (three checkpoint architectures, one
-    text-only class) and Qwen2.5-VL (images)."""
+    text-only class), Qwen2.5-VL and Qwen3-VL (images)."""
+    qwen3_vl = f"{image_doubles.__name__}:Qwen3VLForConditionalGeneration"
     modules = {
         "models.demos.gemma4.tt.generator_vllm": {"Gemma4ForCausalLM": DOUBLE},
         "models.demos.qwen25_vl.tt.generator_vllm": {"Qwen2_5_VLForConditionalGeneration": DOUBLE},
+        "models.demos.qwen3_vl.tt.generator_vllm": {"Qwen3VLForConditionalGeneration": qwen3_vl},
     }
     with on_path(checkout(tmp_path, "ttt_compat", ("LlamaForCausalLM",), modules=modules)):
         served = registry.implementations(DeviceChoice.TTNN)
-        images = registry.architectures_needing_images(DeviceChoice.TTNN)
+        refused = registry.refused_architectures(DeviceChoice.TTNN)
         bare = registry.resolve(DeviceChoice.TTNN).bare_names
+        qwen3_vl_cls = registry.load_model_class("TTQwen3VLForConditionalGeneration", DeviceChoice.TTNN)
     gemma4 = "models.demos.gemma4.tt.generator_vllm:Gemma4ForCausalLM"
     assert served == {
         "TTLlamaForCausalLM": "models.ttt_compat.tt.generator_vllm:LlamaForCausalLM",
@@ -139,8 +155,12 @@ def test_classes_elsewhere_in_the_models_package_count_when_their_module_is_ther
         "TTQwen2_5_VLForConditionalGeneration": (
             "models.demos.qwen25_vl.tt.generator_vllm:Qwen2_5_VLForConditionalGeneration"
         ),
+        "TTQwen3VLForConditionalGeneration": (
+            "models.demos.qwen3_vl.tt.generator_vllm:Qwen3VLForConditionalGeneration"
+        ),
     }
-    assert images == []
+    assert refused == []
+    assert takes_images(qwen3_vl_cls) and qwen3_vl_cls.mm_limits_per_prompt == {"image": 1}
     # As Tenstorrent's plugin, the Gemma 4 names go to vLLM's registry bare too (vLLM sees text only).
     assert sorted(bare) == [name.removeprefix("TT") for name in sorted(served) if "Gemma4" in name]
 

@@ -26,13 +26,30 @@ from tenstorrent/tt-metal (written here, not copied; ``docs/tenstorrent-runner-p
   (``update_rope_deltas``) and ``slot_remap``, then ``QwenVLGenerator.decode_forward(tokens, start_pos,
   page_table, kv_cache, enable_trace, read_from_device, sampling_params, reset_batch, prompt_tokens,
   output_tokens)``.
+- ``Qwen3VLForConditionalGeneration``: ``models/demos/qwen3_vl/tt/generator_vllm.py``, the newest stored
+  version (its prefill loops over users; the index gives no commit for it; older @
+  1d1ec00206d670c05ec43719a52b0d3de7015de5), on ``models/demos/qwen3_vl/tt/generator.py`` @
+  5f866a08c2bfd043c3e4188e1461688dbaf25029: ``prefill_forward(self, tokens, page_table, kv_cache,
+  prompt_lens, enable_trace, **kwargs)`` asserts every ``start_pos`` is 0, sets ``enable_trace = False``,
+  writes the tokenizer's pad id after each prompt, and per row ``user_id`` with
+  ``pixel_values[user_id]`` not None concatenates that row's images and stacks its ``(3,)`` grids for the
+  vision tower; returns ``(logits (B, 1, vocab), rope_deltas (B, 1))``; reads neither ``empty_slots`` nor
+  ``sampling_params``. ``decode_forward(self, *args, **kwargs)`` pops ``rope_deltas_all_users``
+  (``update_rope_deltas``: padded with 0 to the batch) and calls the base's ``decode_forward(tokens,
+  start_pos, page_table, kv_cache, enable_trace, read_from_device, sampling_params)`` (no
+  ``reset_batch``). ``initialize_vllm_model(hf_config, mesh_device, max_batch_size, max_seq_len,
+  tt_data_parallel=1, optimizations=None)`` asserts ``optimizations is None`` and builds one model
+  whatever ``tt_data_parallel`` says. ``Qwen3VLRowZero`` (same class name) is the stored version between:
+  the same loop, but ``has_images`` decided from row 0 for every row.
 
 They compute nothing: logits say which row they came from (``tt_metal_doubles``), Qwen's rope delta of
-row ``i`` is ``ROPE_DELTA_BASE - i``.
+row ``i`` is ``ROPE_DELTA_BASE - i``; Qwen3-VL's logits and rope delta of a row follow its prompt length
+(``ROPE_DELTA_BASE - prompt_len``), so they can be told apart when rows go one per call.
 """
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -41,6 +58,7 @@ from tests.contract import tt_metal_doubles as doubles
 
 IMAGE_KEYS = ("pixel_values", "image_grid_thw", "image_sizes")
 MISTRAL_PAD_ID = 11  # the tokenizer's pad id its prefill writes after each prompt
+QWEN3_VL_PAD_ID = 12  # likewise for Qwen3-VL
 ROPE_DELTA_BASE = -100
 
 
@@ -278,3 +296,132 @@ class Qwen2_5_VLForConditionalGeneration(QwenVLGenerator):
             super().update_rope_deltas(rope_deltas_list)
         assert slot_remap is None, "the double's base takes no slot_remap"
         return super().decode_forward(*args, **kwargs)
+
+
+class Qwen3VLGenerator(doubles._Recording):
+    """``models/demos/qwen3_vl/tt/generator.py`` @ 5f866a08's ``Generator`` (composition over tt-metal's
+    Generator, one model)."""
+
+    def __init__(self, model, model_args, mesh_device, processor=None, tokenizer=None):
+        self._ttt_generator = doubles.CurrentGenerator(model, model_args, mesh_device)
+        self.calls = self._ttt_generator.calls
+        self.tokenizer = tokenizer
+        self.rope_deltas: list[list[int]] = []  # what update_rope_deltas received, call by call
+
+    def update_rope_deltas(self, rope_deltas_list: list):
+        self.rope_deltas.append(list(rope_deltas_list))
+
+    def decode_forward(
+        self,
+        tokens,
+        start_pos,
+        page_table=None,
+        kv_cache=None,
+        enable_trace=True,
+        read_from_device=True,
+        sampling_params=None,
+    ):
+        return self._ttt_generator.decode_forward(
+            tokens=tokens,
+            start_pos=start_pos,
+            page_table=page_table,
+            kv_cache=[kv_cache],
+            enable_trace=enable_trace,
+            read_from_device=read_from_device,
+            sampling_params=sampling_params,
+        )
+
+    def read_decode_output(self, tt_out, async_read=False):
+        return self._ttt_generator.read_decode_output(tt_out, async_read=async_read)
+
+    def process_decode_output_host(self, tt_out, is_tokens=False):
+        return self._ttt_generator.process_decode_output_host(tt_out, is_tokens=is_tokens)
+
+
+class Qwen3VLForConditionalGeneration(Qwen3VLGenerator):
+    model_capabilities = {
+        "supports_prefix_caching": False,
+        "supports_async_decode": True,
+    }
+    has_images_from_row_zero = False  # the newest stored version decides it row by row
+
+    def __init__(self, *args, **kwargs):
+        self.reference_model = kwargs.pop("reference_model", None)
+        self.visual_model = kwargs.pop("visual_model", None)
+        assert self.reference_model is not None and self.visual_model is not None
+        super().__init__(*args, **kwargs)
+        # Per prefill call, per row: what the vision tower got, (pixel_values, grid_thw), or None.
+        self.vision_inputs: list[list[tuple[torch.Tensor, torch.Tensor] | None]] = []
+
+    @classmethod
+    def initialize_vllm_model(
+        cls, hf_config, mesh_device, max_batch_size, max_seq_len, tt_data_parallel=1, optimizations=None
+    ):
+        assert optimizations is None, "Custom optimizations are not supported for this model"
+        args = SimpleNamespace(max_batch_size=max_batch_size, vocab_size=doubles.VOCAB)
+        return cls(
+            ["model"],
+            [args],
+            mesh_device,
+            tokenizer=SimpleNamespace(pad_token_id=QWEN3_VL_PAD_ID),
+            reference_model="reference",
+            visual_model="visual",
+        )
+
+    def allocate_kv_cache(self, *args, **kwargs):
+        model = self._ttt_generator.model
+        return doubles.allocate_vllm_kv_cache(*args, **kwargs, dp_model=model, tt_cache_path="cache")
+
+    def prefill_forward(self, tokens, page_table, kv_cache, prompt_lens, enable_trace, **kwargs):
+        start_pos = kwargs.get("start_pos", None)
+        assert (start_pos is None) or all(x == 0 for x in start_pos), (
+            f"Prefix caching is not supported for Qwen3VL, got start_pos: {start_pos}"
+        )
+        self._record(
+            "qwen3_prefill",
+            rows=tokens.shape[0],
+            enable_trace=enable_trace,
+            unread=sorted(set(kwargs) - {"pixel_values", "image_grid_thw", "start_pos"}),
+        )
+        enable_trace = False
+        batch_size = tokens.shape[0]
+        for i in range(batch_size):
+            tokens[i][prompt_lens[i] :] = self.tokenizer.pad_token_id
+        pixel_values = kwargs.get("pixel_values")
+        row_zero = pixel_values is not None and len(pixel_values) > 0 and pixel_values[0] is not None
+        output_logits = torch.zeros(batch_size, 1, doubles.VOCAB)
+        all_rope_deltas, seen = [], []
+        for user_id in range(batch_size):
+            has_images = row_zero if self.has_images_from_row_zero else (
+                "pixel_values" in kwargs
+                and len(kwargs["pixel_values"]) > user_id
+                and kwargs["pixel_values"][user_id] is not None
+            )  # fmt: skip
+            if has_images and kwargs["pixel_values"][user_id] is not None:
+                user_pixel_values = kwargs["pixel_values"][user_id]
+                user_image_grid_thw = kwargs["image_grid_thw"][user_id]
+                if isinstance(user_pixel_values, list) and len(user_pixel_values) > 0:
+                    user_pixel_values = torch.concat(user_pixel_values, dim=0)
+                    user_image_grid_thw = torch.stack(
+                        [g.to(device=tokens.device, dtype=torch.int32) for g in user_image_grid_thw], dim=0
+                    )
+                seen.append((user_pixel_values, user_image_grid_thw))
+            else:
+                seen.append(None)
+            output_logits[user_id] = float(prompt_lens[user_id])
+            all_rope_deltas.append(torch.tensor([[ROPE_DELTA_BASE - int(prompt_lens[user_id])]]))
+        self.vision_inputs.append(seen)
+        rope_deltas = torch.stack([rd.squeeze(0) for rd in all_rope_deltas], dim=0)
+        return output_logits, rope_deltas
+
+    def decode_forward(self, *args, **kwargs):
+        rope_deltas_list = kwargs.pop("rope_deltas_all_users", None)
+        if rope_deltas_list is not None:
+            super().update_rope_deltas(rope_deltas_list)
+        return super().decode_forward(*args, **kwargs)
+
+
+# The stored version between @ 1d1ec002 and the newest: has_images from row 0 for every row.
+Qwen3VLRowZero = type(
+    "Qwen3VLForConditionalGeneration", (Qwen3VLForConditionalGeneration,), {"has_images_from_row_zero": True}
+)

@@ -7,7 +7,8 @@ class comes from, first match winning (Tenstorrent's precedence, ``user_models.p
 3. the built-in map of the device, unless ``TT_VLLM_BUILTIN_MODELS=0``: on the host device our PyTorch
    models (:data:`TT_MODEL_CLASSES`); on the ttnn device every generator class the installed tt-metal has
    (``tt_metal/inventory.py``: found in ``models.ttt_compat.tt.generator_vllm``, or ``models.tt_transformers``
-   before tt-metal renamed it). tt-metal's classes that need images are listed and refused by name.
+   before tt-metal renamed it). tt-metal's classes no vLLM v1 plugin can serve (Mllama) are listed and
+   refused by name, saying why.
 
 On the ttnn device every class is seen through :class:`~tt_vllm_plugin.models.tt_metal.adapter.TTMetalModel`
 (a class brought for Tenstorrent's plugin is a tt-metal generator too); on the host device classes are
@@ -25,7 +26,7 @@ from tt_vllm_plugin.activation import DeviceChoice, DeviceSelectionError, resolv
 from tt_vllm_plugin.compat import multimodal as mm_compat
 from tt_vllm_plugin.models import user_models
 from tt_vllm_plugin.models.tt_metal import adapter as tt_metal_adapter
-from tt_vllm_plugin.models.tt_metal import generators
+from tt_vllm_plugin.models.tt_metal import generators, inventory
 from tt_vllm_plugin.models.tt_metal.inventory import Served
 from tt_vllm_plugin.models.user_models import UserModel
 
@@ -51,8 +52,6 @@ TT_MODEL_CLASSES: dict[str, str] = {
 
 _TT_PREFIX = "TT"
 BUILT_IN = "the built-in map"
-# How a class that takes images is refused, here and in refusals.py.
-NEEDS_IMAGES = "needs images; multimodal models are not supported yet"
 # How a multimodal checkpoint whose TT class takes no images is refused (refusals.py).
 TAKES_NO_IMAGES = (
     "is a multimodal model, and its TT class takes no images (it declares no supports_multimodal)"
@@ -74,10 +73,11 @@ def current_device() -> DeviceChoice:
 
 @dataclass(frozen=True)
 class Resolved:
-    """What a device serves (TT name -> class and where it was named) and what it lists as needing images."""
+    """What a device serves (TT name -> class and where it was named) and the classes it has but refuses
+    by name (TT name -> ``"module:Class"``; ``inventory.refusal_of`` says why)."""
 
     served: dict[str, UserModel]
-    needs_images: dict[str, str]
+    refused: dict[str, str]
     bare_names: dict[str, UserModel]  # Hugging Face names vLLM's registry must also know
     # Why the ttnn built-in map is missing when user models are served anyway (no tt-metal on the path).
     builtin_unavailable: generators.TTMetalUnavailable | None = None
@@ -102,9 +102,9 @@ def resolve(device: DeviceChoice | None = None) -> Resolved:
                 raise
             builtin, unavailable = Served({}, {}, {}), error  # the user's classes may not need it
     served = {name: UserModel(target, BUILT_IN) for name, target in builtin.text.items()} | user.served()
-    images = {name: target for name, target in builtin.needs_images.items() if name not in served}
+    refused = {name: target for name, target in builtin.refused.items() if name not in served}
     bare = {name: UserModel(target, BUILT_IN) for name, target in builtin.bare_names.items()}
-    return Resolved(served, images, bare | user.bare_names, unavailable)
+    return Resolved(served, refused, bare | user.bare_names, unavailable)
 
 
 def implementations(device: DeviceChoice | None = None) -> dict[str, str]:
@@ -117,9 +117,9 @@ def supported_architectures(device: DeviceChoice | None = None) -> list[str]:
     return sorted(name.removeprefix(_TT_PREFIX) for name in implementations(device))
 
 
-def architectures_needing_images(device: DeviceChoice | None = None) -> list[str]:
-    """tt-metal's classes ``device`` has but refuses until the runner passes images, sorted."""
-    return sorted(name.removeprefix(_TT_PREFIX) for name in resolve(device).needs_images)
+def refused_architectures(device: DeviceChoice | None = None) -> list[str]:
+    """The architectures of tt-metal's classes ``device`` has but refuses by name, sorted."""
+    return sorted(name.removeprefix(_TT_PREFIX) for name in resolve(device).refused)
 
 
 def load_model_class(tt_arch: str, device: DeviceChoice | None = None) -> type:
@@ -131,8 +131,8 @@ def load_model_class(tt_arch: str, device: DeviceChoice | None = None) -> type:
     if model is None:
         if resolved.builtin_unavailable is not None:
             raise resolved.builtin_unavailable
-        if tt_arch in resolved.needs_images:
-            raise ValueError(f"{hf_arch} {NEEDS_IMAGES} (tt-metal's {resolved.needs_images[tt_arch]}).")
+        if tt_arch in resolved.refused:
+            raise ValueError(_refusal(hf_arch, resolved))
         where = " in the installed tt-metal" if device is DeviceChoice.TTNN else ""
         supported = ", ".join(sorted(name.removeprefix(_TT_PREFIX) for name in resolved.served))
         raise ValueError(
@@ -141,6 +141,19 @@ def load_model_class(tt_arch: str, device: DeviceChoice | None = None) -> type:
         )
     cls = _import(model)
     return tt_metal_adapter.adapter_for(cls) if device is DeviceChoice.TTNN else cls
+
+
+def _refusal(hf_arch: str, resolved: Resolved) -> str:
+    """Why a class the installed tt-metal has is refused, and what the device serves instead."""
+    target = resolved.refused[tt_architecture(hf_arch)]
+    served = {name.removeprefix(_TT_PREFIX) for name in resolved.served}
+    images = [arch for arch in inventory.image_architectures() if arch in served]
+    instead = ["a text Llama (LlamaForCausalLM)"] if "LlamaForCausalLM" in served else []
+    if images:
+        instead.append(f"an image model the installed tt-metal serves ({', '.join(images)})")
+    return f"{hf_arch} cannot be served: {inventory.refusal_of(hf_arch)} (tt-metal's {target})." + (
+        f" Serve {' or '.join(instead)} instead." if instead else ""
+    )
 
 
 def _import(model: UserModel) -> type:

@@ -12,9 +12,9 @@ them and our runner, which calls every model the same way:
 - on-device sampling: the runner's :class:`~tt_vllm_plugin.models.device_sampling.DeviceSamplingParams`
   become tt-metal's own ``SamplingParams`` (``sampling.py``);
 - images: each image class gets the per-row features its prefill reads, in the form it reads them
-  (``images.py``), and declares it (``supports_multimodal``, and Qwen2.5-VL's one image per prompt in
-  ``mm_limits_per_prompt``); Qwen2.5-VL's ``(logits, rope_deltas)`` comes back
-  whole and its ``rope_deltas_all_users`` goes to its decode.
+  (``images.py``), and declares it (``supports_multimodal``, and Qwen2.5-VL's and Qwen3-VL's one image
+  per prompt in ``mm_limits_per_prompt``); their ``(logits, rope_deltas)`` comes back whole and their
+  ``rope_deltas_all_users`` goes to their decode; Qwen3-VL prefills one row per call.
 
 None of this has run against tt-metal here (no card, no ``models`` package on these machines); the
 adapter is exercised around host models by the conformance suite (tests/contract), which is also how
@@ -81,6 +81,19 @@ def _primary(out: Any) -> Any:
     ``(tokens, log_probs)`` from prefill_forward_text, and process_decode_output_host returns
     ``(logits or tokens, log_probs)`` (generator.py at 421a32c1); the runner wants the first."""
     return out[0] if isinstance(out, tuple) else out
+
+
+def _row_of(tables: list[torch.Tensor] | None, i: int) -> list[torch.Tensor] | None:
+    return None if tables is None else [table[i : i + 1] for table in tables]
+
+
+def _concatenate_rows(outs: list[Any], with_rope_deltas: bool) -> Any:
+    """One-row prefill outputs laid out as one batched call's (``(logits, rope_deltas)`` pairs too)."""
+    if not with_rope_deltas:
+        return torch.cat(outs)
+    logits = torch.cat([out[0] for out in outs])
+    deltas = torch.cat([torch.as_tensor(out[1]).reshape(1, -1) for out in outs])
+    return logits, deltas
 
 
 class TTMetalModel:
@@ -191,7 +204,8 @@ class TTMetalModel:
         ``contract.py``) in the form the class reads them (``images.py``); the rest of ``extra``
         (arguments beyond Tenstorrent's contract) goes to the generator unchanged. Returns logits, or the
         sampled tokens when ``sampling_params`` is given (tt-metal's ``(tokens, log_probs)``: its first
-        element); Qwen2.5-VL's ``(logits, rope_deltas)`` whole."""
+        element); Qwen2.5-VL's and Qwen3-VL's ``(logits, rope_deltas)`` whole. A class that takes one row
+        per call (``one_row_per_call``) gets one call per row, their outputs concatenated."""
         features = images.take_image_fields(extra)
         convention = self._image_convention(features, tokens.shape[0])
         if sampling_params is not None and convention is not None and not convention.prefill_samples:
@@ -199,6 +213,23 @@ class TTMetalModel:
                 f"{self.generator_cls.__name__}'s prefill does not sample (it returns logits); "
                 "sample on the host (its model_capabilities say so)."
             )
+        if convention is not None and convention.one_row_per_call and tokens.shape[0] > 1:
+            outs = [
+                self.prefill_forward(
+                    tokens[i : i + 1],
+                    page_table[i : i + 1],
+                    kv_cache,
+                    prompt_lens[i : i + 1],
+                    start_pos=None if start_pos is None else start_pos[i : i + 1],
+                    enable_trace=enable_trace,
+                    empty_slots=None if empty_slots is None else list(empty_slots)[i : i + 1],
+                    page_tables_per_layer=_row_of(page_tables_per_layer, i),
+                    **{name: per_row[i : i + 1] for name, per_row in features.items()},
+                    **extra,
+                )
+                for i in range(tokens.shape[0])
+            ]
+            return _concatenate_rows(outs, convention.returns_rope_deltas)
         if convention is not None and convention.packing is Packing.MISTRAL3_IMAGES:
             return self._prefill_mistral3(tokens, page_table, kv_cache, prompt_lens, start_pos, features)
         kwargs: dict[str, Any] = {"page_table": page_table, "kv_cache": kv_cache, "prompt_lens": prompt_lens}
@@ -288,7 +319,7 @@ class TTMetalModel:
         """Generator.decode_forward (decode_forward_text in older releases). Read from the device, the
         output is logits or tokens (tt-metal's ``(out, log_probs)``: its first element); unread, the
         device output goes back unchanged for ``read_decode_output``. ``rope_deltas_all_users`` (one
-        M-RoPE delta per slot) goes to the classes that take it (Qwen2.5-VL)."""
+        M-RoPE delta per slot) goes to the classes that take it (Qwen2.5-VL, Qwen3-VL)."""
         kwargs: dict[str, Any] = {
             "page_table": page_table,
             "kv_cache": kv_cache,

@@ -78,8 +78,8 @@ def served_targets() -> inventory.Served:
     stay Hugging Face names."""
     found = inventory.served(present_classes())
     text = {TT_PREFIX + arch: target for arch, target in found.text.items()}
-    images = {TT_PREFIX + arch: target for arch, target in found.needs_images.items()}
-    return inventory.Served(text, images, dict(found.bare_names))
+    refused = {TT_PREFIX + arch: target for arch, target in found.refused.items()}
+    return inventory.Served(text, refused, dict(found.bare_names))
 
 
 def load_generator_class(target: str) -> type:

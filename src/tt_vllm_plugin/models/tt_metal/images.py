@@ -16,6 +16,17 @@ class's convention is written here from its source:
   00493af661ce7390e6c91d36e54e5691327952b7): ``pixel_values`` and ``image_grid_thw`` per row, ``empty_slots``
   through ``**kwargs``; it returns ``(logits, rope_deltas)``, never samples at prefill, and its
   ``decode_forward`` takes ``rope_deltas_all_users``.
+- ``Qwen3VLForConditionalGeneration`` (``models/demos/qwen3_vl/tt/generator_vllm.py``, the newest stored
+  version, whose prefill loops over users; the index gives no commit for it): ``prefill_forward(tokens,
+  page_table, kv_cache, prompt_lens, enable_trace, **kwargs)`` reads, per row ``user_id``,
+  ``pixel_values[user_id]`` (None, or its images, concatenated) and ``image_grid_thw[user_id]`` (one
+  ``(3,)`` grid per image, stacked), runs the vision tower (deepstack features stay inside it), returns
+  ``(logits, rope_deltas)``; it asserts every ``start_pos`` is 0, forces ``enable_trace`` off, and reads
+  neither ``empty_slots`` nor ``sampling_params``. Its ``decode_forward`` takes ``rope_deltas_all_users``.
+  Older versions look for images in row 0 only ("we currently do not support mixed inputs of text-only
+  users and text-image users"): @ 1d1ec00206d670c05ec43719a52b0d3de7015de5 batches every row's images,
+  a later stored one loops over users but decides ``has_images`` from row 0. Each row therefore goes
+  alone (as Tenstorrent's runner prefills, one user at a time), which every version takes right.
 - ``Mistral3ForConditionalGeneration`` (generator_vllm.py @ 3dfeae94) reads ``kwargs["tokens"]``,
   ``kwargs["prompt_lens"]``, ``page_table``, ``kv_cache`` and ``images``: per row an object with
   ``.pixel_values`` and ``.image_sizes``, nothing else. vLLM's Mistral 3 processor gives each image as its
@@ -37,7 +48,7 @@ import torch.nn.functional as F
 
 # Per-row image features the runner may hand over (vLLM's item field names).
 IMAGE_FIELDS = ("pixel_values", "image_grid_thw", "image_sizes", "num_patches")
-ROPE_DELTAS = "rope_deltas_all_users"  # Qwen2.5-VL's decode keyword
+ROPE_DELTAS = "rope_deltas_all_users"  # Qwen2.5-VL's and Qwen3-VL's decode keyword
 
 RowImages = Sequence[torch.Tensor | None] | None  # one row: None, or one tensor per image
 PerRow = Sequence[RowImages]  # one entry per prefill row
@@ -58,6 +69,8 @@ class ImageConvention:
     prefill_samples: bool = True  # its prefill honours sampling_params
     max_images: int | None = None  # images per prompt it takes (None: what vLLM's processor allows)
     traced_with_images: bool = True  # False: a prefill with images must not be traced
+    # True: one row per prefill call, as Tenstorrent's runner prefills (one user at a time)
+    one_row_per_call: bool = False
     source: str = ""
 
 
@@ -79,6 +92,17 @@ CONVENTIONS: dict[str, ImageConvention] = {
         prefill_samples=False,
         max_images=1,  # its TT_Qwen2_5_VLProcessingInfo.get_supported_mm_limits: {"image": 1, "video": 0}
         source="tt-metal models/demos/qwen25_vl/tt/generator_vllm.py @ 00493af6",
+    ),
+    "Qwen3VLForConditionalGeneration": ImageConvention(
+        fields=("pixel_values", "image_grid_thw"),
+        packing=Packing.PER_ROW_KEYWORDS,
+        returns_rope_deltas=True,
+        decode_keywords=frozenset({ROPE_DELTAS}),
+        prefill_samples=False,
+        max_images=1,  # its TT_Qwen3VLProcessingInfo.get_supported_mm_limits: {"image": 1, "video": 0}
+        # Every stored version is right for one row: older ones look for images in row 0 only (above).
+        one_row_per_call=True,
+        source="tt-metal models/demos/qwen3_vl/tt/generator_vllm.py (newest stored; older @ 1d1ec002)",
     ),
     "Mistral3ForConditionalGeneration": ImageConvention(
         fields=("pixel_values",),

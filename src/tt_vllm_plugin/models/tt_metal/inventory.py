@@ -1,5 +1,5 @@
-"""Every vLLM generator class tt-metal ships, the Hugging Face architectures each serves, and which
-ones need images.
+"""Every vLLM generator class tt-metal ships, the Hugging Face architectures each serves, which take
+images, and which no vLLM v1 plugin can serve (refused by name, saying why).
 
 The ttnn device serves each class of this inventory the installed tt-metal has (``generators.py`` finds
 the generator module in either package layout; classes elsewhere in tt-metal's ``models`` package count
@@ -7,7 +7,8 @@ when their module is there). Architectures are mapped to TT names as Tenstorrent
 (``TT`` + the checkpoint's architecture; one class may serve several). Image classes whose images the
 adapter knows how to pass (``takes_images``: ``images.py`` has their convention) are served, and their
 adapter declares ``supports_multimodal``, which the platform checks before it accepts a multimodal
-checkpoint; the other image classes are listed so they can be refused by name ("needs images").
+checkpoint. ``MllamaForConditionalGeneration`` is listed so it can be refused by name with its reason
+(``refusal``): vLLM v1 has no Mllama, so neither this plugin nor Tenstorrent's can serve it.
 
 Sources (all public, on GitHub):
 
@@ -18,6 +19,9 @@ Sources (all public, on GitHub):
   Exaone4_5, GptOss, and the HybridAttentionForCausalLM base, which serves nothing itself).
 - ``V`` / ``V1``: ``models/tt_transformers/tt/generator_vllm.py`` @ 2a43729eb2eb37d76004e978da0af31e33829840 /
   @ 0015d62ba229715e1a2490489c17fce1ed317338: the same classes without Exaone4_5 and the hybrid base.
+- ``VR``: vLLM 0.32's ``vllm/model_executor/models/registry.py``, ``_PREVIOUSLY_SUPPORTED_MODELS``:
+  ``"MllamaForConditionalGeneration": "0.10.2"`` under "encoder-decoder models except whisper have been
+  removed for V0 deprecation" (its models folder has only ``mllama4.py``, Llama 4).
 """
 
 from __future__ import annotations
@@ -40,8 +44,8 @@ class GeneratorClass:
     architectures: tuple[str, ...]  # Hugging Face architectures it serves (TT name: "TT" + each)
     source: str  # where the mapping is read from
     module: str | None = None  # None: tt-metal's generator module (either layout)
-    needs_images: bool = False  # its prefill takes images in a way nothing here passes: refused
     takes_images: bool = False  # its prefill takes images as ``images.py`` passes them: served
+    refusal: str = ""  # why no vLLM v1 plugin can serve it (refused by name with this reason)
     # vLLM knows these checkpoints as multimodal, the class serves their text: vLLM's registry gets the
     # bare names too (as PF does for Gemma 4), so vLLM's config treats the checkpoint as text only.
     bare_names: bool = False
@@ -70,7 +74,7 @@ GENERATOR_CLASSES: tuple[GeneratorClass, ...] = (
     ),
     # Their prefill takes images (VC: Gemma3 pixel_values, Mistral3 images -> pixel_values/image_sizes:
     # images.py; Mllama images and cross_page_table, which vLLM v1 cannot serve: VC comments out its
-    # processor registration).
+    # processor registration, and VR lists Mllama as removed after 0.10.2).
     GeneratorClass(
         "Gemma3ForConditionalGeneration",
         ("Gemma3ForConditionalGeneration",),
@@ -86,8 +90,13 @@ GENERATOR_CLASSES: tuple[GeneratorClass, ...] = (
     GeneratorClass(
         "MllamaForConditionalGeneration",
         ("MllamaForConditionalGeneration",),
-        "PF TTMllamaForConditionalGeneration; VC, V, V1",
-        needs_images=True,
+        "PF TTMllamaForConditionalGeneration; VC, V, V1, VR",
+        refusal=(
+            "vLLM v1 has no MllamaForConditionalGeneration (Llama 3.2 Vision is a cross-attention "
+            "encoder-decoder model; vLLM removed it after 0.10.2 with its V0 engine, and tt-metal's "
+            "generator leaves its processor registration commented out), so neither this plugin nor "
+            "Tenstorrent's can serve it"
+        ),
     ),
     # Elsewhere in tt-metal's models package (PF's built-in map).
     GeneratorClass(
@@ -102,7 +111,7 @@ GENERATOR_CLASSES: tuple[GeneratorClass, ...] = (
         ("Qwen3VLForConditionalGeneration",),
         "PF TTQwen3VLForConditionalGeneration",
         module=_QWEN3_VL,
-        needs_images=True,
+        takes_images=True,
     ),
     # PF maps all three Gemma 4 checkpoint architectures to one text-only class.
     GeneratorClass(
@@ -130,7 +139,7 @@ class Served:
     """What the classes found serve, Hugging Face architecture -> ``"module:Class"``."""
 
     text: dict[str, str]
-    needs_images: dict[str, str]
+    refused: dict[str, str]  # architectures of classes with a ``refusal``
     bare_names: dict[str, str]  # of ``text``: the architectures vLLM's registry gets under the bare name
 
 
@@ -143,9 +152,19 @@ def served(present: dict[GeneratorClass, str]) -> Served:
         if target is None:
             continue
         for arch in entry.architectures:
-            if arch in result.text or arch in result.needs_images:
+            if arch in result.text or arch in result.refused:
                 continue
-            (result.needs_images if entry.needs_images else result.text)[arch] = target
-            if entry.bare_names and not entry.needs_images:
+            (result.refused if entry.refusal else result.text)[arch] = target
+            if entry.bare_names and not entry.refusal:
                 result.bare_names[arch] = target
     return result
+
+
+def refusal_of(arch: str) -> str:
+    """Why the class listed for Hugging Face architecture ``arch`` cannot be served ("" when it can)."""
+    return next((entry.refusal for entry in GENERATOR_CLASSES if arch in entry.architectures), "")
+
+
+def image_architectures() -> list[str]:
+    """The Hugging Face architectures of the classes that take images, sorted."""
+    return sorted({arch for entry in GENERATOR_CLASSES if entry.takes_images for arch in entry.architectures})
