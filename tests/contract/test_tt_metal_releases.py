@@ -89,6 +89,10 @@ def runner_kv_cache_shape(kv_heads: int, devices_per_submesh: int, num_blocks: i
 def test_kv_cache_is_allocated_per_device(release, system, devices, data_parallel, kv_heads, per_device):
     shape = runner_kv_cache_shape(kv_heads, devices // data_parallel)
     assert shape == (10, per_device, 64, 128), system
+    if data_parallel > 1 and release == "older":  # no empty_slots: refused at start (test below)
+        with pytest.raises(ValueError, match="takes no empty_slots"):
+            build(doubles.RELEASES[release], data_parallel=data_parallel)
+        return
     model = build(doubles.RELEASES[release], data_parallel=data_parallel)
     cache = model.allocate_kv_cache(shape, torch.bfloat16, 2)
     # tt-metal's allocate_vllm_kv_cache: the given shape on every device, [submesh][layer][k, v].
@@ -219,10 +223,12 @@ def test_a_release_without_empty_slots_is_fine_on_one_submesh_and_refused_on_mor
     model = build(doubles.OlderLlama)
     model.prefill_forward(TOKENS, TABLE, [], PROMPT_LENS, empty_slots=[0, 1])
     assert calls(model, "prefill_forward_text") == [{}]
-    with pytest.raises(NotImplementedError, match="takes no empty_slots"):
-        build(doubles.OlderLlama, data_parallel=2).prefill_forward(
-            TOKENS, TABLE, [], PROMPT_LENS, empty_slots=[0, 4]
-        )
+    with pytest.raises(ValueError) as refused:  # at start, before any request
+        build(doubles.OlderLlama, data_parallel=2)
+    assert str(refused.value) == (
+        "OlderLlama's prefill takes no empty_slots in the installed tt-metal, so its rows cannot go to a "
+        "data-parallel submesh: set TT option data_parallel=1 for this model (it is 2)."
+    )
 
 
 # ------------------------------------------------------- item 4: initialize_vllm_model's own signature
@@ -235,7 +241,7 @@ def test_a_release_without_empty_slots_is_fine_on_one_submesh_and_refused_on_mor
         (doubles.CurrentLlama, {"optimizations": "accuracy"}, {"optimizations": "accuracy"}),
         (doubles.AssertsNoOptimizations, {}, {"optimizations": None}),  # its assert passes
         (doubles.OlderLlama, {}, {"n_layers": None, "tt_data_parallel": 1}),
-        (doubles.OlderLlama, {"data_parallel": 2}, {"tt_data_parallel": 2}),
+        (doubles.CurrentLlama, {"data_parallel": 2}, {"tt_data_parallel": 2}),
     ],
 )
 def test_initialize_vllm_model_gets_only_what_its_signature_takes(generator_cls, options, expected):

@@ -178,7 +178,15 @@ class TTMetalModel:
         initialize = cls.generator_cls.initialize_vllm_model
         kwargs = initialize_kwargs(initialize, n_layers, tt_data_parallel, optimizations)
         generator = initialize(hf_config, mesh, max_batch_size, max_seq_len, **kwargs)
-        return cls(generator, trace_flags(trace_mode), tt_data_parallel)
+        adapter = cls(generator, trace_flags(trace_mode), tt_data_parallel)
+        if tt_data_parallel > 1 and not adapter._places_rows():
+            # Refused at start, not at the first prefill (which would fail the request and the engine).
+            raise ValueError(
+                f"{cls.generator_cls.__name__}'s prefill takes no empty_slots in the installed tt-metal, so "
+                f"its rows cannot go to a data-parallel submesh: set TT option data_parallel=1 for this "
+                f"model (it is {tt_data_parallel})."
+            )
+        return adapter
 
     def allocate_kv_cache(
         self, kv_cache_shape: tuple[int, int, int, int], dtype: torch.dtype, num_layers: int
@@ -289,12 +297,21 @@ class TTMetalModel:
             kwargs["images"] = images.mistral3_images(features["pixel_values"])
         return _primary(self.generator.prefill_forward(tokens=tokens, **kwargs))
 
+    def _places_rows(self) -> bool:
+        """Whether the generator's prefill reads ``empty_slots`` (by name, or through ``**kwargs`` as its
+        image convention says), which is how tt-metal picks each row's data-parallel submesh. Mistral 3's
+        prefill drops every keyword but its own (generator_vllm.py @ 3dfeae94)."""
+        convention = self.image_convention
+        if convention is not None and convention.packing is Packing.MISTRAL3_IMAGES:
+            return False
+        through_kwargs = convention.reads_through_kwargs if convention else ()
+        return self._takes("prefill_forward", "empty_slots") or "empty_slots" in through_kwargs
+
     def _slots_kwargs(self, empty_slots: list[int]) -> dict[str, Any]:
         """``empty_slots`` where the generator takes it: tt-metal seeds a slot's sampling state from it
         and picks the data-parallel submesh by it (default ``range(B)``). Releases without it (generator.py
         at d9d95fa357fd2eb79e72ee3fa7daf1214bd9f233) keep no per-slot state, which is fine on one submesh."""
-        through_kwargs = self.image_convention.reads_through_kwargs if self.image_convention else ()
-        if self._takes("prefill_forward", "empty_slots") or "empty_slots" in through_kwargs:
+        if self._places_rows():
             return {"empty_slots": empty_slots}
         if self.data_parallel > 1:
             raise NotImplementedError(
