@@ -66,8 +66,9 @@ def gemma3_items(images: list[Image.Image]) -> list[Any]:
     return list(MultiModalKwargsItems.from_hf_inputs(hf, config)["image"])
 
 
-def qwen25_vl_items(images: list[Image.Image]) -> list[Any]:
-    processor = Qwen2VLImageProcessorPil(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16)
+def qwen_vl_items(processor: Any, images: list[Image.Image]) -> list[Any]:
+    """The per-image items vLLM's Qwen-VL processors cut (``_create_qwen2vl_field_factory``: each image's
+    patches by its grid, one grid per image), from ``processor``'s output."""
     out = processor(images, return_tensors="pt")
     grid = out["image_grid_thw"]
     hf = BatchFeature({"pixel_values": out["pixel_values"], "image_grid_thw": grid})
@@ -76,6 +77,10 @@ def qwen25_vl_items(images: list[Image.Image]) -> list[Any]:
         "image_grid_thw": MultiModalFieldConfig.batched("image", keep_on_cpu=True),
     }
     return list(MultiModalKwargsItems.from_hf_inputs(hf, config)["image"])
+
+
+def qwen25_vl_items(images: list[Image.Image]) -> list[Any]:
+    return qwen_vl_items(Qwen2VLImageProcessorPil(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16), images)
 
 
 def qwen3_vl_items(images: list[Image.Image]) -> list[Any]:
@@ -90,14 +95,7 @@ def qwen3_vl_items(images: list[Image.Image]) -> list[Any]:
         image_mean=[0.5, 0.5, 0.5],
         image_std=[0.5, 0.5, 0.5],
     )
-    out = processor(images, return_tensors="pt")
-    grid = out["image_grid_thw"]
-    hf = BatchFeature({"pixel_values": out["pixel_values"], "image_grid_thw": grid})
-    config = {
-        "pixel_values": MultiModalFieldConfig.flat_from_sizes("image", grid.prod(-1)),
-        "image_grid_thw": MultiModalFieldConfig.batched("image", keep_on_cpu=True),
-    }
-    return list(MultiModalKwargsItems.from_hf_inputs(hf, config)["image"])
+    return qwen_vl_items(processor, images)
 
 
 def mistral3_items(images: list[Image.Image]) -> list[Any]:

@@ -95,14 +95,21 @@ class HostContractModel:
         ``tt_data_parallel`` and ``optimizations`` are accepted for the contract; the host computes all
         rows at once, so they change nothing observable.
         """
-        if not isinstance(mesh_device, HostDevice):
-            raise TypeError(f"{cls.__name__} runs on a HostDevice, got {type(mesh_device).__name__}.")
-        cls.check_config(hf_config, max_seq_len)
-        num_layers = int(hf_config.num_hidden_layers)
-        if n_layers is not None:
-            num_layers = min(num_layers, int(n_layers))
+        num_layers = cls.layers_to_load(hf_config, mesh_device, max_seq_len, n_layers)
         weights = cls.load_weights(hf_config, num_layers, mesh_device)
         return cls(hf_config, weights, mesh_device.torch_device, mesh_device.dtype, max_seq_len)
+
+    @classmethod
+    def layers_to_load(
+        cls, decoder_config: Any, mesh_device: Any, max_seq_len: int, n_layers: int | None
+    ) -> int:
+        """The decoder layers to load (the checkpoint's, or ``n_layers`` if fewer), once the device is
+        the host's and the class can compute ``decoder_config`` (``check_config``)."""
+        if not isinstance(mesh_device, HostDevice):
+            raise TypeError(f"{cls.__name__} runs on a HostDevice, got {type(mesh_device).__name__}.")
+        cls.check_config(decoder_config, max_seq_len)
+        num_layers = int(decoder_config.num_hidden_layers)
+        return num_layers if n_layers is None else min(num_layers, int(n_layers))
 
     # ---- contract
 

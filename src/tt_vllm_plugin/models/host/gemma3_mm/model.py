@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 
-from tt_vllm_plugin.device.host import HostDevice
 from tt_vllm_plugin.models.contract import SUPPORTS_CHUNKED_PREFILL, SUPPORTS_PREFIX_CACHING
 from tt_vllm_plugin.models.host.bidirectional import Spans
 from tt_vllm_plugin.models.host.checkpoint import model_folder
@@ -70,13 +69,8 @@ class HostGemma3MMModel(HostGemma3Model):
         optimizations: str = "performance",
     ) -> HostGemma3MMModel:
         """The text decoder from ``hf_config.text_config``, the image encoder beside it."""
-        if not isinstance(mesh_device, HostDevice):
-            raise TypeError(f"{cls.__name__} runs on a HostDevice, got {type(mesh_device).__name__}.")
         text = hf_config.text_config
-        cls.check_config(text, max_seq_len)
-        num_layers = int(text.num_hidden_layers)
-        if n_layers is not None:
-            num_layers = min(num_layers, int(n_layers))
+        num_layers = cls.layers_to_load(text, mesh_device, max_seq_len, n_layers)
         folder = model_folder(hf_config)
         naming = Gemma3MMNaming.of(folder)
         dtype, device = mesh_device.dtype, mesh_device.torch_device
