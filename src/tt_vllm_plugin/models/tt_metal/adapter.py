@@ -287,11 +287,7 @@ class TTMetalModel:
             raise NotImplementedError(
                 f"{name} cannot prefill after a cached prefix (its prefill drops start_pos)."
             )
-        if self.data_parallel > 1:
-            raise NotImplementedError(
-                f"{name}'s prefill drops empty_slots, so TT option data_parallel={self.data_parallel} "
-                "cannot place its rows."
-            )
+        # Its prefill drops empty_slots: data_parallel > 1 was refused at start (_places_rows).
         kwargs: dict[str, Any] = {"page_table": page_table, "kv_cache": kv_cache, "prompt_lens": prompt_lens}
         if "pixel_values" in features:
             kwargs["images"] = images.mistral3_images(features["pixel_values"])
@@ -310,15 +306,9 @@ class TTMetalModel:
     def _slots_kwargs(self, empty_slots: list[int]) -> dict[str, Any]:
         """``empty_slots`` where the generator takes it: tt-metal seeds a slot's sampling state from it
         and picks the data-parallel submesh by it (default ``range(B)``). Releases without it (generator.py
-        at d9d95fa357fd2eb79e72ee3fa7daf1214bd9f233) keep no per-slot state, which is fine on one submesh."""
-        if self._places_rows():
-            return {"empty_slots": empty_slots}
-        if self.data_parallel > 1:
-            raise NotImplementedError(
-                f"{self.generator_cls.__name__} takes no empty_slots, so it cannot prefill into the submesh "
-                f"of a decode slot: TT option data_parallel={self.data_parallel} needs a newer tt-metal."
-            )
-        return {}
+        at d9d95fa357fd2eb79e72ee3fa7daf1214bd9f233) keep no per-slot state, which is fine on one submesh
+        (more than one was refused at start: initialize_vllm_model)."""
+        return {"empty_slots": empty_slots} if self._places_rows() else {}
 
     def decode_forward(
         self,
