@@ -5,6 +5,11 @@ The full sweep (the figures for benchmarks/RESULTS.md; run it on a quiet machine
 
     .venv/bin/python benchmarks/serve_sweep.py
 
+On x86, vLLM's native CPU platform keeps one core per worker for its scheduler process
+(``VLLM_CPU_NUM_OF_RESERVED_CPU``): on a 2-core machine it computes on one. ``--backends
+plugin,native,native-all-cores`` adds the same platform computing on every core, as the plugin does
+(about 8 more minutes).
+
 The same plus our plugin with prefill batching off (one request per prefill call, as Tenstorrent's
 tt_transformers runner prefills), about 7 more minutes:
 
@@ -133,11 +138,16 @@ def variants(args: argparse.Namespace) -> list[Variant]:
         else:
             eager = ("--enforce-eager",) if args.native_enforce_eager else ()
             how = "eager" if eager else "torch.compile"
+            env = {"VLLM_PLUGINS": "tt", "TT_VLLM_DEVICE": "auto"}  # the plugin steps aside
+            if backend == "native-all-cores":
+                # vLLM keeps one core per worker for its scheduler process unless told to keep none.
+                env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = "0"
+                how += ", every core computing"
             chosen.append(
                 Variant(
-                    "native",
+                    backend,
                     f"vLLM native CPU platform ({how})",
-                    {"VLLM_PLUGINS": "tt", "TT_VLLM_DEVICE": "auto"},  # the plugin steps aside
+                    env,
                     eager,
                     expect_log=PLUGIN_INACTIVE,
                     refuse_log=PLUGIN_ACTIVE,
@@ -300,7 +310,7 @@ def ratio_lines(results: dict[str, dict], baseline: str = "native") -> list[str]
     native = {run["offered_rate"]: run for run in results[baseline]["runs"]}
     lines = [f"\nvs {baseline} at the same rate: output tok/s ratio, P99 TTFT ratio; plugin runner overhead"]
     for name, record in results.items():
-        if name == baseline:
+        if name.startswith("native"):
             continue
         for run in record["runs"]:
             base = native.get(run["offered_rate"])
@@ -425,9 +435,10 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--backends",
-        type=_csv({"plugin", "native", "ttnn"}),
+        type=_csv({"plugin", "native", "native-all-cores", "ttnn"}),
         default="plugin,native",
-        help="plugin (host device), native (vLLM's CPU platform), ttnn (a Tenstorrent card)",
+        help="plugin (host device), native (vLLM's CPU platform; on x86 it keeps one core for its "
+        "scheduler), native-all-cores (the same computing on every core), ttnn (a Tenstorrent card)",
     )
     parser.add_argument(
         "--prefill-batching",
@@ -531,7 +542,7 @@ def main() -> None:
     for name, record in results.items():
         for figures in record["runs"]:
             print(table_row(name, figures))
-    for line in ratio_lines(results) + published_lines(results):
+    for line in ratio_lines(results) + ratio_lines(results, "native-all-cores") + published_lines(results):
         print(line)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"setup": setup, "fairness": fairness, "results": results}, indent=2))

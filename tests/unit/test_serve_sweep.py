@@ -53,10 +53,37 @@ def test_the_expected_log_lines_are_the_ones_the_platform_writes(sweep):
     assert (message % (DeviceChoice.TTNN.value, "0.32.0")).startswith(sweep.PLUGIN_ACTIVE_TTNN)
 
 
+def test_native_all_cores_is_the_native_platform_reserving_no_core(sweep, monkeypatch):
+    args = parse(sweep, monkeypatch, "--backends", "native,native-all-cores")
+    native, all_cores = sweep.variants(args)
+    assert native.env == {"VLLM_PLUGINS": "tt", "TT_VLLM_DEVICE": "auto"}
+    assert all_cores.env == {**native.env, "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
+    assert (all_cores.name, all_cores.expect_log) == ("native-all-cores", sweep.PLUGIN_INACTIVE)
+    assert sweep.server_args(args, native) == sweep.server_args(args, all_cores)
+
+
+def test_plugin_rates_are_compared_with_each_native_variant(sweep):
+    def runs(throughput: float, ttft: float) -> dict:
+        return {"runs": [{"offered_rate": "inf", "output_throughput": throughput, "p99_ttft_ms": ttft}]}
+
+    results = {
+        "plugin": runs(400.0, 100.0),
+        "native": runs(200.0, 200.0),
+        "native-all-cores": runs(320.0, 50.0),
+    }
+    assert sweep.ratio_lines(results)[1:] == ["plugin rate inf: throughput 2.00x, P99 TTFT 0.50x"]
+    assert sweep.ratio_lines(results, "native-all-cores")[1:] == [
+        "plugin rate inf: throughput 1.25x, P99 TTFT 2.00x"
+    ]
+
+
 def test_an_unknown_backend_is_refused(sweep, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         parse(sweep, monkeypatch, "--backends", "gpu")
-    assert "expected a comma-separated list of native, plugin, ttnn, got 'gpu'" in capsys.readouterr().err
+    assert (
+        "expected a comma-separated list of native, native-all-cores, plugin, ttnn, got 'gpu'"
+        in capsys.readouterr().err
+    )
 
 
 def test_ttnn_figures_are_printed_beside_the_published_n150_ones(sweep):
