@@ -16,6 +16,7 @@ import torch
 from tests.contract.conftest import Subject
 from tests.contract.helpers import BlockPool, blocks_for, padded_tokens, page_table, random_prompts
 from tt_vllm_plugin.models.contract import (
+    PREFILL_TAKES_DECODE_ROWS,
     SUPPORTS_ASYNC_DECODE,
     SUPPORTS_CHUNKED_PREFILL,
     SUPPORTS_PREFIX_CACHING,
@@ -38,6 +39,7 @@ KNOWN_CAPABILITIES = (
     SUPPORTS_ASYNC_DECODE,
     SUPPORTS_SAMPLE_ON_DEVICE,
     SUPPORTS_PROMPT_LOGPROBS,
+    PREFILL_TAKES_DECODE_ROWS,
 )
 
 
@@ -214,6 +216,22 @@ def test_every_position_logits_for_prompt_logprobs(subject):
     subject.assert_close(
         flat[len(fresh) :], subject.reference_logits(resumed)[b:], "resumed row, new positions"
     )
+
+
+def test_a_one_token_row_beside_a_fresh_prompt_for_prefill_takes_decode_rows(subject):
+    """What PREFILL_TAKES_DECODE_ROWS lets the runner do: fold a step's decode rows (one token after the
+    cached ones) into the prefill of the prompts joining them."""
+    if not subject.capabilities.get(PREFILL_TAKES_DECODE_ROWS):
+        pytest.skip("the model does not declare prefill_takes_decode_rows")
+    b = subject.block_size
+    running, fresh = random_prompts([b + 2, b - 3], seed=13, vocab_size=subject.vocab_size)
+    pool = BlockPool(NUM_BLOCKS, seed=14)
+    rows = [pool.take(blocks_for(len(running), b)), pool.take(blocks_for(len(fresh), b))]
+    kv_cache = subject.kv_cache(NUM_BLOCKS)
+    prefill(subject, kv_cache, [running], rows[:1], lens=[len(running) - 1])
+    out = prefill(subject, kv_cache, [running, fresh], rows, start_pos=[len(running) - 1, 0])
+    subject.assert_close(out[0, 0], subject.reference_logits(running)[-1], "one-token row")
+    subject.assert_close(out[1, 0], subject.reference_logits(fresh)[-1], "fresh row beside it")
 
 
 # ---- decode

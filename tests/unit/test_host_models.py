@@ -38,6 +38,7 @@ from tests.contract.helpers import BlockPool, padded_tokens, page_table
 from tt_vllm_plugin import envs
 from tt_vllm_plugin.device.host import HostDevice
 from tt_vllm_plugin.models.contract import (
+    PREFILL_TAKES_DECODE_ROWS,
     SUPPORTS_ASYNC_DECODE,
     SUPPORTS_CHUNKED_PREFILL,
     SUPPORTS_PREFIX_CACHING,
@@ -342,7 +343,35 @@ def test_satisfies_contract(checkpoint):
         SUPPORTS_PROMPT_LOGPROBS: True,
         SUPPORTS_SAMPLE_ON_DEVICE: True,
         SUPPORTS_ASYNC_DECODE: True,
+        PREFILL_TAKES_DECODE_ROWS: True,
     }
+
+
+def test_a_one_token_prefill_row_is_a_decode(checkpoint):
+    """What PREFILL_TAKES_DECODE_ROWS promises the runner: a row of one token after its cached ones,
+    prefilled beside a fresh prompt, gives the logits decode_forward gives and writes the same K/V."""
+    model = checkpoint.tt_model()
+    a, c = random_prompts([11, 6], seed=12)
+    pool = BlockPool(32, seed=13)
+    rows_a, rows_c = pool.take(blocks_for(12)), pool.take(blocks_for(6))
+    kv_cache = new_cache(model, 32)
+    model.prefill_forward(padded_tokens([a[:10]]), page_table([rows_a], 8), kv_cache, [10])
+    decoded_cache = [[k.clone(), v.clone()] for k, v in kv_cache]
+
+    decoded = model.decode_forward(
+        a[10:11].reshape(1, 1), torch.tensor([10], dtype=torch.int32), page_table([rows_a], 8), decoded_cache
+    )
+    folded = model.prefill_forward(
+        padded_tokens([a, c]), page_table([rows_a, rows_c], 8), kv_cache, [11, 6], start_pos=[10, 0]
+    )
+
+    torch.testing.assert_close(folded[0, 0], decoded[0, 0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(folded[0, 0], checkpoint.last_logits(a[:11]), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(folded[1, 0], checkpoint.last_logits(c), atol=1e-4, rtol=1e-4)
+    for (k, v), (k_decoded, v_decoded) in zip(kv_cache, decoded_cache, strict=True):
+        for block in rows_a:
+            torch.testing.assert_close(k[block], k_decoded[block], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(v[block], v_decoded[block], atol=1e-5, rtol=1e-5)
 
 
 def test_batched_prefill_matches_transformers(checkpoint):

@@ -90,6 +90,11 @@ SUPPORTS_SAMPLE_ON_DEVICE = "supports_sample_on_device"
 # Ours, not Tenstorrent's: ``prefill_forward(..., return_all_logits=True)`` returns the logits of every
 # computed position, flat (sum of new tokens, vocab), which vLLM's prompt_logprobs need.
 SUPPORTS_PROMPT_LOGPROBS = "supports_prompt_logprobs"
+# Ours: ``prefill_forward`` computes a row of one token after its cached ones exactly as
+# ``decode_forward`` would (position, KV write, logits). A step with prompt tokens then folds its decode
+# rows into the one prefill call: one forward over all the step's tokens, as vLLM's own runners do,
+# instead of a prefill and a decode one after the other.
+PREFILL_TAKES_DECODE_ROWS = "prefill_takes_decode_rows"
 
 KVCache = list[list[torch.Tensor]]  # per layer: [K, V]
 

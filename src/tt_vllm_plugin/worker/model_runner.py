@@ -7,7 +7,9 @@ A step, in the order ``execute_model`` runs it (each part one function in its ow
 3. ``plan_step`` (step_plan.py): which rows prefill, which decode, which sampler samples the step;
 4. ``run_prefill`` (prefill.py): one batched ``prefill_forward`` for every row with prompt tokens to
    compute, honouring ``num_computed_tokens`` for cached prefixes and chunks;
-5. ``run_decode`` (decode.py): one ``decode_forward`` over the fixed decode slots.
+5. ``run_decode`` (decode.py): one ``decode_forward`` over the fixed decode slots. A model declaring
+   ``prefill_takes_decode_rows`` (the host models) gets no decode call in a step that prefills: the plan
+   puts its decode rows, one token each, into the prefill call (one forward over the step's tokens).
 
 Both write into one :class:`~tt_vllm_plugin.worker.step_data.RowOutputs`. ``sample_tokens`` then
 returns a :class:`StepOutput` finished on first demand: by vLLM's engine core when it pops the step from
@@ -36,6 +38,7 @@ from tt_vllm_plugin.device.mesh import kv_heads_per_device
 from tt_vllm_plugin.log import get_logger
 from tt_vllm_plugin.models import registry
 from tt_vllm_plugin.models.contract import (
+    PREFILL_TAKES_DECODE_ROWS,
     SUPPORTS_SAMPLE_ON_DEVICE,
     KVCache,
     TTModel,
@@ -111,6 +114,8 @@ class TTModelRunner:
         self.decode_slots = DecodeSlots(self.max_num_reqs)
         self.decode_layout = DecodeLayout()
         self.async_decode = False  # set from the model's capabilities in load_model
+        # Whether a step with prompt tokens folds its decode rows into its prefill call (load_model).
+        self.fold_decode = False
         self.layer_groups: list[int] | None = None  # each layer's KV cache group, when several
         self.takes_images = False  # set in load_model: prefills then get their rows' images
         # M-RoPE checkpoints: each request's delta from prefill to decode (multimodal_inputs.py).
@@ -137,6 +142,8 @@ class TTModelRunner:
             registry.register_with_vllm()
             logger.info("%s (its processor prepares the images)", describe_resolution(self.model_config))
         self.async_decode = async_decode_usable(self.tt_model)
+        # Not without prefill batching, which exists to measure one request per prefill call.
+        self.fold_decode = self.prefill_batching and capability(self.tt_model, PREFILL_TAKES_DECODE_ROWS)
 
     def kv_cache_shape(self, num_blocks: int) -> tuple[int, int, int, int]:
         """The contract's per-layer K/V shape, per device: (num_blocks, KV heads per device, block_size,
@@ -210,7 +217,14 @@ class TTModelRunner:
         update_states(scheduler_output, batch, self.requests, self.decode_slots, self.prompt_logprobs)
         if scheduler_output.total_num_scheduled_tokens == 0 or batch.num_reqs == 0:
             return EMPTY_MODEL_RUNNER_OUTPUT
-        plan = plan_step(batch, scheduler_output.num_scheduled_tokens, self.requests, self._sampling_path)
+        plan = plan_step(
+            batch,
+            scheduler_output.num_scheduled_tokens,
+            self.requests,
+            self._sampling_path,
+            # Prompt logprobs split a prefill's flat logits by row; decode rows stay out of that.
+            fold_decode=self.fold_decode and not self.prompt_logprobs.wanted,
+        )
         ctx = self._step_context()
         self.fault_injector.before_model_step()  # TT_VLLM_FAULT_INJECT: fails here, like a model error
         outputs = RowOutputs.for_step(plan.num_reqs, self.vocab_size, plan.device_sampling is not None)

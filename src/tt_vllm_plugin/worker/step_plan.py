@@ -49,8 +49,12 @@ def plan_step(
     num_scheduled_tokens: Mapping[str, int],
     requests: Mapping[str, CachedRequestState],
     sampling_path: Callable[[bool], SamplingPath],
+    fold_decode: bool = False,
 ) -> StepPlan:
-    """Sort the batch's rows into prefill and decode and pick the sampler (``sampling_path(has_prefill)``)."""
+    """Sort the batch's rows into prefill and decode and pick the sampler (``sampling_path(has_prefill)``).
+
+    With ``fold_decode`` (the model's prefill takes decode rows, contract.PREFILL_TAKES_DECODE_ROWS), a
+    step that prefills at all prefills every row: its decode rows are one-token rows of the same call."""
     num_reqs = batch.num_reqs
     scheduled = np.array([num_scheduled_tokens[req_id] for req_id in batch.req_ids], dtype=np.int64)
     computed = batch.num_computed_tokens_cpu[:num_reqs].astype(np.int64)
@@ -59,6 +63,8 @@ def plan_step(
     # A decode feeds exactly the last known token; anything else computes prompt (or, after a
     # preemption, recomputed output) tokens and goes to the batched prefill.
     is_decode = (scheduled == 1) & (ends == known) & (computed >= batch.num_prompt_tokens[:num_reqs])
+    if fold_decode and not is_decode.all():
+        is_decode[:] = False
     prefill_rows = np.flatnonzero(~is_decode)
     partial = ends < known
     device_sampling = None

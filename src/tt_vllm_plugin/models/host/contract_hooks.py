@@ -20,6 +20,7 @@ import torch
 
 from tt_vllm_plugin.device.host import HostDevice, zeroed_tensor
 from tt_vllm_plugin.models.contract import (
+    PREFILL_TAKES_DECODE_ROWS,
     SUPPORTS_ASYNC_DECODE,
     SUPPORTS_CHUNKED_PREFILL,
     SUPPORTS_PREFIX_CACHING,
@@ -58,6 +59,8 @@ class HostContractModel:
         # decode_forward(read_from_device=False) + read_decode_output(async_read=True): on CUDA the
         # kernels and the copy are queued; on the CPU they are done when decode_forward returns.
         SUPPORTS_ASYNC_DECODE: True,
+        # A decode row is a one-token prefill over its cached prefix (the chunked-prefill path).
+        PREFILL_TAKES_DECODE_ROWS: True,
     }
 
     # What the family's decoder provides (besides forward, logits and vocab_size; see the module docstring).

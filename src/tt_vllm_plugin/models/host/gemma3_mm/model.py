@@ -17,7 +17,11 @@ from typing import Any
 
 import torch
 
-from tt_vllm_plugin.models.contract import SUPPORTS_CHUNKED_PREFILL, SUPPORTS_PREFIX_CACHING
+from tt_vllm_plugin.models.contract import (
+    PREFILL_TAKES_DECODE_ROWS,
+    SUPPORTS_CHUNKED_PREFILL,
+    SUPPORTS_PREFIX_CACHING,
+)
 from tt_vllm_plugin.models.host.bidirectional import Spans
 from tt_vllm_plugin.models.host.checkpoint import model_folder
 from tt_vllm_plugin.models.host.contract_hooks import HostContractModel, PrefillImages
@@ -46,6 +50,8 @@ class HostGemma3MMModel(HostGemma3Model):
         **HostContractModel.model_capabilities,
         SUPPORTS_PREFIX_CACHING: False,
         SUPPORTS_CHUNKED_PREFILL: False,
+        # Its prefill takes whole prompts with their images, never a row's continuation.
+        PREFILL_TAKES_DECODE_ROWS: False,
     }
     supports_multimodal = True  # contract.TAKES_IMAGES
 
