@@ -24,7 +24,9 @@ Fair comparison: both servers are `python -m vllm.entrypoints.openai.api_server`
 (model folder, dtype, --max-model-len, --max-num-seqs, --max-num-batched-tokens, --kv-cache-memory-bytes,
 --seed) and OMP_NUM_THREADS = the core count (vLLM's CPU platform drops to one torch thread otherwise). They
 differ only in TT_VLLM_DEVICE: `host` activates the plugin, `auto` makes it step aside (no Tenstorrent card)
-so vLLM picks its own CPU platform; each server's log is checked for which platform ran. The native server
+so vLLM picks its own CPU platform; each server's log is checked for which platform ran. Native then binds
+its own threads and keeps one core for its scheduler (above); `native-all-cores` differs from `native` only
+in VLLM_CPU_NUM_OF_RESERVED_CPU=0. The native server
 keeps vLLM's default torch.compile (~110 s at start, excluded from the figures); --native-enforce-eager runs
 it eager instead (skips the compile; not what native users run). Every server gets the same requests at a
 given rate: the random dataset with seed --seed + the rate's index, fixed input/output lengths, ignore_eos,

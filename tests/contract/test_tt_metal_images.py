@@ -83,19 +83,22 @@ def qwen25_vl_items(images: list[Image.Image]) -> list[Any]:
     return qwen_vl_items(Qwen2VLImageProcessorPil(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16), images)
 
 
+# Qwen3-VL's image processor settings (16-pixel patches, 2 x 2 merge, mean and std 0.5, as its
+# checkpoints' preprocessor_config.json), for either of transformers' Qwen2-VL image processors.
+QWEN3_VL_PROCESSOR_SETTINGS: dict[str, Any] = {
+    "size": {"shortest_edge": 32 * 32 * 4, "longest_edge": 32 * 32 * 16},
+    "patch_size": 16,
+    "merge_size": 2,
+    "temporal_patch_size": 2,
+    "image_mean": [0.5, 0.5, 0.5],
+    "image_std": [0.5, 0.5, 0.5],
+}
+
+
 def qwen3_vl_items(images: list[Image.Image]) -> list[Any]:
-    """Qwen3-VL's image processor settings (16-pixel patches, 2 x 2 merge, mean and std 0.5, as its
-    checkpoints' preprocessor_config.json); vLLM 0.32's Qwen3VLMultiModalProcessor._get_mm_fields_config
-    is Qwen2-VL's field factory (``_create_qwen2vl_field_factory``)."""
-    processor = Qwen2VLImageProcessorPil(
-        size={"shortest_edge": 32 * 32 * 4, "longest_edge": 32 * 32 * 16},
-        patch_size=16,
-        merge_size=2,
-        temporal_patch_size=2,
-        image_mean=[0.5, 0.5, 0.5],
-        image_std=[0.5, 0.5, 0.5],
-    )
-    return qwen_vl_items(processor, images)
+    """Items cut as for Qwen3-VL: vLLM 0.32's Qwen3VLMultiModalProcessor._get_mm_fields_config is
+    Qwen2-VL's field factory (``_create_qwen2vl_field_factory``)."""
+    return qwen_vl_items(Qwen2VLImageProcessorPil(**QWEN3_VL_PROCESSOR_SETTINGS), images)
 
 
 def mistral3_items(images: list[Image.Image]) -> list[Any]:
@@ -416,14 +419,7 @@ def test_qwen3_vl_gets_what_vllms_own_qwen3_vl_processing_makes() -> None:
     from transformers import Qwen2VLImageProcessor
     from vllm.model_executor.models.qwen3_vl import Qwen3VLMultiModalProcessor
 
-    processor = Qwen2VLImageProcessor(
-        size={"shortest_edge": 32 * 32 * 4, "longest_edge": 32 * 32 * 16},
-        patch_size=16,
-        merge_size=2,
-        temporal_patch_size=2,
-        image_mean=[0.5, 0.5, 0.5],
-        image_std=[0.5, 0.5, 0.5],
-    )
+    processor = Qwen2VLImageProcessor(**QWEN3_VL_PROCESSOR_SETTINGS)
     out = processor(pictures([SIZES[0], SIZES[2]]), return_tensors="pt")
     hf = BatchFeature({"pixel_values": out["pixel_values"], "image_grid_thw": out["image_grid_thw"]})
     vision_config = SimpleNamespace(spatial_merge_size=2)
